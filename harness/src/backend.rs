@@ -1,0 +1,343 @@
+//! One trait where the two worlds meet: the reference model and the real
+//! kernel in qemu both run a resolved program and return outcomes and
+//! observations in the model crate's vocabulary. The comparison only ever
+//! sees this trait's outputs.
+
+use crate::guest::GuestError;
+use crate::vm::{Vm, VmError, VmSpec};
+use crate::wire::{self, WireObs, WireOp, WireResult};
+use reference_impl::model::Model;
+use reference_impl::observation::{AreaObservation, Observation};
+use reference_impl::outcome::Outcome;
+use reference_impl::profile::KernelProfile;
+use reference_impl::program::{Gfp, ResolvedOp, ResolvedProgram};
+use reference_impl::units::{Pages, Pfn};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum BackendError {
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    /// The guest failed during a program; the console tail says why.
+    #[error("{source}")]
+    Guest { source: GuestError, console: String },
+    /// The guest answered with a status that makes no sense for the op.
+    #[error("guest answered op {index} ({kind}) with status {status}: a garbled guest")]
+    Inconsistent { index: usize, kind: u32, status: u32 },
+    /// After a reset the kernel's CMA state differs from its boot state.
+    #[error("reset did not restore the boot CMA state ({0})")]
+    ResetMismatch(String),
+    #[error("model: {0}")]
+    Model(String),
+}
+
+/// What one backend did with one program.
+#[derive(Debug, Clone)]
+pub struct ProgramRun {
+    pub outcomes: Vec<Outcome>,
+    /// Raw per-op results from the guest (kernel backend only).
+    pub raw: Vec<Option<WireResult>>,
+    /// (op index, observation) for every `observe` op.
+    pub observations: Vec<(usize, Observation)>,
+    /// The state after the last op.
+    pub end: Observation,
+}
+
+pub trait Backend {
+    fn name(&self) -> &'static str;
+    /// The CMA layout right after boot (or reset).
+    fn boot_observation(&self) -> &Observation;
+    /// Returns to the boot state.
+    fn reset(&mut self) -> Result<(), BackendError>;
+    /// Runs one program from the current state.
+    fn run(&mut self, prog: &ResolvedProgram) -> Result<ProgramRun, BackendError>;
+}
+
+/// The reference model, in process.
+pub struct ModelBackend {
+    model: Model,
+    boot: Observation,
+}
+
+impl ModelBackend {
+    pub fn new(profile: KernelProfile, boot: Observation) -> Result<Self, BackendError> {
+        let model = Model::new(profile, &boot).map_err(|e| BackendError::Model(e.to_string()))?;
+        Ok(ModelBackend { model, boot })
+    }
+}
+
+impl Backend for ModelBackend {
+    fn name(&self) -> &'static str {
+        "model"
+    }
+
+    fn boot_observation(&self) -> &Observation {
+        &self.boot
+    }
+
+    fn reset(&mut self) -> Result<(), BackendError> {
+        self.model.reset();
+        Ok(())
+    }
+
+    fn run(&mut self, prog: &ResolvedProgram) -> Result<ProgramRun, BackendError> {
+        let (outcomes, observations) = reference_impl::model::run(&mut self.model, prog);
+        let raw = vec![None; outcomes.len()];
+        Ok(ProgramRun { outcomes, raw, observations, end: self.model.observe() })
+    }
+}
+
+/// The real kernel in qemu, driven through the agent.
+pub struct KernelBackend {
+    spec: VmSpec,
+    vm: Option<Vm>,
+    boot: Observation,
+    /// Reboots caused by resets that did not restore the boot state or by dead guests.
+    pub reboots: u32,
+    pub boot_times: Vec<std::time::Duration>,
+}
+
+impl KernelBackend {
+    /// Boots the kernel and reads its boot-time CMA layout.
+    pub fn boot(spec: VmSpec) -> Result<Self, BackendError> {
+        let mut vm = Vm::boot(&spec)?;
+        let boot_time = vm.boot_time;
+        let boot = observe(&mut vm)?;
+        Ok(KernelBackend { spec, vm: Some(vm), boot, reboots: 0, boot_times: vec![boot_time] })
+    }
+
+    pub fn hello(&self) -> Option<&wire::Hello> {
+        self.vm.as_ref().map(|v| &v.hello)
+    }
+
+    fn vm(&mut self) -> Result<&mut Vm, BackendError> {
+        if self.vm.is_none() {
+            let vm = Vm::boot(&self.spec)?;
+            self.boot_times.push(vm.boot_time);
+            self.reboots += 1;
+            self.vm = Some(vm);
+        }
+        // Just ensured.
+        self.vm.as_mut().ok_or_else(|| BackendError::Model("no VM".into()))
+    }
+
+    /// qemu's process id, if a VM runs (for fault-injection tests).
+    pub fn vm_pid(&self) -> Option<u32> {
+        self.vm.as_ref().map(|v| v.pid())
+    }
+
+    /// Throws the VM away; the next use boots a fresh one.
+    pub fn discard_vm(&mut self) {
+        self.vm = None;
+    }
+
+    /// The console of the current VM (bounded), if one runs.
+    pub fn console(&self) -> String {
+        self.vm.as_ref().map(|v| v.console()).unwrap_or_default()
+    }
+
+    fn guest_err(&mut self, source: GuestError) -> BackendError {
+        let console = self.vm.as_ref().map(|v| v.console_tail(40)).unwrap_or_default();
+        // A guest that failed once is not trusted again.
+        self.vm = None;
+        BackendError::Guest { source, console }
+    }
+}
+
+fn observe(vm: &mut Vm) -> Result<Observation, BackendError> {
+    let r = vm
+        .chan
+        .run(&[WireOp { kind: wire::OP_OBSERVE, ..Default::default() }])
+        .map_err(|source| BackendError::Guest { source, console: vm.console_tail(40) })?;
+    match r.observations.first() {
+        Some(o) => Ok(to_observation(o)),
+        None => Err(BackendError::Inconsistent { index: 0, kind: wire::OP_OBSERVE, status: r.results[0].status }),
+    }
+}
+
+pub fn to_observation(o: &WireObs) -> Observation {
+    Observation {
+        areas: o
+            .areas
+            .iter()
+            .map(|a| AreaObservation {
+                name: a.name.clone(),
+                base_pfn: Pfn(a.base_pfn),
+                count: Pages(a.count),
+                order_per_bit: a.order_per_bit,
+                bitmap: a.words.clone(),
+            })
+            .collect(),
+        cma_free: Some(Pages(o.cma_free_pages)),
+    }
+}
+
+/// Encodes one resolved op for the driver.
+pub fn to_wire(op: &ResolvedOp) -> WireOp {
+    match op {
+        ResolvedOp::CmaAlloc { area, h, count, align } => {
+            WireOp { kind: wire::OP_CMA_ALLOC, area: area.0, handle: h.0, flags: 0, a: count.0, b: u64::from(align.0) }
+        }
+        ResolvedOp::CmaRelease { h } => WireOp { kind: wire::OP_CMA_RELEASE, handle: h.0, ..Default::default() },
+        ResolvedOp::CmaReleaseRaw { area, off, count } => {
+            WireOp { kind: wire::OP_CMA_RELEASE_RAW, area: area.0, a: *off as u64, b: count.0, ..Default::default() }
+        }
+        ResolvedOp::DmaAlloc { h, size, attrs, gfp } => {
+            let mut flags = 0;
+            if attrs.wc {
+                flags |= wire::ATTR_WC;
+            }
+            if attrs.nokmap {
+                flags |= wire::ATTR_NOKMAP;
+            }
+            if *gfp == Gfp::Atomic {
+                flags |= wire::GFP_ATOMIC;
+            }
+            WireOp { kind: wire::OP_DMA_ALLOC, handle: h.0, flags, a: size.0, ..Default::default() }
+        }
+        ResolvedOp::DmaFree { h } => WireOp { kind: wire::OP_DMA_FREE, handle: h.0, ..Default::default() },
+        ResolvedOp::Observe => WireOp { kind: wire::OP_OBSERVE, ..Default::default() },
+    }
+}
+
+/// Decodes the driver's answer to one op into the shared vocabulary;
+/// a status that the op cannot produce is a garbled guest.
+pub fn to_outcome(index: usize, op: &WireOp, r: &WireResult) -> Result<Outcome, BackendError> {
+    let bad = || BackendError::Inconsistent { index, kind: r.kind, status: r.status };
+    if r.kind != op.kind {
+        return Err(bad());
+    }
+    let o = match (op.kind, r.status) {
+        (_, wire::ST_BADOP) => Outcome::BadOp,
+        (wire::OP_CMA_ALLOC | wire::OP_DMA_ALLOC, wire::ST_OK) => Outcome::Allocated { pfn: Pfn(r.pfn), pages: Pages(r.pages) },
+        (wire::OP_CMA_ALLOC | wire::OP_DMA_ALLOC, wire::ST_FAILED) => Outcome::AllocFailed,
+        (wire::OP_CMA_RELEASE | wire::OP_DMA_FREE | wire::OP_CMA_RELEASE_RAW, wire::ST_OK) => Outcome::Released,
+        (wire::OP_CMA_RELEASE | wire::OP_DMA_FREE | wire::OP_CMA_RELEASE_RAW, wire::ST_FAILED) => Outcome::ReleaseRejected,
+        (wire::OP_CMA_RELEASE | wire::OP_DMA_FREE, wire::ST_NOOP) => Outcome::Noop,
+        (wire::OP_CMA_RELEASE_RAW, wire::ST_REFUSED) => Outcome::Refused,
+        (wire::OP_OBSERVE, wire::ST_OK) => Outcome::Observed,
+        _ => return Err(bad()),
+    };
+    Ok(o)
+}
+
+impl Backend for KernelBackend {
+    fn name(&self) -> &'static str {
+        "kernel"
+    }
+
+    fn boot_observation(&self) -> &Observation {
+        &self.boot
+    }
+
+    fn reset(&mut self) -> Result<(), BackendError> {
+        let ops = [
+            WireOp { kind: wire::OP_RESET, ..Default::default() },
+            WireOp { kind: wire::OP_OBSERVE, ..Default::default() },
+        ];
+        let r = match self.vm()?.chan.run(&ops) {
+            Ok(r) => r,
+            Err(e) => {
+                // A guest that cannot reset is rebooted; that is the documented recovery.
+                let _ = self.guest_err(e);
+                self.vm()?;
+                return Ok(());
+            }
+        };
+        let now = r.observations.first().map(to_observation);
+        let same = now.as_ref().is_some_and(|o| same_layout(o, &self.boot));
+        if !same {
+            let why = match now {
+                Some(o) => describe_difference(&self.boot, &o),
+                None => "no observation".into(),
+            };
+            eprintln!("note: reset left the kernel's CMA state different from boot ({why}); rebooting the VM");
+            self.vm = None;
+            self.vm()?;
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, prog: &ResolvedProgram) -> Result<ProgramRun, BackendError> {
+        let mut ops: Vec<WireOp> = prog.ops.iter().map(to_wire).collect();
+        ops.push(WireOp { kind: wire::OP_OBSERVE, ..Default::default() });
+        let mut results = Vec::with_capacity(ops.len());
+        let mut obs = Vec::new();
+        // Handles live in the driver across runs, so long programs go in chunks.
+        for (ci, chunk) in ops.chunks(wire::MAX_OPS as usize).enumerate() {
+            let base = ci * wire::MAX_OPS as usize;
+            let r = match self.vm()?.chan.run(chunk) {
+                Ok(r) => r,
+                Err(e) => return Err(self.guest_err(e)),
+            };
+            results.extend(r.results);
+            obs.extend(r.observations.into_iter().map(|o| (base + o.op_index as usize, o)));
+        }
+        let mut outcomes = Vec::with_capacity(prog.ops.len());
+        for (i, (op, r)) in ops.iter().zip(&results).enumerate().take(prog.ops.len()) {
+            outcomes.push(to_outcome(i, op, r)?);
+        }
+        let mut observations: Vec<(usize, Observation)> = obs.iter().map(|(i, o)| (*i, to_observation(o))).collect();
+        let end = match observations.pop() {
+            Some((i, o)) if i == prog.ops.len() => o,
+            _ => return Err(BackendError::Inconsistent { index: prog.ops.len(), kind: wire::OP_OBSERVE, status: 0 }),
+        };
+        let raw = results.into_iter().take(prog.ops.len()).map(Some).collect();
+        Ok(ProgramRun { outcomes, raw, observations, end })
+    }
+}
+
+/// Same areas and bitmaps (CmaFree is not part of the layout).
+pub fn same_layout(a: &Observation, b: &Observation) -> bool {
+    a.areas == b.areas
+}
+
+fn describe_difference(boot: &Observation, now: &Observation) -> String {
+    for (x, y) in boot.areas.iter().zip(&now.areas) {
+        if x != y {
+            return format!("area {}: {} bits used at boot, {} now", x.name, x.used_bits(), y.used_bits());
+        }
+    }
+    format!("{} areas at boot, {} now", boot.areas.len(), now.areas.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reference_impl::program::{AreaId, DmaAttrs, Handle};
+    use reference_impl::units::{Bytes, Order};
+
+    #[test]
+    fn ops_encode_with_the_fields_the_driver_reads() {
+        let w = to_wire(&ResolvedOp::CmaAlloc { area: AreaId(1), h: Handle(5), count: Pages(16), align: Order(4) });
+        assert_eq!((w.kind, w.area, w.handle, w.a, w.b), (wire::OP_CMA_ALLOC, 1, 5, 16, 4));
+        let w = to_wire(&ResolvedOp::CmaReleaseRaw { area: AreaId(0), off: -3, count: Pages(2) });
+        assert_eq!(w.a as i64, -3);
+        let w = to_wire(&ResolvedOp::DmaAlloc {
+            h: Handle(2),
+            size: Bytes(4097),
+            attrs: DmaAttrs { wc: true, nokmap: true },
+            gfp: Gfp::Atomic,
+        });
+        assert_eq!(w.flags, wire::ATTR_WC | wire::ATTR_NOKMAP | wire::GFP_ATOMIC);
+        assert_eq!(w.a, 4097);
+    }
+
+    #[test]
+    fn a_status_the_op_cannot_produce_is_inconsistent() {
+        let op = WireOp { kind: wire::OP_CMA_ALLOC, ..Default::default() };
+        let r = WireResult { status: wire::ST_REFUSED, kind: wire::OP_CMA_ALLOC, pfn: 0, pages: 0, aux: 0 };
+        assert!(matches!(to_outcome(0, &op, &r), Err(BackendError::Inconsistent { .. })));
+        let r = WireResult { status: wire::ST_OK, kind: wire::OP_DMA_FREE, pfn: 0, pages: 0, aux: 0 };
+        assert!(matches!(to_outcome(0, &op, &r), Err(BackendError::Inconsistent { .. })));
+    }
+
+    #[test]
+    fn statuses_map_to_outcomes() {
+        let raw = WireOp { kind: wire::OP_CMA_RELEASE_RAW, ..Default::default() };
+        let r = |status| WireResult { status, kind: wire::OP_CMA_RELEASE_RAW, pfn: 0, pages: 0, aux: 0 };
+        assert_eq!(to_outcome(0, &raw, &r(wire::ST_REFUSED)).ok(), Some(Outcome::Refused));
+        assert_eq!(to_outcome(0, &raw, &r(wire::ST_FAILED)).ok(), Some(Outcome::ReleaseRejected));
+        assert_eq!(to_outcome(0, &raw, &r(wire::ST_OK)).ok(), Some(Outcome::Released));
+    }
+}

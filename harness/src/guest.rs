@@ -1,0 +1,195 @@
+//! The guest channel: framed requests to the agent over the virtio-serial
+//! unix socket. Every read has a deadline and every length is bounded by
+//! the wire format; a garbled or silent guest is an error value, never a
+//! panic or an unbounded wait.
+
+use crate::wire::{self, FrameHdr, Hello, RunResult, WireError, WireOp};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum GuestError {
+    /// Nothing arrived in time: the guest hangs or died without closing.
+    #[error("the guest did not answer {what} within {secs:.1} s")]
+    Timeout { what: &'static str, secs: f64 },
+    /// The guest closed the channel.
+    #[error("the guest closed the channel (it crashed, panicked or powered off)")]
+    Disconnected,
+    /// The guest sent bytes that are not a valid frame or payload.
+    #[error("garbled guest frame: {0}")]
+    Wire(#[from] WireError),
+    /// The agent reported an error.
+    #[error("the guest agent reported: {0}")]
+    Agent(String),
+    /// A valid frame of the wrong kind or sequence.
+    #[error("unexpected guest frame: {0}")]
+    Protocol(String),
+    #[error("guest channel i/o: {0}")]
+    Io(std::io::Error),
+}
+
+/// The host end of the channel.
+pub struct Channel {
+    stream: UnixStream,
+    seq: u32,
+    op_timeout: Duration,
+}
+
+impl Channel {
+    pub fn new(stream: UnixStream, op_timeout: Duration) -> Channel {
+        Channel { stream, seq: 0, op_timeout }
+    }
+
+    /// Reads exactly `buf.len()` bytes before `deadline`.
+    fn read_exact_by(&mut self, buf: &mut [u8], deadline: Instant, what: &'static str) -> Result<(), GuestError> {
+        let total = deadline.saturating_duration_since(Instant::now());
+        let mut got = 0;
+        while got < buf.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(GuestError::Timeout { what, secs: total.as_secs_f64() });
+            }
+            self.stream.set_read_timeout(Some(left)).map_err(GuestError::Io)?;
+            match self.stream.read(&mut buf[got..]) {
+                Ok(0) => return Err(GuestError::Disconnected),
+                Ok(n) => got += n,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    return Err(GuestError::Timeout { what, secs: total.as_secs_f64() })
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Err(GuestError::Disconnected),
+                Err(e) => return Err(GuestError::Io(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn read_frame(&mut self, deadline: Instant, what: &'static str) -> Result<(FrameHdr, Vec<u8>), GuestError> {
+        let mut hb = [0u8; wire::FRAME_HDR_SIZE];
+        self.read_exact_by(&mut hb, deadline, what)?;
+        let hdr = FrameHdr::decode(&hb)?;
+        // hdr.len is bounded by MAX_FRAME in decode.
+        let mut payload = vec![0u8; hdr.len as usize];
+        self.read_exact_by(&mut payload, deadline, what)?;
+        Ok((hdr, payload))
+    }
+
+    /// Waits for the agent's hello.
+    pub fn read_hello(&mut self, within: Duration) -> Result<Hello, GuestError> {
+        let (hdr, payload) = self.read_frame(Instant::now() + within, "hello")?;
+        match hdr.kind {
+            wire::FRAME_HELLO => Ok(Hello::decode(&payload)?),
+            wire::FRAME_ERROR => Err(GuestError::Agent(String::from_utf8_lossy(&payload).into_owned())),
+            k => Err(GuestError::Protocol(format!("frame kind {k} before hello"))),
+        }
+    }
+
+    /// Sends one RUN and waits for its RESULT. The deadline grows with the
+    /// number of ops: `op_timeout` per op plus one for the round trip.
+    pub fn run(&mut self, ops: &[WireOp]) -> Result<RunResult, GuestError> {
+        let payload = wire::encode_run(ops)?;
+        self.seq = self.seq.wrapping_add(1);
+        let hdr = FrameHdr { kind: wire::FRAME_RUN, len: payload.len() as u32, seq: self.seq };
+        let mut frame = hdr.encode().to_vec();
+        frame.extend_from_slice(&payload);
+        self.stream.set_write_timeout(Some(self.op_timeout * 4)).map_err(GuestError::Io)?;
+        self.stream.write_all(&frame).map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => GuestError::Disconnected,
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                GuestError::Timeout { what: "a run request (write)", secs: (self.op_timeout * 4).as_secs_f64() }
+            }
+            _ => GuestError::Io(e),
+        })?;
+        let deadline = Instant::now() + self.op_timeout * (ops.len() as u32 + 1);
+        let (rh, rp) = self.read_frame(deadline, "a run request")?;
+        if rh.seq != self.seq {
+            return Err(GuestError::Protocol(format!("result seq {} for request {}", rh.seq, self.seq)));
+        }
+        match rh.kind {
+            wire::FRAME_RESULT => Ok(wire::decode_result(&rp, ops.len())?),
+            wire::FRAME_ERROR => Err(GuestError::Agent(String::from_utf8_lossy(&rp).into_owned())),
+            k => Err(GuestError::Protocol(format!("frame kind {k} in answer to a run"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Fault injection against a fake guest on a socket pair: these test the
+    //! host's defences, not the guest (the real guest is tested in tests/).
+    use super::*;
+
+    fn pair() -> (Channel, UnixStream) {
+        let (a, b) = UnixStream::pair().expect("socketpair");
+        (Channel::new(a, Duration::from_millis(300)), b)
+    }
+
+    fn frame(kind: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+        let mut f = FrameHdr { kind, len: payload.len() as u32, seq }.encode().to_vec();
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn silent_guest_times_out() {
+        let (mut ch, _peer) = pair();
+        let e = ch.run(&[WireOp { kind: wire::OP_OBSERVE, ..Default::default() }]).expect_err("no answer");
+        assert!(matches!(e, GuestError::Timeout { .. }), "{e}");
+    }
+
+    #[test]
+    fn closed_guest_is_disconnected() {
+        let (mut ch, peer) = pair();
+        drop(peer);
+        let e = ch.read_hello(Duration::from_secs(1)).expect_err("closed");
+        assert!(matches!(e, GuestError::Disconnected), "{e}");
+    }
+
+    #[test]
+    fn garbage_bytes_are_a_wire_error() {
+        let (mut ch, mut peer) = pair();
+        peer.write_all(&[0xAB; 64]).expect("write");
+        let e = ch.read_hello(Duration::from_secs(1)).expect_err("garbage");
+        assert!(matches!(e, GuestError::Wire(WireError::BadMagic(_))), "{e}");
+    }
+
+    #[test]
+    fn truncated_frame_times_out_instead_of_blocking() {
+        let (mut ch, mut peer) = pair();
+        let f = frame(wire::FRAME_HELLO, 0, &[0u8; wire::HELLO_SIZE]);
+        peer.write_all(&f[..40]).expect("write");
+        let e = ch.read_hello(Duration::from_millis(300)).expect_err("truncated");
+        assert!(matches!(e, GuestError::Timeout { .. }), "{e}");
+    }
+
+    #[test]
+    fn agent_error_frame_is_reported_with_its_text() {
+        let (mut ch, mut peer) = pair();
+        peer.write_all(&frame(wire::FRAME_ERROR, 0, b"no /dev/cmafuzz")).expect("write");
+        let e = ch.read_hello(Duration::from_secs(1)).expect_err("error frame");
+        assert!(e.to_string().contains("no /dev/cmafuzz"), "{e}");
+    }
+
+    #[test]
+    fn result_with_wrong_seq_is_a_protocol_error() {
+        let (mut ch, mut peer) = pair();
+        let mut body = 1u32.to_le_bytes().to_vec();
+        body.extend_from_slice(&0u32.to_le_bytes());
+        body.extend_from_slice(&[0u8; wire::RESULT_SIZE]);
+        peer.write_all(&frame(wire::FRAME_RESULT, 77, &body)).expect("write");
+        let e = ch.run(&[WireOp { kind: wire::OP_OBSERVE, ..Default::default() }]).expect_err("seq");
+        assert!(matches!(e, GuestError::Protocol(_)), "{e}");
+    }
+
+    #[test]
+    fn oversized_length_is_refused_before_allocating() {
+        let (mut ch, mut peer) = pair();
+        let mut h = FrameHdr { kind: wire::FRAME_HELLO, len: 0, seq: 0 }.encode();
+        h[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        peer.write_all(&h).expect("write");
+        let e = ch.read_hello(Duration::from_secs(1)).expect_err("too big");
+        assert!(matches!(e, GuestError::Wire(WireError::TooBig { .. })), "{e}");
+    }
+}

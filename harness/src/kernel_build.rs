@@ -1,0 +1,515 @@
+//! Builds the kernel of a target: Debian's source package (or the user's
+//! tree), patches applied in order to a private copy, `allnoconfig` plus the
+//! target's fragments, the in-kernel test driver added as `mm/cmafuzz.c`.
+//! Outputs are cached under `cache::root()/kernels/<key>`, where the key
+//! hashes every input; a second build of the same inputs is a cache hit.
+
+use crate::cache::{self, KeyHasher};
+use crate::targets::Target;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+pub const DRIVER_C: &str = include_str!("../../qemu/driver/cmafuzz.c");
+pub const WIRE_H: &str = include_str!("../../qemu/include/cmafuzz_wire.h");
+
+#[derive(Debug, Error)]
+pub enum BuildError {
+    /// The default source package is not installed.
+    #[error("kernel source {path} not found: install it with `apt-get install {package}`, or pass --kernel-src DIR")]
+    MissingSource { path: PathBuf, package: String },
+    /// `--kernel-src` does not name a kernel tree.
+    #[error("--kernel-src {0}: not a kernel source tree (no Makefile and mm/cma.c there)")]
+    NotATree(PathBuf),
+    /// A patch file cannot be read.
+    #[error("--kernel-patch {path}: {source}")]
+    PatchUnreadable { path: PathBuf, source: std::io::Error },
+    /// A patch does not apply to the tree.
+    #[error("patch {path} does not apply to {tree}: {detail}")]
+    PatchDoesNotApply { path: PathBuf, tree: String, detail: String },
+    /// A host tool is missing.
+    #[error("`{tool}` not found: install it with `apt-get install {package}` (or run `cmafuzz doctor`)")]
+    MissingTool { tool: String, package: String },
+    /// A fragment option did not survive `allnoconfig`.
+    #[error("{option}={wanted} from fragment {fragment} did not survive allnoconfig (.config has {got}): a dependency of it is missing from the fragments")]
+    ConfigDropped { option: String, wanted: String, got: String, fragment: String },
+    /// A build step failed.
+    #[error("{step} failed (exit {code}); log: {log}\n{tail}")]
+    StepFailed { step: String, code: String, log: PathBuf, tail: String },
+    /// File system trouble in the cache.
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BuildError {
+    let what = what.into();
+    move |source| BuildError::Io { what, source }
+}
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    pub target: Target,
+    pub src: Option<PathBuf>,
+    pub patches: Vec<PathBuf>,
+}
+
+/// A built kernel in the cache.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KernelArtifacts {
+    pub key: String,
+    pub dir: PathBuf,
+    pub image: PathBuf,
+    pub vmlinux: PathBuf,
+    pub config: PathBuf,
+    pub cache_hit: bool,
+    pub seconds: f64,
+}
+
+/// Identity of the kernel source, for the cache key.
+fn source_identity(req: &BuildRequest) -> Result<String, BuildError> {
+    match &req.src {
+        None => {
+            let tar = PathBuf::from(req.target.source_tarball());
+            if !tar.is_file() {
+                return Err(BuildError::MissingSource { path: tar, package: req.target.source_package.clone() });
+            }
+            let sha = cache::file_sha256(&tar).map_err(io(format!("hashing {}", tar.display())))?;
+            Ok(format!("tarball:{sha}"))
+        }
+        Some(dir) => {
+            if !dir.join("Makefile").is_file() || !dir.join("mm/cma.c").is_file() {
+                return Err(BuildError::NotATree(dir.clone()));
+            }
+            if dir.join(".git").exists() {
+                let head = run_capture(Command::new("git").arg("-C").arg(dir).args(["rev-parse", "HEAD"]))?;
+                let diff = run_capture(Command::new("git").arg("-C").arg(dir).args(["diff", "HEAD"]))?;
+                let status = run_capture(
+                    Command::new("git").arg("-C").arg(dir).args(["status", "--porcelain", "--untracked-files=all"]),
+                )?;
+                let mut k = KeyHasher::new("git");
+                k.part(head.as_bytes()).part(diff.as_bytes()).part(status.as_bytes());
+                Ok(format!("git:{}", k.finish()))
+            } else {
+                let mut k = KeyHasher::new("tree");
+                hash_tree(dir, dir, &mut k)?;
+                Ok(format!("tree:{}", k.finish()))
+            }
+        }
+    }
+}
+
+/// Hashes paths, sizes and mtimes of a tree without a VCS (cheap, not content).
+fn hash_tree(root: &Path, dir: &Path, k: &mut KeyHasher) -> Result<(), BuildError> {
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .map_err(io(format!("reading {}", dir.display())))?
+        .filter_map(Result::ok)
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let p = e.path();
+        let Ok(md) = e.metadata() else { continue };
+        let rel = p.strip_prefix(root).unwrap_or(&p).to_string_lossy().into_owned();
+        if md.is_dir() {
+            hash_tree(root, &p, k)?;
+        } else {
+            let mtime = md.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+            k.part(rel.as_bytes()).part(&md.len().to_le_bytes()).part(&mtime.unwrap_or_default().as_nanos().to_le_bytes());
+        }
+    }
+    Ok(())
+}
+
+fn run_capture(cmd: &mut Command) -> Result<String, BuildError> {
+    let prog = cmd.get_program().to_string_lossy().into_owned();
+    let out = cmd.output().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => BuildError::MissingTool { tool: prog.clone(), package: package_of(&prog) },
+        _ => BuildError::Io { what: format!("running {prog}"), source: e },
+    })?;
+    if !out.status.success() {
+        return Err(BuildError::StepFailed {
+            step: format!("{prog} {:?}", cmd.get_args().collect::<Vec<_>>()),
+            code: out.status.code().map_or("signal".into(), |c| c.to_string()),
+            log: PathBuf::new(),
+            tail: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The Debian package that provides a tool.
+pub fn package_of(tool: &str) -> String {
+    match tool {
+        "arm-linux-gnueabihf-gcc" => "gcc-arm-linux-gnueabihf",
+        "aarch64-linux-gnu-gcc" => "gcc-aarch64-linux-gnu",
+        "qemu-system-arm" | "qemu-system-aarch64" => "qemu-system-arm",
+        "make" | "gcc" => "build-essential",
+        "xz" => "xz-utils",
+        t => t,
+    }
+    .to_string()
+}
+
+/// The cache key of a request: every input that changes the kernel.
+pub fn cache_key(req: &BuildRequest) -> Result<String, BuildError> {
+    let mut k = KeyHasher::new("cmafuzz-kernel-v1");
+    k.part(req.target.name.as_bytes()).part(req.target.arch.as_bytes());
+    k.part(source_identity(req)?.as_bytes());
+    for p in &req.patches {
+        let text = fs::read(p).map_err(|source| BuildError::PatchUnreadable { path: p.clone(), source })?;
+        k.part(&text);
+    }
+    for (name, text) in req.target.fragment_texts().map_err(|e| BuildError::Io {
+        what: e.to_string(),
+        source: std::io::Error::other("bad target table"),
+    })? {
+        k.part(name.as_bytes()).part(text.as_bytes());
+    }
+    k.part(DRIVER_C.as_bytes()).part(WIRE_H.as_bytes());
+    let gcc = format!("{}gcc", req.target.cross_prefix());
+    k.part(run_capture(Command::new(&gcc).arg("--version"))?.as_bytes());
+    Ok(k.finish())
+}
+
+/// Builds (or finds in the cache) the kernel for `req`. `progress` receives
+/// one line at a time for the user.
+pub fn build(req: &BuildRequest, progress: &mut dyn FnMut(&str)) -> Result<KernelArtifacts, BuildError> {
+    let start = Instant::now();
+    let key = cache_key(req)?;
+    let root = cache::root();
+    let dir = root.join("kernels").join(format!("{}-{key}", req.target.name));
+    let image_name = if req.target.arch == "arm64" { "Image" } else { "zImage" };
+    let arts = |hit: bool, secs: f64| KernelArtifacts {
+        key: key.clone(),
+        dir: dir.clone(),
+        image: dir.join(image_name),
+        vmlinux: dir.join("vmlinux"),
+        config: dir.join("config"),
+        cache_hit: hit,
+        seconds: secs,
+    };
+    if dir.join("done").is_file() {
+        return Ok(arts(true, start.elapsed().as_secs_f64()));
+    }
+    // One builder per key: a second process (or test thread) waits, then hits the cache.
+    fs::create_dir_all(root.join("kernels")).map_err(io("creating the kernel cache"))?;
+    let _lock = FileLock::acquire(&root.join("kernels").join(format!(".{key}.lock")))?;
+    if dir.join("done").is_file() {
+        return Ok(arts(true, start.elapsed().as_secs_f64()));
+    }
+    for p in &req.patches {
+        if !p.is_file() {
+            return Err(BuildError::PatchUnreadable {
+                path: p.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            });
+        }
+    }
+    let work = root.join("build").join(&key);
+    let tree = work.join("src");
+    if work.exists() {
+        fs::remove_dir_all(&work).map_err(io(format!("removing stale {}", work.display())))?;
+    }
+    fs::create_dir_all(&tree).map_err(io(format!("creating {}", tree.display())))?;
+    let log_path = work.join("build.log");
+
+    progress(&format!("[{}] preparing source in {}", req.target.name, tree.display()));
+    prepare_source(req, &tree, &log_path)?;
+    for p in &req.patches {
+        apply_patch(p, &tree, &log_path)?;
+    }
+    install_driver(&tree)?;
+
+    let make = |args: &[&str]| {
+        let mut c = Command::new("make");
+        c.current_dir(&tree)
+            .arg(format!("ARCH={}", req.target.kernel_arch()))
+            .arg(format!("CROSS_COMPILE={}", req.target.cross_prefix()))
+            .env("KBUILD_BUILD_USER", "cmafuzz")
+            .env("KBUILD_BUILD_HOST", "cmafuzz")
+            .env("KBUILD_BUILD_TIMESTAMP", "2024-01-01")
+            .env("CCACHE_DIR", root.join("ccache"))
+            .env("CCACHE_BASEDIR", &tree)
+            .env("CCACHE_NOHASHDIR", "1")
+            .args(args);
+        c
+    };
+
+    let frag_path = work.join("fragment.config");
+    let mut frag_text = String::new();
+    let fragments = req.target.fragment_texts().map_err(|e| BuildError::Io {
+        what: e.to_string(),
+        source: std::io::Error::other("bad target table"),
+    })?;
+    for (_, t) in &fragments {
+        frag_text.push_str(t);
+        frag_text.push('\n');
+    }
+    fs::write(&frag_path, &frag_text).map_err(io("writing the config fragment"))?;
+    progress(&format!("[{}] configuring (allnoconfig + {})", req.target.name, req.target.fragments.join(" + ")));
+    let mut cfg = make(&["allnoconfig"]);
+    cfg.env("KCONFIG_ALLCONFIG", &frag_path);
+    run_logged(&mut cfg, "make allnoconfig", &log_path, &req.target.name, progress)?;
+    let config_text = fs::read_to_string(tree.join(".config")).map_err(io("reading .config"))?;
+    verify_config(&fragments, &config_text)?;
+
+    let jobs = std::thread::available_parallelism().map_or(2, |n| n.get()) + 1;
+    let ccache_cc = format!("CC=ccache {}gcc", req.target.cross_prefix());
+    let jflag = format!("-j{jobs}");
+    let has_ccache = which("ccache");
+    let mut args = vec![jflag.as_str(), image_name];
+    if has_ccache {
+        args.push(&ccache_cc);
+    }
+    progress(&format!("[{}] building {image_name} with {jobs} jobs{}", req.target.name, if has_ccache { " and ccache" } else { "" }));
+    run_logged(&mut make(&args), &format!("make {image_name}"), &log_path, &req.target.name, progress)?;
+
+    let tmp = root.join("kernels").join(format!(".tmp-{key}-{}", std::process::id()));
+    fs::create_dir_all(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
+    for (from, to) in [
+        (tree.join(req.target.image_path()), tmp.join(image_name)),
+        (tree.join("vmlinux"), tmp.join("vmlinux")),
+        (tree.join(".config"), tmp.join("config")),
+        (tree.join("System.map"), tmp.join("System.map")),
+        (log_path.clone(), tmp.join("build.log")),
+    ] {
+        fs::copy(&from, &to).map_err(io(format!("copying {} to the cache", from.display())))?;
+    }
+    let meta = serde_json::json!({
+        "target": req.target.name,
+        "key": key,
+        "src": req.src.as_ref().map(|p| p.display().to_string()),
+        "patches": req.patches.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "seconds": start.elapsed().as_secs_f64(),
+    });
+    fs::write(tmp.join("meta.json"), meta.to_string()).map_err(io("writing meta.json"))?;
+    fs::write(tmp.join("done"), b"").map_err(io("writing done marker"))?;
+    if dir.exists() {
+        fs::remove_dir_all(&dir).map_err(io(format!("removing incomplete {}", dir.display())))?;
+    }
+    fs::rename(&tmp, &dir).map_err(io(format!("publishing {}", dir.display())))?;
+    // The tree is large (~1.5 GiB); ccache makes rebuilding it cheap.
+    let _ = fs::remove_dir_all(&work);
+    let secs = start.elapsed().as_secs_f64();
+    progress(&format!("[{}] built in {secs:.0} s: {}", req.target.name, dir.display()));
+    Ok(arts(false, secs))
+}
+
+/// An exclusive `flock` held until drop.
+struct FileLock(fs::File);
+
+impl FileLock {
+    fn acquire(path: &Path) -> Result<FileLock, BuildError> {
+        use std::os::fd::AsRawFd;
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(io(format!("opening {}", path.display())))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(BuildError::Io { what: format!("locking {}", path.display()), source: std::io::Error::last_os_error() });
+        }
+        Ok(FileLock(f))
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: as above; closing the file would release it too.
+        unsafe {
+            libc::flock(self.0.as_raw_fd(), libc::LOCK_UN);
+        }
+    }
+}
+
+fn which(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false)
+}
+
+fn prepare_source(req: &BuildRequest, tree: &Path, log: &Path) -> Result<(), BuildError> {
+    let mut cmd = match &req.src {
+        None => {
+            let mut c = Command::new("tar");
+            c.arg("-xf").arg(req.target.source_tarball()).arg("--strip-components=1").arg("-C").arg(tree);
+            c
+        }
+        Some(dir) => {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg("tar -C \"$1\" --exclude=.git -cf - . | tar -C \"$2\" -xf - && make -C \"$2\" -s mrproper")
+                .arg("sh")
+                .arg(dir)
+                .arg(tree);
+            c
+        }
+    };
+    run_logged(&mut cmd, "unpacking the kernel source", log, "", &mut |_| {})
+}
+
+fn apply_patch(patch: &Path, tree: &Path, log: &Path) -> Result<(), BuildError> {
+    let abs = fs::canonicalize(patch).map_err(|source| BuildError::PatchUnreadable { path: patch.to_path_buf(), source })?;
+    let out = Command::new("patch")
+        .current_dir(tree)
+        .args(["-p1", "--batch", "--forward", "--dry-run", "-i"])
+        .arg(&abs)
+        .output()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => BuildError::MissingTool { tool: "patch".into(), package: "patch".into() },
+            _ => BuildError::Io { what: "running patch".into(), source: e },
+        })?;
+    if !out.status.success() {
+        let text = String::from_utf8_lossy(&out.stdout);
+        let detail = text
+            .lines()
+            .find(|l| l.contains("FAILED") || l.contains("can't find file") || l.contains("Only garbage"))
+            .unwrap_or_else(|| text.lines().last().unwrap_or("patch reported an error"))
+            .trim()
+            .to_string();
+        return Err(BuildError::PatchDoesNotApply { path: patch.to_path_buf(), tree: "the kernel source".into(), detail });
+    }
+    let mut cmd = Command::new("patch");
+    cmd.current_dir(tree).args(["-p1", "--batch", "--forward", "-i"]).arg(&abs);
+    run_logged(&mut cmd, &format!("applying {}", patch.display()), log, "", &mut |_| {})
+}
+
+/// Adds the test driver to the tree as a built-in part of `mm/`, where it can
+/// include the private `mm/cma.h`.
+fn install_driver(tree: &Path) -> Result<(), BuildError> {
+    fs::write(tree.join("mm/cmafuzz.c"), DRIVER_C).map_err(io("installing mm/cmafuzz.c"))?;
+    fs::write(tree.join("mm/cmafuzz_wire.h"), WIRE_H).map_err(io("installing mm/cmafuzz_wire.h"))?;
+    let mut mf = fs::OpenOptions::new().append(true).open(tree.join("mm/Makefile")).map_err(io("opening mm/Makefile"))?;
+    mf.write_all(b"\n# cmafuzz in-kernel test driver\nobj-y += cmafuzz.o\n").map_err(io("editing mm/Makefile"))?;
+    Ok(())
+}
+
+/// Refuses a .config where an option a fragment asked for was dropped (the
+/// way kunit.py does): a silently missing CONFIG_CMA would make every run
+/// meaningless.
+pub fn verify_config(fragments: &[(&str, &str)], config: &str) -> Result<(), BuildError> {
+    let mut have = std::collections::HashMap::new();
+    for line in config.lines() {
+        if let Some((k, v)) = line.split_once('=') {
+            have.insert(k.trim().to_string(), v.trim().to_string());
+        }
+    }
+    for (fragment, text) in fragments {
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((k, v)) = line.split_once('=') else { continue };
+            let got = have.get(k).cloned();
+            let ok = match (v, &got) {
+                ("n", None) => true,
+                (_, Some(g)) => g == v,
+                _ => false,
+            };
+            if !ok {
+                return Err(BuildError::ConfigDropped {
+                    option: k.to_string(),
+                    wanted: v.to_string(),
+                    got: got.map_or("it unset".into(), |g| format!("{k}={g}")),
+                    fragment: fragment.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs a build step with its output appended to `log`, printing progress
+/// every 15 s; on failure the error carries the log's tail.
+fn run_logged(
+    cmd: &mut Command,
+    step: &str,
+    log: &Path,
+    target: &str,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), BuildError> {
+    let file = fs::OpenOptions::new().create(true).append(true).open(log).map_err(io(format!("opening {}", log.display())))?;
+    let file2 = file.try_clone().map_err(io("duplicating the log handle"))?;
+    let prog = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd.stdout(Stdio::from(file)).stderr(Stdio::from(file2)).stdin(Stdio::null()).spawn().map_err(|e| {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => BuildError::MissingTool { tool: prog.clone(), package: package_of(&prog) },
+            _ => BuildError::Io { what: format!("starting {step}"), source: e },
+        }
+    })?;
+    let start = Instant::now();
+    let mut last = Instant::now();
+    let status = loop {
+        match child.try_wait().map_err(io(format!("waiting for {step}")))? {
+            Some(s) => break s,
+            None => std::thread::sleep(Duration::from_millis(200)),
+        }
+        if !target.is_empty() && last.elapsed() >= Duration::from_secs(15) {
+            last = Instant::now();
+            progress(&format!("[{target}] {step}: {} files compiled, {:.0} s", count_compiled(log), start.elapsed().as_secs_f64()));
+        }
+    };
+    if status.success() {
+        return Ok(());
+    }
+    Err(BuildError::StepFailed {
+        step: step.to_string(),
+        code: status.code().map_or("signal".into(), |c| c.to_string()),
+        log: log.to_path_buf(),
+        tail: log_tail(log, 25),
+    })
+}
+
+fn count_compiled(log: &Path) -> usize {
+    fs::File::open(log)
+        .map(|f| BufReader::new(f).lines().map_while(Result::ok).filter(|l| l.starts_with("  CC")).count())
+        .unwrap_or(0)
+}
+
+/// The last `n` lines of a log file.
+pub fn log_tail(log: &Path, n: usize) -> String {
+    let text = fs::read(log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_check_accepts_kept_options_and_absent_n() {
+        let frag = [("f", "CONFIG_CMA=y\nCONFIG_ARM_LPAE=n\n# comment\nCONFIG_CMA_SIZE_MBYTES=32\n")];
+        let cfg = "CONFIG_CMA=y\n# CONFIG_ARM_LPAE is not set\nCONFIG_CMA_SIZE_MBYTES=32\n";
+        verify_config(&frag, cfg).expect("all kept");
+    }
+
+    #[test]
+    fn config_check_names_the_dropped_option_and_fragment() {
+        let frag = [("arm32.config", "CONFIG_HIGHMEM=y\n")];
+        let e = verify_config(&frag, "CONFIG_CMA=y\n").expect_err("dropped");
+        let msg = e.to_string();
+        assert!(msg.contains("CONFIG_HIGHMEM=y") && msg.contains("arm32.config"), "{msg}");
+    }
+
+    #[test]
+    fn config_check_rejects_a_changed_value() {
+        let frag = [("f", "CONFIG_CMA_SIZE_MBYTES=32\n")];
+        assert!(verify_config(&frag, "CONFIG_CMA_SIZE_MBYTES=16\n").is_err());
+    }
+
+    #[test]
+    fn log_tail_returns_the_last_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("l");
+        fs::write(&p, "a\nb\nc\n").expect("write");
+        assert_eq!(log_tail(&p, 2), "b\nc");
+    }
+}

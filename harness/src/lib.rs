@@ -1,0 +1,19 @@
+//! cmafuzz: runs the same CMA/DMA programs on the reference model and on a
+//! real ARM kernel in qemu, and compares what they did.
+//!
+//! Layers, top down: CLI (`main.rs`) → `replay` → `compare` → `backend`
+//! (model, kernel) → `vm` + `guest` + `wire` → `kernel_build`,
+//! `guest_build`, `targets`, `cache`. Nothing reaches back up.
+
+pub mod backend;
+pub mod cache;
+pub mod compare;
+pub mod doctor;
+pub mod guest;
+pub mod guest_build;
+pub mod kernel_build;
+pub mod replay;
+pub mod session;
+pub mod targets;
+pub mod vm;
+pub mod wire;

@@ -1,0 +1,198 @@
+//! The `cmafuzz` command line. Exit codes: 0 success (sides agree),
+//! 1 divergence found, 2 error (bad input, build failure, dead guest, usage).
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use cmafuzz::replay::{self, BackendChoice};
+use cmafuzz::session::{self, KernelChoice};
+use cmafuzz::{doctor, guest_build, targets};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "cmafuzz", version, about = "Differential fuzzer for Linux CMA and ARM coherent DMA")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Clone, Default)]
+struct KernelArgs {
+    /// Build from this kernel tree instead of the target's Debian source package.
+    #[arg(long = "kernel-src", alias = "src", value_name = "DIR")]
+    kernel_src: Option<PathBuf>,
+    /// Apply this patch to the kernel (repeatable, applied in order).
+    #[arg(long = "kernel-patch", alias = "patch", value_name = "FILE")]
+    kernel_patch: Vec<PathBuf>,
+}
+
+impl KernelArgs {
+    fn choice(&self) -> KernelChoice {
+        KernelChoice { src: self.kernel_src.clone(), patches: self.kernel_patch.clone() }
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// List the named targets.
+    Targets,
+    /// Kernel builds.
+    Kernel {
+        #[command(subcommand)]
+        cmd: KernelCmd,
+    },
+    /// Boot a target, print what the kernel reports, and power it off.
+    Boot {
+        #[arg(long)]
+        target: Option<String>,
+        #[command(flatten)]
+        kernel: KernelArgs,
+    },
+    /// Run programs on the model, the kernel or both and compare them op by op.
+    Replay {
+        /// Program files (*.prog text or *.json) or directories of them.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long, value_enum, default_value = "both")]
+        backend: BackendChoice,
+        /// One JSON object per program on stdout.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        kernel: KernelArgs,
+    },
+    /// Check the host tools cmafuzz needs and print how to install the missing ones.
+    Doctor,
+}
+
+#[derive(Subcommand)]
+enum KernelCmd {
+    /// Build (or find in the cache) the kernel of a target, with the test driver built in.
+    Build {
+        #[arg(long)]
+        target: Option<String>,
+        #[command(flatten)]
+        kernel: KernelArgs,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn progress(line: &str) {
+    eprintln!("{line}");
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.cmd {
+        Cmd::Targets => {
+            for t in targets::all()? {
+                println!(
+                    "{:<14} {}{} [{} {} MiB, qemu {} -cpu {}]",
+                    t.name,
+                    t.description,
+                    if t.default { " (default)" } else { "" },
+                    t.arch,
+                    t.memory_mib,
+                    t.machine,
+                    t.cpu
+                );
+            }
+            Ok(0)
+        }
+        Cmd::Kernel { cmd: KernelCmd::Build { target, kernel } } => {
+            let t = targets::find(target.as_deref())?;
+            let a = session::build_kernel(&t, &kernel.choice(), &mut progress)?;
+            let g = guest_build::build(&t, &[])?;
+            println!(
+                "{} kernel {} ({}, {:.1} s): {}",
+                t.name,
+                a.key,
+                if a.cache_hit { "cached" } else { "built" },
+                a.seconds,
+                a.image.display()
+            );
+            println!("{} guest initramfs: {}", t.name, g.initramfs.display());
+            Ok(0)
+        }
+        Cmd::Boot { target, kernel } => {
+            let t = targets::find(target.as_deref())?;
+            let kb = session::boot_kernel(&t, &kernel.choice(), &mut progress)?;
+            if let Some(h) = kb.hello() {
+                println!("{}: Linux {} ready in {:.3} s", t.name, h.release, kb.boot_times[0].as_secs_f64());
+                println!(
+                    "  page_shift {} cma_alignment {} pageblock_order {} max_low_pfn {:#x} max_pfn {:#x}",
+                    h.page_shift, h.cma_alignment, h.pageblock_order, h.max_low_pfn, h.max_pfn
+                );
+            }
+            use cmafuzz::backend::Backend;
+            for a in &kb.boot_observation().areas {
+                println!(
+                    "  area {} base_pfn {:#x} count {} order_per_bit {}: {} bits used",
+                    a.name,
+                    a.base_pfn.0,
+                    a.count.0,
+                    a.order_per_bit,
+                    a.used_bits()
+                );
+            }
+            if let Some(note) = session::placement_note(&t, kb.boot_observation()) {
+                println!("  note: {note}");
+            }
+            Ok(0)
+        }
+        Cmd::Replay { files, target, backend, json, kernel } => {
+            let t = targets::find(target.as_deref())?;
+            let files = replay::collect_files(&files)?;
+            let mut programs = Vec::new();
+            let mut bad = 0;
+            for f in &files {
+                match replay::load(f) {
+                    Ok(p) => programs.push(p),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        bad += 1;
+                    }
+                }
+            }
+            if bad > 0 {
+                // Fail before paying for a kernel: fix the programs first.
+                return Ok(2);
+            }
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            let sum = replay::replay(&t, backend, &kernel.choice(), &programs, json, &mut out)
+                .with_context(|| format!("replay on {}", t.name))?;
+            Ok(sum.exit_code() as u8)
+        }
+        Cmd::Doctor => {
+            let checks = doctor::checks();
+            for c in &checks {
+                match &c.found {
+                    Some(p) => println!("  ok       {:<36} {p}", c.what),
+                    None => println!("  MISSING  {:<36} package {} (for {})", c.what, c.package, c.needed_for),
+                }
+            }
+            match doctor::install_command(&checks) {
+                Some(cmd) => {
+                    println!("install the missing tools with:\n  {cmd}");
+                    Ok(2)
+                }
+                None => {
+                    println!("everything cmafuzz needs is installed");
+                    Ok(0)
+                }
+            }
+        }
+    }
+}

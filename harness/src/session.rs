@@ -1,0 +1,123 @@
+//! Getting from a target name to a booted kernel backend: build (or find)
+//! the kernel and the guest, boot, and derive the model's profile from what
+//! the kernel says about itself.
+
+use crate::backend::{BackendError, KernelBackend};
+use crate::guest_build::{self, GuestBuildError};
+use crate::kernel_build::{self, BuildError, BuildRequest, KernelArtifacts};
+use crate::targets::{Target, TargetError};
+use crate::vm::VmSpec;
+use crate::wire;
+use reference_impl::observation::Observation;
+use reference_impl::profile::{Arch, KernelProfile};
+use reference_impl::units::Pfn;
+use std::path::PathBuf;
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error("kernel build: {0}")]
+    Build(#[from] BuildError),
+    #[error("guest build: {0}")]
+    Guest(#[from] GuestBuildError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("target {target} is {want} but the booted kernel reports {got}: wrong image for the target")]
+    ArchMismatch { target: String, want: String, got: String },
+}
+
+/// Which kernel to boot: the target's default source or the user's, plus patches.
+#[derive(Debug, Clone, Default)]
+pub struct KernelChoice {
+    pub src: Option<PathBuf>,
+    pub patches: Vec<PathBuf>,
+}
+
+/// Builds (or finds in the cache) the kernel for a target.
+pub fn build_kernel(
+    target: &Target,
+    kc: &KernelChoice,
+    progress: &mut dyn FnMut(&str),
+) -> Result<KernelArtifacts, SessionError> {
+    let req = BuildRequest { target: target.clone(), src: kc.src.clone(), patches: kc.patches.clone() };
+    Ok(kernel_build::build(&req, progress)?)
+}
+
+/// The qemu spec of a target with built artifacts.
+pub fn vm_spec(target: &Target, kernel: &KernelArtifacts, initrd: PathBuf) -> VmSpec {
+    VmSpec {
+        qemu: target.qemu.clone(),
+        machine: target.machine.clone(),
+        cpu: target.cpu.clone(),
+        memory_mib: target.memory_mib,
+        smp: target.smp,
+        kernel: kernel.image.clone(),
+        initrd,
+        cmdline: target.cmdline.clone(),
+        boot_timeout: Duration::from_secs(60),
+        op_timeout: Duration::from_secs(10),
+    }
+}
+
+/// Builds everything needed and boots the target's kernel.
+pub fn boot_kernel(
+    target: &Target,
+    kc: &KernelChoice,
+    progress: &mut dyn FnMut(&str),
+) -> Result<KernelBackend, SessionError> {
+    let k = build_kernel(target, kc, progress)?;
+    let g = guest_build::build(target, &[])?;
+    let kb = KernelBackend::boot(vm_spec(target, &k, g.initramfs))?;
+    Ok(kb)
+}
+
+/// The model's profile: the target's, corrected by what the kernel reports
+/// about itself (alignment, pageblock order, memory layout).
+pub fn profile_from_kernel(target: &Target, kb: &KernelBackend) -> Result<KernelProfile, SessionError> {
+    let mut p = target.profile()?;
+    if let Some(h) = kb.hello() {
+        let got = match h.arch {
+            wire::ARCH_ARM32 => Arch::Arm32,
+            wire::ARCH_ARM32_LPAE => Arch::Arm32Lpae,
+            _ => Arch::Arm64,
+        };
+        if got != p.arch {
+            return Err(SessionError::ArchMismatch {
+                target: target.name.clone(),
+                want: format!("{:?}", p.arch),
+                got: format!("{got:?}"),
+            });
+        }
+        p.cma_alignment = h.cma_alignment;
+        p.pageblock_order = h.pageblock_order;
+        p.max_low_pfn = Pfn(h.max_low_pfn);
+        p.max_pfn = Pfn(h.max_pfn);
+    }
+    Ok(p)
+}
+
+/// A note when the kernel placed its areas differently from the layout the
+/// target records (the full model turns this into a finding).
+pub fn placement_note(target: &Target, boot: &Observation) -> Option<String> {
+    let expect = target.boot_observation();
+    let show = |o: &Observation| {
+        o.areas
+            .iter()
+            .map(|a| format!("{}@{:#x}+{} ({} used)", a.name, a.base_pfn.0, a.count.0, a.used_bits()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if expect.areas == boot.areas {
+        None
+    } else {
+        Some(format!(
+            "boot CMA layout differs from the one recorded for {}: kernel [{}], recorded [{}]",
+            target.name,
+            show(boot),
+            show(&expect)
+        ))
+    }
+}

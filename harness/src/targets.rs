@@ -1,0 +1,232 @@
+//! Named targets (architecture × kernel version × memory layout), read from
+//! `kernel-configs/targets.toml`, which is embedded in the binary together
+//! with the config fragments it names.
+
+use reference_impl::observation::{AreaObservation, Observation};
+use reference_impl::profile::{Arch, KernelProfile, Version};
+use reference_impl::units::{Pages, Pfn};
+use serde::Deserialize;
+use thiserror::Error;
+
+const TARGETS_TOML: &str = include_str!("../../kernel-configs/targets.toml");
+
+/// Config fragments, by file name, as embedded at build time.
+pub const FRAGMENTS: &[(&str, &str)] = &[
+    ("base.config", include_str!("../../kernel-configs/fragments/base.config")),
+    ("arm32.config", include_str!("../../kernel-configs/fragments/arm32.config")),
+    ("arm64.config", include_str!("../../kernel-configs/fragments/arm64.config")),
+];
+
+#[derive(Debug, Error)]
+pub enum TargetError {
+    /// The embedded table is malformed: a build-time bug, caught by a unit test.
+    #[error("kernel-configs/targets.toml: {0}")]
+    Table(String),
+    /// The user named a target that does not exist.
+    #[error("unknown target `{name}`: choose one of {known} (see `cmafuzz targets`)")]
+    Unknown { name: String, known: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootArea {
+    pub name: String,
+    pub base_pfn: u64,
+    pub count: u64,
+    pub order_per_bit: u32,
+    /// Half-open bit ranges set at boot.
+    pub used: Vec<[u64; 2]>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub name: String,
+    #[serde(default)]
+    pub default: bool,
+    pub description: String,
+    pub arch: String,
+    pub version: String,
+    pub source_package: String,
+    pub fragments: Vec<String>,
+    pub qemu: String,
+    pub machine: String,
+    pub cpu: String,
+    pub memory_mib: u32,
+    pub smp: u32,
+    pub cmdline: String,
+    pub atomic_pool_kib: u64,
+    pub max_order: u32,
+    pub boot: Vec<BootArea>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Table {
+    target: Vec<Target>,
+}
+
+impl Target {
+    /// The kernel `ARCH=` of this target.
+    pub fn kernel_arch(&self) -> &'static str {
+        if self.arch == "arm64" {
+            "arm64"
+        } else {
+            "arm"
+        }
+    }
+
+    /// The Debian cross compiler prefix.
+    pub fn cross_prefix(&self) -> &'static str {
+        if self.arch == "arm64" {
+            "aarch64-linux-gnu-"
+        } else {
+            "arm-linux-gnueabihf-"
+        }
+    }
+
+    /// The boot image the build produces, relative to the tree.
+    pub fn image_path(&self) -> &'static str {
+        if self.arch == "arm64" {
+            "arch/arm64/boot/Image"
+        } else {
+            "arch/arm/boot/zImage"
+        }
+    }
+
+    /// The Debian source tarball of the target's kernel.
+    pub fn source_tarball(&self) -> String {
+        format!("/usr/src/{}.tar.xz", self.source_package)
+    }
+
+    /// Text of each fragment, in order.
+    pub fn fragment_texts(&self) -> Result<Vec<(&'static str, &'static str)>, TargetError> {
+        self.fragments
+            .iter()
+            .map(|f| {
+                FRAGMENTS
+                    .iter()
+                    .find(|(n, _)| n == f)
+                    .copied()
+                    .ok_or_else(|| TargetError::Table(format!("target {} names unknown fragment {f}", self.name)))
+            })
+            .collect()
+    }
+
+    pub fn model_arch(&self) -> Result<Arch, TargetError> {
+        match self.arch.as_str() {
+            "arm32" => Ok(Arch::Arm32),
+            "arm32-lpae" => Ok(Arch::Arm32Lpae),
+            "arm64" => Ok(Arch::Arm64),
+            a => Err(TargetError::Table(format!("target {}: unknown arch {a}", self.name))),
+        }
+    }
+
+    pub fn model_version(&self) -> Result<Version, TargetError> {
+        match self.version.as_str() {
+            "6.1" => Ok(Version::V6_1),
+            "6.12" => Ok(Version::V6_12),
+            v => Err(TargetError::Table(format!("target {}: unknown version {v}", self.name))),
+        }
+    }
+
+    /// The model's kernel profile, from the target alone (no kernel booted).
+    /// `max_low_pfn`/`max_pfn` follow from the memory layout of qemu `virt`
+    /// (RAM at 0x40000000) and the 3G/1G split (lowmem ends at 0x70000000).
+    pub fn profile(&self) -> Result<KernelProfile, TargetError> {
+        let ram_start = 0x40000u64;
+        let max_pfn = ram_start + u64::from(self.memory_mib) * 256;
+        let arch = self.model_arch()?;
+        let max_low_pfn = match arch {
+            Arch::Arm64 => max_pfn,
+            _ => max_pfn.min(0x70000),
+        };
+        Ok(KernelProfile {
+            version: self.model_version()?,
+            arch,
+            page_shift: 12,
+            cma_alignment: 8,
+            pageblock_order: 10,
+            max_low_pfn: Pfn(max_low_pfn),
+            max_pfn: Pfn(max_pfn),
+            default_area: Some("reserved".to_string()),
+            coherent_dma_mask_bits: 32,
+            atomic_pool_bytes: self.atomic_pool_kib * 1024,
+            max_order: self.max_order,
+        })
+    }
+
+    /// The boot observation the model assumes without a kernel.
+    pub fn boot_observation(&self) -> Observation {
+        let areas = self
+            .boot
+            .iter()
+            .map(|a| {
+                let bits = a.count >> a.order_per_bit;
+                let mut words = vec![0u32; bits.div_ceil(32) as usize];
+                for [lo, hi] in &a.used {
+                    for bit in *lo..(*hi).min(bits) {
+                        words[(bit / 32) as usize] |= 1 << (bit % 32);
+                    }
+                }
+                AreaObservation {
+                    name: a.name.clone(),
+                    base_pfn: Pfn(a.base_pfn),
+                    count: Pages(a.count),
+                    order_per_bit: a.order_per_bit,
+                    bitmap: words,
+                }
+            })
+            .collect();
+        Observation { areas, cma_free: None }
+    }
+}
+
+/// Every embedded target.
+pub fn all() -> Result<Vec<Target>, TargetError> {
+    let t: Table = toml::from_str(TARGETS_TOML).map_err(|e| TargetError::Table(e.to_string()))?;
+    Ok(t.target)
+}
+
+/// The target called `name`, or the default one.
+pub fn find(name: Option<&str>) -> Result<Target, TargetError> {
+    let all = all()?;
+    let found = match name {
+        Some(n) => all.iter().find(|t| t.name == n),
+        None => all.iter().find(|t| t.default),
+    };
+    found.cloned().ok_or_else(|| TargetError::Unknown {
+        name: name.unwrap_or("<default>").to_string(),
+        known: all.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_table_parses_and_has_exactly_one_default() {
+        let all = all().expect("targets.toml parses");
+        assert_eq!(all.iter().filter(|t| t.default).count(), 1);
+        for t in &all {
+            t.fragment_texts().expect("every fragment is embedded");
+            t.profile().expect("profile");
+        }
+    }
+
+    #[test]
+    fn unknown_target_error_lists_the_known_ones() {
+        let e = find(Some("riscv-9.9")).expect_err("no such target");
+        let msg = e.to_string();
+        assert!(msg.contains("riscv-9.9") && msg.contains("arm32-6.1"), "{msg}");
+    }
+
+    #[test]
+    fn boot_observation_sets_exactly_the_used_ranges() {
+        let t = find(Some("arm64-6.1")).expect("target");
+        let obs = t.boot_observation();
+        assert_eq!(obs.areas[0].bitmap[0..3], [u32::MAX; 3]);
+        assert_eq!(obs.areas[0].bitmap[3], 0);
+        assert_eq!(obs.areas[0].bitmap.len(), 256);
+    }
+}

@@ -1,0 +1,473 @@
+//! The host side of the guest wire format. The C definition is
+//! `qemu/include/cmafuzz_wire.h`; `tests/wire_header.rs` compiles a C probe
+//! against that header and checks every constant and layout here agrees.
+//!
+//! Everything that arrives from the guest is untrusted: every count is
+//! bounded before it is used to size anything, and decoding never panics.
+
+use thiserror::Error;
+
+pub const MAGIC: u32 = 0x5a46_4d43;
+pub const VERSION: u16 = 1;
+pub const MAX_FRAME: u32 = 4 << 20;
+pub const MAX_OPS: u32 = 4096;
+pub const MAX_HANDLES: u32 = 4096;
+pub const MAX_AREAS: u32 = 16;
+pub const NAME_LEN: usize = 64;
+pub const MAX_BITMAP_WORDS: u32 = 32768;
+
+pub const FRAME_HELLO: u16 = 1;
+pub const FRAME_RUN: u16 = 2;
+pub const FRAME_RESULT: u16 = 3;
+pub const FRAME_ERROR: u16 = 4;
+
+pub const ARCH_ARM32: u32 = 1;
+pub const ARCH_ARM32_LPAE: u32 = 2;
+pub const ARCH_ARM64: u32 = 3;
+
+pub const OP_CMA_ALLOC: u32 = 1;
+pub const OP_CMA_RELEASE: u32 = 2;
+pub const OP_CMA_RELEASE_RAW: u32 = 3;
+pub const OP_DMA_ALLOC: u32 = 4;
+pub const OP_DMA_FREE: u32 = 5;
+pub const OP_OBSERVE: u32 = 6;
+pub const OP_RESET: u32 = 7;
+
+pub const ATTR_WC: u32 = 1 << 0;
+pub const ATTR_NOKMAP: u32 = 1 << 1;
+pub const GFP_ATOMIC: u32 = 1 << 8;
+
+pub const ST_OK: u32 = 0;
+pub const ST_FAILED: u32 = 1;
+pub const ST_NOOP: u32 = 2;
+pub const ST_REFUSED: u32 = 3;
+pub const ST_BADOP: u32 = 4;
+
+pub const CPU_LINEAR: u64 = 1;
+pub const CPU_VMALLOC: u64 = 2;
+pub const CPU_COOKIE: u64 = 3;
+pub const CPU_OTHER: u64 = 4;
+
+/// Sizes of the C structs, checked against the header by a test.
+pub const FRAME_HDR_SIZE: usize = 16;
+pub const HELLO_SIZE: usize = 112;
+pub const OP_SIZE: usize = 32;
+pub const RUN_SIZE: usize = 8;
+pub const RESULT_SIZE: usize = 32;
+pub const RESULT_HDR_SIZE: usize = 8;
+pub const OBS_HDR_SIZE: usize = 16;
+pub const AREA_SIZE: usize = 88;
+
+/// A malformed frame or payload from the guest.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum WireError {
+    /// The frame header does not start with the magic number.
+    #[error("bad frame magic {0:#010x} (expected {MAGIC:#010x}): the guest sent garbage")]
+    BadMagic(u32),
+    /// The guest speaks another wire version.
+    #[error("guest speaks wire version {0}, host speaks {VERSION}: rebuild the guest (cmafuzz kernel build)")]
+    BadVersion(u16),
+    /// A length or count is above the bound of the wire format.
+    #[error("{what} is {got}, above the limit {limit}")]
+    TooBig { what: &'static str, got: u64, limit: u64 },
+    /// The payload ended before the structure it announced.
+    #[error("payload truncated: {what} needs {need} bytes at offset {at}, payload has {len}")]
+    Truncated { what: &'static str, need: usize, at: usize, len: usize },
+    /// Bytes left over after the last structure.
+    #[error("payload has {0} trailing bytes")]
+    Trailing(usize),
+    /// A field holds a value the format does not define.
+    #[error("{what} has undefined value {got}")]
+    BadValue { what: &'static str, got: u64 },
+}
+
+/// `struct cf_frame_hdr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHdr {
+    pub kind: u16,
+    pub len: u32,
+    pub seq: u32,
+}
+
+impl FrameHdr {
+    pub fn encode(&self) -> [u8; FRAME_HDR_SIZE] {
+        let mut b = [0u8; FRAME_HDR_SIZE];
+        b[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+        b[4..6].copy_from_slice(&VERSION.to_le_bytes());
+        b[6..8].copy_from_slice(&self.kind.to_le_bytes());
+        b[8..12].copy_from_slice(&self.len.to_le_bytes());
+        b[12..16].copy_from_slice(&self.seq.to_le_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8; FRAME_HDR_SIZE]) -> Result<FrameHdr, WireError> {
+        let mut r = Reader::new(b);
+        let magic = r.u32("frame magic")?;
+        if magic != MAGIC {
+            return Err(WireError::BadMagic(magic));
+        }
+        let version = r.u16("frame version")?;
+        if version != VERSION {
+            return Err(WireError::BadVersion(version));
+        }
+        let kind = r.u16("frame kind")?;
+        let len = r.u32("frame len")?;
+        let seq = r.u32("frame seq")?;
+        if !(FRAME_HELLO..=FRAME_ERROR).contains(&kind) {
+            return Err(WireError::BadValue { what: "frame kind", got: kind.into() });
+        }
+        if len > MAX_FRAME {
+            return Err(WireError::TooBig { what: "frame length", got: len.into(), limit: MAX_FRAME.into() });
+        }
+        Ok(FrameHdr { kind, len, seq })
+    }
+}
+
+/// `struct cf_hello`: what the guest says about itself at boot.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Hello {
+    pub version: u32,
+    pub max_frame: u32,
+    pub max_ops: u32,
+    pub max_handles: u32,
+    pub arch: u32,
+    pub page_shift: u32,
+    pub cma_alignment: u32,
+    pub pageblock_order: u32,
+    pub max_low_pfn: u64,
+    pub max_pfn: u64,
+    pub release: String,
+}
+
+impl Hello {
+    pub fn decode(p: &[u8]) -> Result<Hello, WireError> {
+        let mut r = Reader::new(p);
+        let h = Hello {
+            version: r.u32("hello.version")?,
+            max_frame: r.u32("hello.max_frame")?,
+            max_ops: r.u32("hello.max_ops")?,
+            max_handles: r.u32("hello.max_handles")?,
+            arch: r.u32("hello.arch")?,
+            page_shift: r.u32("hello.page_shift")?,
+            cma_alignment: r.u32("hello.cma_alignment")?,
+            pageblock_order: r.u32("hello.pageblock_order")?,
+            max_low_pfn: r.u64("hello.max_low_pfn")?,
+            max_pfn: r.u64("hello.max_pfn")?,
+            release: r.name("hello.release")?,
+        };
+        r.finish()?;
+        if h.version != u32::from(VERSION) {
+            return Err(WireError::BadVersion(h.version.min(u16::MAX.into()) as u16));
+        }
+        if !(ARCH_ARM32..=ARCH_ARM64).contains(&h.arch) {
+            return Err(WireError::BadValue { what: "hello.arch", got: h.arch.into() });
+        }
+        if h.page_shift != 12 {
+            return Err(WireError::BadValue { what: "hello.page_shift", got: h.page_shift.into() });
+        }
+        Ok(h)
+    }
+}
+
+/// `struct cf_op`, as the host sends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WireOp {
+    pub kind: u32,
+    pub area: u32,
+    pub handle: u32,
+    pub flags: u32,
+    pub a: u64,
+    pub b: u64,
+}
+
+/// Encodes a RUN payload: `struct cf_run` then the ops.
+pub fn encode_run(ops: &[WireOp]) -> Result<Vec<u8>, WireError> {
+    let n = ops.len() as u64;
+    if n > u64::from(MAX_OPS) {
+        return Err(WireError::TooBig { what: "ops in one run", got: n, limit: MAX_OPS.into() });
+    }
+    let mut b = Vec::with_capacity(RUN_SIZE + ops.len() * OP_SIZE);
+    b.extend_from_slice(&(ops.len() as u32).to_le_bytes());
+    b.extend_from_slice(&0u32.to_le_bytes());
+    for op in ops {
+        b.extend_from_slice(&op.kind.to_le_bytes());
+        b.extend_from_slice(&op.area.to_le_bytes());
+        b.extend_from_slice(&op.handle.to_le_bytes());
+        b.extend_from_slice(&op.flags.to_le_bytes());
+        b.extend_from_slice(&op.a.to_le_bytes());
+        b.extend_from_slice(&op.b.to_le_bytes());
+    }
+    Ok(b)
+}
+
+/// `struct cf_result`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct WireResult {
+    pub status: u32,
+    pub kind: u32,
+    pub pfn: u64,
+    pub pages: u64,
+    pub aux: u64,
+}
+
+/// One area of an observation block (`struct cf_area` + bitmap words).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireArea {
+    pub name: String,
+    pub base_pfn: u64,
+    pub count: u64,
+    pub order_per_bit: u32,
+    pub words: Vec<u32>,
+}
+
+/// One observation block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireObs {
+    pub op_index: u32,
+    pub cma_free_pages: u64,
+    pub areas: Vec<WireArea>,
+}
+
+/// A decoded RESULT payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunResult {
+    pub results: Vec<WireResult>,
+    pub observations: Vec<WireObs>,
+}
+
+/// Decodes a RESULT payload for a RUN of `nops` ops.
+pub fn decode_result(p: &[u8], nops: usize) -> Result<RunResult, WireError> {
+    let mut r = Reader::new(p);
+    let nres = r.u32("result_hdr.nresults")?;
+    let nobs = r.u32("result_hdr.nobs")?;
+    if nres as usize != nops {
+        return Err(WireError::BadValue { what: "result_hdr.nresults (must equal ops sent)", got: nres.into() });
+    }
+    if nobs as usize > nops {
+        return Err(WireError::TooBig { what: "observation blocks", got: nobs.into(), limit: nops as u64 });
+    }
+    let mut results = Vec::with_capacity(nops);
+    for _ in 0..nres {
+        let res = WireResult {
+            status: r.u32("result.status")?,
+            kind: r.u32("result.kind")?,
+            pfn: r.u64("result.pfn")?,
+            pages: r.u64("result.pages")?,
+            aux: r.u64("result.aux")?,
+        };
+        if res.status > ST_BADOP {
+            return Err(WireError::BadValue { what: "result.status", got: res.status.into() });
+        }
+        results.push(res);
+    }
+    let mut observations = Vec::with_capacity(nobs as usize);
+    for _ in 0..nobs {
+        let op_index = r.u32("obs.op_index")?;
+        let nareas = r.u32("obs.nareas")?;
+        let cma_free_pages = r.u64("obs.cma_free_pages")?;
+        if op_index as usize >= nops {
+            return Err(WireError::BadValue { what: "obs.op_index", got: op_index.into() });
+        }
+        if nareas > MAX_AREAS {
+            return Err(WireError::TooBig { what: "obs.nareas", got: nareas.into(), limit: MAX_AREAS.into() });
+        }
+        let mut areas = Vec::with_capacity(nareas as usize);
+        for _ in 0..nareas {
+            let name = r.name("area.name")?;
+            let base_pfn = r.u64("area.base_pfn")?;
+            let count = r.u64("area.count")?;
+            let order_per_bit = r.u32("area.order_per_bit")?;
+            let nwords = r.u32("area.nwords")?;
+            if nwords > MAX_BITMAP_WORDS {
+                return Err(WireError::TooBig { what: "area.nwords", got: nwords.into(), limit: MAX_BITMAP_WORDS.into() });
+            }
+            if order_per_bit >= 32 {
+                return Err(WireError::BadValue { what: "area.order_per_bit", got: order_per_bit.into() });
+            }
+            let bits = count >> order_per_bit;
+            if u64::from(nwords) != bits.div_ceil(32) {
+                return Err(WireError::BadValue { what: "area.nwords (must be ceil((count >> opb) / 32))", got: nwords.into() });
+            }
+            let mut words = Vec::with_capacity(nwords as usize);
+            for _ in 0..nwords {
+                words.push(r.u32("area.words")?);
+            }
+            areas.push(WireArea { name, base_pfn, count, order_per_bit, words });
+        }
+        observations.push(WireObs { op_index, cma_free_pages, areas });
+    }
+    r.finish()?;
+    Ok(RunResult { results, observations })
+}
+
+/// A bounds-checked little-endian cursor.
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(b: &'a [u8]) -> Self {
+        Reader { b, at: 0 }
+    }
+
+    fn take(&mut self, what: &'static str, n: usize) -> Result<&'a [u8], WireError> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.b.len());
+        match end {
+            Some(end) => {
+                let s = &self.b[self.at..end];
+                self.at = end;
+                Ok(s)
+            }
+            None => Err(WireError::Truncated { what, need: n, at: self.at, len: self.b.len() }),
+        }
+    }
+
+    fn u16(&mut self, what: &'static str) -> Result<u16, WireError> {
+        let s = self.take(what, 2)?;
+        Ok(u16::from_le_bytes([s[0], s[1]]))
+    }
+
+    fn u32(&mut self, what: &'static str) -> Result<u32, WireError> {
+        let s = self.take(what, 4)?;
+        Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    }
+
+    fn u64(&mut self, what: &'static str) -> Result<u64, WireError> {
+        let s = self.take(what, 8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(s);
+        Ok(u64::from_le_bytes(a))
+    }
+
+    /// A NUL-padded fixed-size name; non-UTF-8 bytes are replaced, not trusted.
+    fn name(&mut self, what: &'static str) -> Result<String, WireError> {
+        let s = self.take(what, NAME_LEN)?;
+        let end = s.iter().position(|&c| c == 0).unwrap_or(s.len());
+        Ok(String::from_utf8_lossy(&s[..end]).into_owned())
+    }
+
+    fn finish(&self) -> Result<(), WireError> {
+        match self.b.len() - self.at {
+            0 => Ok(()),
+            n => Err(WireError::Trailing(n)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result_payload(nres: u32, nobs: u32, body: &[u8]) -> Vec<u8> {
+        let mut p = nres.to_le_bytes().to_vec();
+        p.extend_from_slice(&nobs.to_le_bytes());
+        p.extend_from_slice(body);
+        p
+    }
+
+    #[test]
+    fn frame_header_round_trips() {
+        let h = FrameHdr { kind: FRAME_RUN, len: 40, seq: 7 };
+        assert_eq!(FrameHdr::decode(&h.encode()), Ok(h));
+    }
+
+    #[test]
+    fn frame_header_rejects_garbage_magic_version_kind_and_length() {
+        let mut b = FrameHdr { kind: FRAME_RESULT, len: 8, seq: 1 }.encode();
+        b[0] ^= 1;
+        assert!(matches!(FrameHdr::decode(&b), Err(WireError::BadMagic(_))));
+        let mut b = FrameHdr { kind: FRAME_RESULT, len: 8, seq: 1 }.encode();
+        b[4] = 9;
+        assert_eq!(FrameHdr::decode(&b), Err(WireError::BadVersion(9)));
+        let b = FrameHdr { kind: 99, len: 8, seq: 1 }.encode();
+        assert!(matches!(FrameHdr::decode(&b), Err(WireError::BadValue { .. })));
+        let b = FrameHdr { kind: FRAME_RESULT, len: MAX_FRAME + 1, seq: 1 }.encode();
+        assert!(matches!(FrameHdr::decode(&b), Err(WireError::TooBig { .. })));
+    }
+
+    #[test]
+    fn run_payload_has_header_then_fixed_size_ops() {
+        let ops = [WireOp { kind: OP_CMA_ALLOC, area: 0, handle: 3, flags: 0, a: 16, b: 4 }];
+        let p = encode_run(&ops).expect("one op fits");
+        assert_eq!(p.len(), RUN_SIZE + OP_SIZE);
+        assert_eq!(&p[0..4], &1u32.to_le_bytes());
+        assert_eq!(&p[RUN_SIZE + 8..RUN_SIZE + 12], &3u32.to_le_bytes());
+        assert_eq!(&p[RUN_SIZE + 16..RUN_SIZE + 24], &16u64.to_le_bytes());
+    }
+
+    #[test]
+    fn run_with_too_many_ops_is_refused() {
+        let ops = vec![WireOp::default(); MAX_OPS as usize + 1];
+        assert!(matches!(encode_run(&ops), Err(WireError::TooBig { .. })));
+    }
+
+    #[test]
+    fn result_with_area_bitmap_decodes() {
+        let mut body = Vec::new();
+        // one result: OBSERVE ok
+        for v in [ST_OK, OP_OBSERVE] {
+            body.extend_from_slice(&v.to_le_bytes());
+        }
+        body.extend_from_slice(&[0u8; 24]);
+        // obs header
+        body.extend_from_slice(&0u32.to_le_bytes());
+        body.extend_from_slice(&1u32.to_le_bytes());
+        body.extend_from_slice(&123u64.to_le_bytes());
+        let mut name = [0u8; NAME_LEN];
+        name[..8].copy_from_slice(b"reserved");
+        body.extend_from_slice(&name);
+        body.extend_from_slice(&0x7e000u64.to_le_bytes());
+        body.extend_from_slice(&64u64.to_le_bytes());
+        body.extend_from_slice(&0u32.to_le_bytes());
+        body.extend_from_slice(&2u32.to_le_bytes());
+        body.extend_from_slice(&0xffff_ffffu32.to_le_bytes());
+        body.extend_from_slice(&1u32.to_le_bytes());
+        let r = decode_result(&result_payload(1, 1, &body), 1).expect("valid");
+        assert_eq!(r.observations[0].areas[0].name, "reserved");
+        assert_eq!(r.observations[0].areas[0].words, vec![0xffff_ffff, 1]);
+        assert_eq!(r.observations[0].cma_free_pages, 123);
+    }
+
+    #[test]
+    fn result_with_wrong_count_or_truncation_or_trailing_bytes_is_an_error() {
+        let one = {
+            let mut b = Vec::new();
+            b.extend_from_slice(&ST_OK.to_le_bytes());
+            b.extend_from_slice(&OP_OBSERVE.to_le_bytes());
+            b.extend_from_slice(&[0u8; 24]);
+            b
+        };
+        assert!(decode_result(&result_payload(2, 0, &one), 1).is_err());
+        assert!(matches!(
+            decode_result(&result_payload(1, 0, &one[..20]), 1),
+            Err(WireError::Truncated { .. })
+        ));
+        let mut extra = one.clone();
+        extra.push(0);
+        assert_eq!(decode_result(&result_payload(1, 0, &extra), 1), Err(WireError::Trailing(1)));
+        // a huge observation count is refused before anything is allocated
+        assert!(matches!(
+            decode_result(&result_payload(1, u32::MAX, &one), 1),
+            Err(WireError::TooBig { .. })
+        ));
+    }
+
+    #[test]
+    fn area_with_inconsistent_word_count_is_refused() {
+        let mut body = Vec::new();
+        body.extend_from_slice(&ST_OK.to_le_bytes());
+        body.extend_from_slice(&OP_OBSERVE.to_le_bytes());
+        body.extend_from_slice(&[0u8; 24]);
+        body.extend_from_slice(&0u32.to_le_bytes());
+        body.extend_from_slice(&1u32.to_le_bytes());
+        body.extend_from_slice(&0u64.to_le_bytes());
+        body.extend_from_slice(&[0u8; NAME_LEN]);
+        body.extend_from_slice(&0u64.to_le_bytes());
+        body.extend_from_slice(&64u64.to_le_bytes()); // 64 bits -> 2 words
+        body.extend_from_slice(&0u32.to_le_bytes());
+        body.extend_from_slice(&1u32.to_le_bytes()); // claims 1
+        body.extend_from_slice(&0u32.to_le_bytes());
+        assert!(matches!(decode_result(&result_payload(1, 1, &body), 1), Err(WireError::BadValue { .. })));
+    }
+}

@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * cmafuzz wire format, version 1.
+ *
+ * One definition shared by the in-kernel driver (qemu/driver/cmafuzz.c),
+ * the guest agent (qemu/agent/agent.c) and, checked by a test, the host
+ * (harness/src/wire.rs).  Everything is little-endian, fixed width and
+ * explicitly padded, so the layout is the same on arm32, arm64 and x86-64.
+ *
+ * The host and the agent exchange frames over a virtio-serial port:
+ *
+ *   struct cf_frame_hdr, then hdr.len bytes of payload (hdr.len <= CF_MAX_FRAME)
+ *
+ * The agent sends CF_FRAME_HELLO once, then answers each CF_FRAME_RUN with
+ * exactly one CF_FRAME_RESULT (or CF_FRAME_ERROR).  The payload of a RUN
+ * frame is passed unchanged to the driver (ioctl CF_IOC_RUN), which writes
+ * the payload of the RESULT frame.  So the agent only moves bytes; the driver
+ * parses and bounds every field.
+ */
+#ifndef CMAFUZZ_WIRE_H
+#define CMAFUZZ_WIRE_H
+
+#include <linux/types.h>
+#include <linux/ioctl.h>
+
+#define CF_MAGIC		0x5a464d43u	/* "CMFZ" */
+#define CF_VERSION		1u
+
+/* Bounds.  The host rejects any frame or count above these. */
+#define CF_MAX_FRAME		(4u << 20)	/* payload bytes of one frame */
+#define CF_MAX_OPS		4096u		/* ops in one RUN frame */
+#define CF_MAX_HANDLES		4096u		/* handle slots in the driver */
+#define CF_MAX_AREAS		16u		/* CMA areas reported */
+#define CF_NAME_LEN		64u		/* CMA_MAX_NAME */
+#define CF_MAX_BITMAP_WORDS	32768u		/* u32 words of one area bitmap */
+#define CF_MAX_OBS		CF_MAX_OPS	/* observation blocks in a RESULT */
+
+/* Frame kinds. */
+#define CF_FRAME_HELLO		1u	/* guest -> host, struct cf_hello */
+#define CF_FRAME_RUN		2u	/* host -> guest, struct cf_run + ops */
+#define CF_FRAME_RESULT		3u	/* guest -> host, struct cf_result_hdr ... */
+#define CF_FRAME_ERROR		4u	/* guest -> host, UTF-8 text, no NUL */
+
+struct cf_frame_hdr {
+	__u32 magic;
+	__u16 version;
+	__u16 kind;
+	__u32 len;
+	__u32 seq;		/* RESULT/ERROR echo the seq of their RUN */
+};
+
+#define CF_ARCH_ARM32		1u
+#define CF_ARCH_ARM32_LPAE	2u
+#define CF_ARCH_ARM64		3u
+
+struct cf_hello {
+	__u32 version;		/* CF_VERSION */
+	__u32 max_frame;	/* CF_MAX_FRAME */
+	__u32 max_ops;		/* CF_MAX_OPS */
+	__u32 max_handles;	/* CF_MAX_HANDLES */
+	__u32 arch;		/* CF_ARCH_* */
+	__u32 page_shift;
+	__u32 cma_alignment;	/* CONFIG_CMA_ALIGNMENT */
+	__u32 pageblock_order;
+	__u64 max_low_pfn;	/* first pfn above lowmem (arm32 highmem start) */
+	__u64 max_pfn;		/* end of RAM */
+	char release[64];	/* utsname()->release, NUL padded */
+};
+
+/* Op kinds. */
+#define CF_OP_CMA_ALLOC		1u	/* area, handle, a = count, b = align */
+#define CF_OP_CMA_RELEASE	2u	/* handle */
+#define CF_OP_CMA_RELEASE_RAW	3u	/* area, a = (s64) offset, b = count */
+#define CF_OP_DMA_ALLOC		4u	/* handle, flags = attrs | gfp, a = size */
+#define CF_OP_DMA_FREE		5u	/* handle */
+#define CF_OP_OBSERVE		6u	/* emit one observation block */
+#define CF_OP_RESET		7u	/* free every handle the driver holds */
+
+/* cf_op.flags for CF_OP_DMA_ALLOC */
+#define CF_ATTR_WC		(1u << 0)	/* DMA_ATTR_WRITE_COMBINE */
+#define CF_ATTR_NOKMAP		(1u << 1)	/* DMA_ATTR_NO_KERNEL_MAPPING */
+#define CF_GFP_ATOMIC		(1u << 8)	/* GFP_ATOMIC instead of GFP_KERNEL */
+#define CF_DMA_FLAGS_MASK	(CF_ATTR_WC | CF_ATTR_NOKMAP | CF_GFP_ATOMIC)
+
+struct cf_op {
+	__u32 kind;
+	__u32 area;		/* index into the kernel's cma_areas[] */
+	__u32 handle;		/* slot defined (alloc) or used (free) */
+	__u32 flags;
+	__u64 a;
+	__u64 b;
+};
+
+struct cf_run {
+	__u32 nops;		/* <= CF_MAX_OPS */
+	__u32 flags;		/* reserved, 0 */
+	/* struct cf_op ops[nops]; */
+};
+
+/* cf_result.status */
+#define CF_ST_OK		0u	/* the kernel call succeeded */
+#define CF_ST_FAILED		1u	/* the kernel call returned NULL/false */
+#define CF_ST_NOOP		2u	/* dead or unknown handle: kernel not called */
+#define CF_ST_REFUSED		3u	/* unsafe raw release: kernel not called */
+#define CF_ST_BADOP		4u	/* malformed op (bad kind, area, handle) */
+
+/* cf_result.aux for a successful CF_OP_DMA_ALLOC: what cpu_addr is */
+#define CF_CPU_LINEAR		1u	/* lowmem linear-map address */
+#define CF_CPU_VMALLOC		2u	/* vmalloc/remap address */
+#define CF_CPU_COOKIE		3u	/* DMA_ATTR_NO_KERNEL_MAPPING cookie */
+#define CF_CPU_OTHER		4u
+
+struct cf_result {
+	__u32 status;		/* CF_ST_* */
+	__u32 kind;		/* echo of cf_op.kind */
+	__u64 pfn;		/* first pfn of an allocation, else 0 */
+	__u64 pages;		/* pages of an allocation, else 0 */
+	__u64 aux;		/* CF_CPU_* for DMA allocations, else 0 */
+};
+
+struct cf_result_hdr {
+	__u32 nresults;		/* == nops of the RUN */
+	__u32 nobs;		/* observation blocks that follow the results */
+	/* struct cf_result results[nresults]; */
+	/* nobs x (struct cf_obs_hdr, nareas x (struct cf_area + words)) */
+};
+
+struct cf_obs_hdr {
+	__u32 op_index;		/* index in the RUN of the OBSERVE op */
+	__u32 nareas;		/* <= CF_MAX_AREAS */
+	__u64 cma_free_pages;	/* NR_FREE_CMA_PAGES */
+};
+
+struct cf_area {
+	char name[CF_NAME_LEN];	/* NUL padded, may lack the NUL if 64 long */
+	__u64 base_pfn;
+	__u64 count;		/* pages; 0 = area disabled */
+	__u32 order_per_bit;
+	__u32 nwords;		/* u32 bitmap words that follow */
+	/* __u32 words[nwords]; bit i of the area = bit i%32 of words[i/32] */
+};
+
+/* The driver's ioctl, on /dev/cmafuzz (misc device). */
+struct cf_ioc_run {
+	__u64 in;		/* user pointer: struct cf_run + ops */
+	__u64 in_len;
+	__u64 out;		/* user pointer: result payload buffer */
+	__u64 out_cap;
+	__u64 out_len;		/* written by the driver */
+};
+
+struct cf_ioc_hello {
+	struct cf_hello hello;
+};
+
+#define CF_IOC_MAGIC		'C'
+#define CF_IOC_RUN		_IOWR(CF_IOC_MAGIC, 1, struct cf_ioc_run)
+#define CF_IOC_HELLO		_IOR(CF_IOC_MAGIC, 2, struct cf_ioc_hello)
+
+#endif /* CMAFUZZ_WIRE_H */

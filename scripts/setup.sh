@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Shared set-up for scripts/test.sh and scripts/fuzz.sh: installs the host
+# packages cmafuzz needs (when root; otherwise prints the command and stops)
+# and builds the cmafuzz binary. Source it; it defines $CMAFUZZ.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PACKAGES=(qemu-system-arm gcc-arm-linux-gnueabihf gcc-aarch64-linux-gnu linux-source-6.1
+          build-essential bc flex bison libssl-dev libelf-dev cpio patch xz-utils ccache
+          device-tree-compiler git)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -eq 0 ]; then
+        echo "setup: installing ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "setup: missing packages; install them with:" >&2
+        echo "  sudo apt-get install -y ${missing[*]}" >&2
+        exit 2
+    fi
+fi
+if ! command -v cargo >/dev/null; then
+    echo "setup: cargo not found: install Rust (https://rustup.rs) and re-run" >&2
+    exit 2
+fi
+
+cd "$ROOT"
+echo "setup: building cmafuzz"
+cargo build --release --locked -q -p cmafuzz
+CMAFUZZ="$ROOT/target/release/cmafuzz"
+export CMAFUZZ
