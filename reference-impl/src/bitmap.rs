@@ -1,0 +1,268 @@
+//! The kernel's bitmap primitives (`lib/bitmap.c`, `lib/find_bit.c`), over 32-bit words laid
+//! out as debugfs prints them, with `unsigned long` arithmetic of either width.
+
+/// Width of the kernel's `unsigned long`, in which `bitmap_find_next_zero_area_off()` and the
+/// CMA helpers compute (wrapping) indices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LongWidth {
+    /// arm32.
+    W32,
+    /// arm64.
+    W64,
+}
+
+impl LongWidth {
+    pub(crate) fn from_bits(bits_per_long: u32) -> LongWidth {
+        if bits_per_long <= 32 {
+            LongWidth::W32
+        } else {
+            LongWidth::W64
+        }
+    }
+
+    /// Reduce a wrapped `u64` result modulo `2^BITS_PER_LONG`.
+    pub(crate) fn wrap(self, x: u64) -> u64 {
+        match self {
+            LongWidth::W32 => x & 0xffff_ffff,
+            LongWidth::W64 => x,
+        }
+    }
+}
+
+/// A fixed-length bitmap; bits at or above `nbits` are always clear.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Bitmap {
+    words: Vec<u32>,
+    nbits: u64,
+}
+
+/// `DIV_ROUND_UP(nbits, 32)` as a length; saturates where a `Vec` could not exist anyway.
+pub(crate) fn words_for(nbits: u64) -> usize {
+    usize::try_from(nbits.div_ceil(32)).unwrap_or(usize::MAX)
+}
+
+impl Bitmap {
+    /// `bitmap_zalloc(nbits)`.
+    pub(crate) fn zeroed(nbits: u64) -> Bitmap {
+        Bitmap { words: vec![0; words_for(nbits)], nbits }
+    }
+
+    /// A bitmap over existing words; `None` unless `words.len() == DIV_ROUND_UP(nbits, 32)`.
+    /// Bits at or above `nbits` are cleared.
+    pub(crate) fn from_words(words: &[u32], nbits: u64) -> Option<Bitmap> {
+        if words.len() != words_for(nbits) {
+            return None;
+        }
+        let mut map = Bitmap { words: words.to_vec(), nbits };
+        let tail = (nbits % 32) as u32;
+        if tail != 0 {
+            if let Some(last) = map.words.last_mut() {
+                *last &= (1u32 << tail) - 1;
+            }
+        }
+        Some(map)
+    }
+
+    /// Whether any bit at or above `nbits` is set in `words`.
+    pub(crate) fn has_stray_bits(words: &[u32], nbits: u64) -> bool {
+        Bitmap::from_words(words, nbits).is_some_and(|m| m.words != words)
+    }
+
+    pub(crate) fn words(&self) -> &[u32] {
+        &self.words
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.nbits
+    }
+
+    #[cfg(test)]
+    pub(crate) fn test(&self, i: u64) -> bool {
+        i < self.nbits
+            && usize::try_from(i / 32)
+                .ok()
+                .and_then(|w| self.words.get(w))
+                .is_some_and(|word| word & (1u32 << (i % 32)) != 0)
+    }
+
+    fn apply(&mut self, start: u64, len: u64, set: bool) {
+        let end = start.saturating_add(len).min(self.nbits);
+        let mut i = start;
+        while i < end {
+            let lo = i % 32;
+            let word_start = i - lo;
+            let hi = (end - word_start).min(32);
+            let n = (hi - lo) as u32;
+            let mask = (u32::MAX >> (32 - n)) << lo;
+            if let Some(word) = usize::try_from(i / 32).ok().and_then(|w| self.words.get_mut(w)) {
+                if set {
+                    *word |= mask;
+                } else {
+                    *word &= !mask;
+                }
+            }
+            i = word_start + hi;
+        }
+    }
+
+    /// `bitmap_set(map, start, len)`, limited to the bitmap.
+    pub(crate) fn set(&mut self, start: u64, len: u64) {
+        self.apply(start, len, true);
+    }
+
+    /// `bitmap_clear(map, start, len)`, limited to the bitmap (bits past `nbits` are clear
+    /// already, so this is exact up to the end of the last word).
+    pub(crate) fn clear(&mut self, start: u64, len: u64) {
+        self.apply(start, len, false);
+    }
+
+    /// `bitmap_weight(map, nbits)`.
+    #[cfg(test)]
+    pub(crate) fn weight(&self) -> u64 {
+        self.words.iter().map(|w| u64::from(w.count_ones())).sum()
+    }
+
+    fn find_next(&self, size: u64, start: u64, want_set: bool) -> u64 {
+        let limit = size.min(self.nbits);
+        let mut i = start;
+        while i < limit {
+            let lo = i % 32;
+            let Some(&raw) = usize::try_from(i / 32).ok().and_then(|w| self.words.get(w)) else {
+                break;
+            };
+            let word = if want_set { raw } else { !raw } & (u32::MAX << lo);
+            if word != 0 {
+                return (i - lo + u64::from(word.trailing_zeros())).min(size);
+            }
+            i = i - lo + 32;
+        }
+        size
+    }
+
+    /// `find_next_bit(map, size, start)`: first set bit in `[start, size)`, else `size`.
+    pub(crate) fn find_next_bit(&self, size: u64, start: u64) -> u64 {
+        self.find_next(size, start, true)
+    }
+
+    /// `find_next_zero_bit(map, size, start)`: first clear bit in `[start, size)`, else `size`.
+    pub(crate) fn find_next_zero_bit(&self, size: u64, start: u64) -> u64 {
+        self.find_next(size, start, false)
+    }
+
+    /// Whether any bit of `[start, start + len)` is set.
+    pub(crate) fn any_set(&self, start: u64, len: u64) -> bool {
+        let end = start.saturating_add(len);
+        self.find_next_bit(end, start) < end
+    }
+}
+
+/// `bitmap_find_next_zero_area_off(map, size, start, nr, align_mask, align_offset)`
+/// (Linux 6.1 `lib/bitmap.c:417-440`, 6.12 `:413-436`, identical): first fit from `start` of `nr`
+/// clear bits whose index `i` satisfies `(i + align_offset) & align_mask == 0`. After meeting a set
+/// bit it restarts just past it and re-aligns. A result `> size` means failure (`index + nr`).
+pub(crate) fn find_next_zero_area_off(
+    map: &Bitmap,
+    size: u64,
+    mut start: u64,
+    nr: u64,
+    align_mask: u64,
+    align_offset: u64,
+    w: LongWidth,
+) -> u64 {
+    // The kernel loop ends because `start` grows past each set bit it meets; the cap only guards
+    // against `unsigned long` wrap-around, which needs bases and alignments no kernel area has.
+    let max_rounds = size.saturating_add(2);
+    let mut rounds = 0u64;
+    loop {
+        let index = map.find_next_zero_bit(size, start);
+        let index = w.wrap(
+            (w.wrap(index.wrapping_add(align_offset).wrapping_add(align_mask)) & !align_mask)
+                .wrapping_sub(align_offset),
+        );
+        let end = w.wrap(index.wrapping_add(nr));
+        if end > size {
+            return end;
+        }
+        let i = map.find_next_bit(end, index);
+        if i < end {
+            rounds += 1;
+            if rounds > max_rounds {
+                return size.saturating_add(1);
+            }
+            start = i + 1;
+            continue;
+        }
+        return index;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map_with(nbits: u64, set: &[(u64, u64)]) -> Bitmap {
+        let mut m = Bitmap::zeroed(nbits);
+        for &(s, l) in set {
+            m.set(s, l);
+        }
+        m
+    }
+
+    #[test]
+    fn bitmap_set_and_clear_cross_word_boundaries() {
+        let mut m = Bitmap::zeroed(100);
+        m.set(30, 40);
+        assert_eq!(m.weight(), 40);
+        assert!(!m.test(29) && m.test(30) && m.test(69) && !m.test(70));
+        m.clear(31, 38);
+        assert_eq!(m.weight(), 2);
+        m.set(90, 50);
+        assert_eq!(m.weight(), 12, "bitmap_set stops at nbits");
+    }
+
+    #[test]
+    fn find_next_bit_returns_size_when_nothing_found() {
+        let m = map_with(100, &[(64, 3)]);
+        assert_eq!(m.find_next_bit(100, 0), 64);
+        assert_eq!(m.find_next_bit(64, 0), 64);
+        assert_eq!(m.find_next_bit(100, 67), 100);
+        assert_eq!(m.find_next_zero_bit(100, 64), 67);
+        assert_eq!(m.find_next_zero_bit(100, 200), 100);
+    }
+
+    #[test]
+    fn bitmap_find_next_zero_area_off_is_first_fit() {
+        let m = map_with(8192, &[(0, 64)]);
+        assert_eq!(find_next_zero_area_off(&m, 8192, 0, 3, 0, 0, LongWidth::W32), 64);
+    }
+
+    #[test]
+    fn bitmap_find_next_zero_area_off_realigns_after_set_bit() {
+        // A 6-bit window at 0 meets the set bit 4; the search restarts at 5 and re-aligns to 8
+        // (mask 3), not to 5.
+        let m = map_with(64, &[(4, 1)]);
+        assert_eq!(find_next_zero_area_off(&m, 64, 0, 6, 3, 0, LongWidth::W32), 8);
+    }
+
+    #[test]
+    fn bitmap_find_next_zero_area_off_alignment_is_relative_to_offset() {
+        // offset 0xc00 with mask 4095: indices i with (i + 0xc00) % 4096 == 0 -> 1024, 5120, ...
+        let m = map_with(8192, &[(0, 96)]);
+        assert_eq!(find_next_zero_area_off(&m, 8192, 0, 1, 4095, 0xc00, LongWidth::W64), 1024);
+    }
+
+    #[test]
+    fn bitmap_find_next_zero_area_off_returns_past_size_when_no_window() {
+        let m = map_with(16, &[(0, 10)]);
+        let r = find_next_zero_area_off(&m, 16, 0, 8, 0, 0, LongWidth::W32);
+        assert!(r > 16, "got {r}");
+    }
+
+    #[test]
+    fn from_words_checks_length_and_detects_stray_bits() {
+        assert!(Bitmap::from_words(&[0, 0], 65).is_none());
+        assert!(Bitmap::from_words(&[0, 0, 0], 65).is_some());
+        assert!(Bitmap::has_stray_bits(&[0, 0, 2], 65));
+        assert!(!Bitmap::has_stray_bits(&[0, 0, 1], 65));
+    }
+}

@@ -1,0 +1,359 @@
+//! The reference model: state in, op in, outcome out.
+//!
+//! It mirrors the kernel functions the in-kernel driver (`qemu/include/cmafuzz_wire.h`) calls,
+//! plus the driver's own rules: handle slots, and refusing raw releases the kernel would turn into
+//! memory corruption (spec §3).
+
+mod dma;
+
+use crate::bitmap::LongWidth;
+use crate::cma::CmaArea;
+use crate::genpool::{GenPool, PoolAddr};
+use crate::observation::Observation;
+use crate::outcome::Outcome;
+use crate::profile::KernelProfile;
+use crate::program::{AreaId, Handle, ResolvedOp, ResolvedProgram, MAX_ALIGN, MAX_HANDLES};
+use crate::runs::RunSet;
+use crate::units::{Order, Pages, Pfn};
+use std::collections::{BTreeMap, BTreeSet};
+use thiserror::Error;
+
+/// Why a boot observation and a profile cannot seed a model.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ModelError {
+    /// A profile field is outside what any supported kernel has.
+    #[error("profile field `{field}` = {value} is out of range (expected {expected})")]
+    Profile {
+        /// Field name in [`KernelProfile`].
+        field: &'static str,
+        /// The value given.
+        value: u64,
+        /// The accepted range.
+        expected: &'static str,
+    },
+    /// The bitmap does not have `DIV_ROUND_UP(count >> order_per_bit, 32)` words.
+    #[error(
+        "CMA area `{area}`: bitmap has {got} words, expected {expected} \
+         (ceil((count >> order_per_bit) / 32)); the observation is truncated or inconsistent"
+    )]
+    BitmapLength {
+        /// Area name.
+        area: String,
+        /// Words expected.
+        expected: u64,
+        /// Words given.
+        got: u64,
+    },
+    /// Bits at or above `count >> order_per_bit` are set, which the kernel never does.
+    #[error("CMA area `{area}`: bitmap bits beyond count >> order_per_bit are set; the observation is corrupt")]
+    StrayBits {
+        /// Area name.
+        area: String,
+    },
+    /// `order_per_bit` too large to model.
+    #[error("CMA area `{area}`: order_per_bit {order_per_bit} is larger than 31")]
+    OrderPerBit {
+        /// Area name.
+        area: String,
+        /// The value given.
+        order_per_bit: u32,
+    },
+    /// `base_pfn + count` does not fit.
+    #[error("CMA area `{area}`: base_pfn + count overflows")]
+    AreaOverflows {
+        /// Area name.
+        area: String,
+    },
+    /// The profile names a default area the kernel does not have.
+    #[error(
+        "the profile's default CMA area `{name}` is not among the booted kernel's areas \
+         ({present}); set KernelProfile::default_area to the kernel's `dma_contiguous_default_area`"
+    )]
+    DefaultAreaMissing {
+        /// The name in the profile.
+        name: String,
+        /// The names the kernel reported.
+        present: String,
+    },
+    /// The boot bitmap does not show the atomic pool where the boot code would have put it.
+    #[error(
+        "atomic pool `{pool}` should occupy bits {first_bit}..{end_bit} of CMA area `{area}` at \
+         boot, but they are not all set; check KernelProfile::atomic_pool_bytes, cma_alignment \
+         and arch"
+    )]
+    PoolNotInBootBitmap {
+        /// Which pool.
+        pool: &'static str,
+        /// The default area's name.
+        area: String,
+        /// First bit expected set.
+        first_bit: u64,
+        /// One past the last bit expected set.
+        end_bit: u64,
+    },
+}
+
+/// Facts fixed at boot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Env {
+    profile: KernelProfile,
+    /// Index of `dma_contiguous_default_area` in the area table.
+    default_area: Option<usize>,
+    width: LongWidth,
+}
+
+/// The atomic DMA pools: arm32's single `atomic_pool` (`arch/arm/mm/dma-mapping.c:200-249`) or
+/// arm64's `atomic_pool_{kernel,dma,dma32}` (`kernel/dma/pool.c`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum PoolId {
+    Arm32,
+    Kernel,
+    Dma,
+    Dma32,
+}
+
+/// What a live handle holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Holding {
+    /// A `cma_alloc` allocation: the page offsets (from the area's `base_pfn`) not yet released.
+    Cma { area: usize, held: RunSet },
+    /// A `dma_alloc_attrs` buffer of `pages` pages.
+    Dma { pages: u64, backing: DmaBacking },
+}
+
+/// Where a coherent buffer's pages came from, i.e. what `dma_free_attrs` gives back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum DmaBacking {
+    /// `cma_alloc` on `area`; freed with `cma_release`.
+    Cma { area: usize, pfn: u64 },
+    /// The buddy allocator; pfn unknown to the model.
+    Buddy,
+    /// An atomic pool; freed with `gen_pool_free`.
+    Pool { pool: PoolId, addr: PoolAddr },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct State {
+    areas: Vec<CmaArea>,
+    /// Live handles by slot; a slot whose allocation failed or was freed is absent.
+    handles: BTreeMap<u32, Holding>,
+    /// Busy pfns: `alloc_contig_range()` fails with -EBUSY on them (spec §2.5). Empty until a
+    /// `Pin` op exists.
+    pinned: BTreeSet<Pfn>,
+    pools: BTreeMap<PoolId, GenPool>,
+}
+
+/// The model of one booted kernel plus the in-kernel test driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Model {
+    env: Env,
+    boot: State,
+    state: State,
+}
+
+fn check_profile(p: &KernelProfile) -> Result<(), ModelError> {
+    let bad = |field, value: u64, expected| Err(ModelError::Profile { field, value, expected });
+    if !(10..=16).contains(&p.page_shift) {
+        return bad("page_shift", p.page_shift.into(), "10..=16");
+    }
+    if p.cma_alignment > MAX_ALIGN {
+        return bad("cma_alignment", p.cma_alignment.into(), "0..=31");
+    }
+    if !(1..=31).contains(&p.max_order) {
+        return bad("max_order", p.max_order.into(), "1..=31");
+    }
+    if !(1..=64).contains(&p.coherent_dma_mask_bits) {
+        return bad("coherent_dma_mask_bits", p.coherent_dma_mask_bits.into(), "1..=64");
+    }
+    if p.atomic_pool_bytes > 1 << 30 {
+        return bad("atomic_pool_bytes", p.atomic_pool_bytes, "0..=1 GiB");
+    }
+    Ok(())
+}
+
+impl Model {
+    /// Boot: seed the areas and bitmaps from the kernel's boot observation (spec §1.8: the model
+    /// must start from the bitmap the kernel reports, which already holds the atomic pools taken
+    /// by `atomic_pool_init()` (arm32) / `dma_atomic_pool_init()` (arm64), Linux 6.1 and 6.12),
+    /// and rebuild the pools by replaying those boot allocations on empty areas.
+    pub fn new(profile: KernelProfile, boot: &Observation) -> Result<Model, ModelError> {
+        check_profile(&profile)?;
+        let areas = boot.areas.iter().map(CmaArea::from_observation).collect::<Result<Vec<_>, _>>()?;
+        let default_area = match &profile.default_area {
+            None => None,
+            Some(name) => {
+                Some(areas.iter().position(|a| &a.name == name).ok_or_else(|| ModelError::DefaultAreaMissing {
+                    name: name.clone(),
+                    present: areas.iter().map(|a| format!("`{}`", a.name)).collect::<Vec<_>>().join(", "),
+                })?)
+            }
+        };
+        let env = Env { width: LongWidth::from_bits(profile.arch.bits_per_long()), profile, default_area };
+        let pools = dma::boot_pools(&env, &areas)?;
+        let state = State { areas, handles: BTreeMap::new(), pinned: BTreeSet::new(), pools };
+        Ok(Model { env, boot: state.clone(), state })
+    }
+
+    /// The profile the model was built with.
+    pub fn profile(&self) -> &KernelProfile {
+        &self.env.profile
+    }
+
+    /// Run one op as the driver would, calling the model of the kernel function it calls:
+    /// `cma_alloc()` / `cma_release()` (Linux 6.1 `mm/cma.c:420-570`), `dma_alloc_attrs()` /
+    /// `dma_free_attrs()` (Linux 6.1 `kernel/dma/mapping.c`, with `arch/arm/mm/dma-mapping.c` on
+    /// arm32 and `kernel/dma/direct.c` + `kernel/dma/pool.c` on arm64; 6.12 the same).
+    pub fn step(&mut self, op: &ResolvedOp) -> Outcome {
+        let env = &self.env;
+        let st = &mut self.state;
+        match op {
+            ResolvedOp::CmaAlloc { area, h, count, align } => st.cma_alloc(env, *area, *h, *count, *align),
+            ResolvedOp::CmaRelease { h } => st.cma_release(env, *h),
+            ResolvedOp::CmaReleaseRaw { area, off, count } => st.cma_release_raw(env, *area, *off, *count),
+            ResolvedOp::DmaAlloc { h, size, attrs, gfp } => st.dma_alloc(env, *h, *size, *attrs, *gfp),
+            ResolvedOp::DmaFree { h } => st.dma_free(env, *h),
+            ResolvedOp::Observe => Outcome::Observed,
+        }
+    }
+
+    /// The areas and bitmaps now, as the driver reads them under `cma->lock` (spec §7.2).
+    /// `cma_free` is `None`: the model does not predict `NR_FREE_CMA_PAGES`.
+    pub fn observe(&self) -> Observation {
+        Observation { areas: self.state.areas.iter().map(CmaArea::observe).collect(), cma_free: None }
+    }
+
+    /// Back to the boot state: handles dropped, bitmaps and pools as at boot. (The driver's
+    /// `CF_OP_RESET` frees every handle; arm64 pool chunks added since boot stay in the kernel,
+    /// so the harness reboots or re-reads the boot observation when they matter.)
+    pub fn reset(&mut self) {
+        self.state = self.boot.clone();
+    }
+}
+
+impl Env {
+    /// `ULONG_MAX` of the kernel: the driver rejects counts it cannot pass to the kernel.
+    fn ulong_max(&self) -> u64 {
+        self.width.wrap(u64::MAX)
+    }
+}
+
+impl State {
+    /// A slot an allocation may define: in range and not live.
+    fn free_slot(&self, h: Handle) -> bool {
+        h.0 < MAX_HANDLES && !self.handles.contains_key(&h.0)
+    }
+
+    fn area_index(&self, area: AreaId) -> Option<usize> {
+        usize::try_from(area.0).ok().filter(|&i| i < self.areas.len())
+    }
+
+    /// `CF_OP_CMA_ALLOC`: `cma_alloc(cma_areas[area], count, align, true)`. The driver rejects
+    /// (BadOp) a live slot, `align > 31`, and a count above `ULONG_MAX - (2^opb - 1)` (which
+    /// would wrap `cma_bitmap_pages_to_bits()` to 0).
+    fn cma_alloc(&mut self, env: &Env, area: AreaId, h: Handle, count: Pages, align: Order) -> Outcome {
+        let Some(ai) = self.area_index(area) else {
+            return Outcome::BadOp;
+        };
+        let opb = self.areas.get(ai).map_or(0, |a| a.order_per_bit);
+        let count_limit = env.ulong_max() - ((1u64 << opb) - 1);
+        if !self.free_slot(h) || align.0 > MAX_ALIGN || count.0 > count_limit {
+            return Outcome::BadOp;
+        }
+        let Some(a) = self.areas.get_mut(ai) else {
+            return Outcome::BadOp;
+        };
+        match a.alloc(count.0, align.0, env.width, &self.pinned) {
+            Some(pfn) => {
+                let off = pfn - a.base_pfn;
+                self.handles.insert(h.0, Holding::Cma { area: ai, held: RunSet::range(off, off + count.0) });
+                Outcome::Allocated { pfn: Pfn(pfn), pages: count }
+            }
+            None => Outcome::AllocFailed,
+        }
+    }
+
+    /// `CF_OP_CMA_RELEASE`: one `cma_release()` per maximal run the handle still holds.
+    fn cma_release(&mut self, env: &Env, h: Handle) -> Outcome {
+        if h.0 >= MAX_HANDLES {
+            return Outcome::BadOp;
+        }
+        if !matches!(self.handles.get(&h.0), Some(Holding::Cma { .. })) {
+            return Outcome::Noop;
+        }
+        let Some(Holding::Cma { area, held }) = self.handles.remove(&h.0) else {
+            return Outcome::Noop;
+        };
+        if let Some(a) = self.areas.get_mut(area) {
+            for &(start, end) in held.runs() {
+                a.release(a.base_pfn + start, end - start, env.width);
+            }
+        }
+        Outcome::Released
+    }
+
+    /// `CF_OP_CMA_RELEASE_RAW`: the kernel's `cma_pages_valid()` decides ReleaseRejected; the
+    /// driver refuses anything else that is not wholly held by live `cma_alloc` handles of the
+    /// area (spec §3: past-the-end and double releases corrupt memory).
+    fn cma_release_raw(&mut self, env: &Env, area: AreaId, off: i64, count: Pages) -> Outcome {
+        let Some(ai) = self.area_index(area) else {
+            return Outcome::BadOp;
+        };
+        if count.0 > env.ulong_max() {
+            return Outcome::BadOp;
+        }
+        let Some(a) = self.areas.get(ai) else {
+            return Outcome::BadOp;
+        };
+        let Some(off) = u64::try_from(off).ok().filter(|&o| o < a.count) else {
+            return Outcome::ReleaseRejected;
+        };
+        if count.0 == 0 {
+            // cma_release(): valid pfn, free_contig_range(pfn, 0), no bits cleared.
+            return Outcome::Released;
+        }
+        let Some(end) = off.checked_add(count.0).filter(|&e| e <= a.count) else {
+            return Outcome::Refused;
+        };
+        let held: u64 = self
+            .handles
+            .values()
+            .map(|hold| match hold {
+                Holding::Cma { area, held } if *area == ai => held.overlap(off, end),
+                _ => 0,
+            })
+            .sum();
+        if held != count.0 {
+            return Outcome::Refused;
+        }
+        let pfn = a.base_pfn + off;
+        if let Some(a) = self.areas.get_mut(ai) {
+            a.release(pfn, count.0, env.width);
+        }
+        self.handles.retain(|_, hold| match hold {
+            Holding::Cma { area, held } if *area == ai => {
+                held.remove(off, end);
+                !held.is_empty()
+            }
+            _ => true,
+        });
+        Outcome::Released
+    }
+}
+
+/// Run a whole program from the model's current state: the outcome of every op, and an
+/// observation after every `Observe` op, keyed by its op index (the driver's
+/// `struct cf_obs_hdr.op_index`).
+pub fn run(model: &mut Model, prog: &ResolvedProgram) -> (Vec<Outcome>, Vec<(usize, Observation)>) {
+    let mut outcomes = Vec::with_capacity(prog.ops.len());
+    let mut observations = Vec::new();
+    for (i, op) in prog.ops.iter().enumerate() {
+        outcomes.push(model.step(op));
+        if matches!(op, ResolvedOp::Observe) {
+            observations.push((i, model.observe()));
+        }
+    }
+    (outcomes, observations)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,144 @@
+//! What either side reports about the CMA areas: the same shape as the driver's
+//! `struct cf_obs_hdr` + `struct cf_area` blocks and as debugfs `cma/<name>/bitmap`.
+
+use crate::units::{Pages, Pfn};
+use serde::{Deserialize, Serialize};
+
+/// One entry of `cma_areas[]` (`struct cma`, Linux 6.1 `mm/cma.h:13-34`, 6.12 `:13-36`) as
+/// read under `cma->lock`.
+///
+/// `bitmap` holds `ceil((count >> order_per_bit) / 32)` little-endian words: bit `i` of the area
+/// is bit `i % 32` of `bitmap[i / 32]`, the layout debugfs prints (`mm/cma_debug.c:179-182`).
+/// Bit `i` covers pages `[base_pfn + (i << opb), base_pfn + ((i + 1) << opb))`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AreaObservation {
+    /// `cma->name`.
+    pub name: String,
+    /// `cma->base_pfn`.
+    pub base_pfn: Pfn,
+    /// `cma->count`; 0 for an area `cma_activate_area()` disabled.
+    pub count: Pages,
+    /// `cma->order_per_bit`.
+    pub order_per_bit: u32,
+    /// The allocation bitmap, 32-bit little-endian words.
+    pub bitmap: Vec<u32>,
+}
+
+impl AreaObservation {
+    /// `cma_bitmap_maxno()` (Linux 6.1 `mm/cma.h:39-42`, same in 6.12): `count >> opb`, the
+    /// number of meaningful bits.
+    pub fn bitmap_bits(&self) -> u64 {
+        self.count.0.checked_shr(self.order_per_bit).unwrap_or(0)
+    }
+
+    /// Number of `u32` words the bitmap must have: `DIV_ROUND_UP(maxno, 32)`, as
+    /// `debugfs_create_u32_array()` is sized in `cma_debugfs_add_one()` (Linux 6.1
+    /// `mm/cma_debug.c:179-182`).
+    pub fn expected_words(&self) -> u64 {
+        self.bitmap_bits().div_ceil(32)
+    }
+
+    /// Whether bit `i` (`i < bitmap_bits()`) is set; bits outside the bitmap read as clear.
+    pub fn bit(&self, i: u64) -> bool {
+        if i >= self.bitmap_bits() {
+            return false;
+        }
+        let word = usize::try_from(i / 32).ok().and_then(|w| self.bitmap.get(w)).copied().unwrap_or(0);
+        word & (1u32 << (i % 32)) != 0
+    }
+
+    /// `bitmap_weight(cma->bitmap, maxno)`: set bits below `maxno`, as debugfs `used` counts them
+    /// before shifting by `order_per_bit` (Linux 6.1 `mm/cma_debug.c:34-47`).
+    pub fn used_bits(&self) -> u64 {
+        let maxno = self.bitmap_bits();
+        let mut used = 0u64;
+        for (w, word) in self.bitmap.iter().enumerate() {
+            let first = (w as u64).saturating_mul(32);
+            if first >= maxno {
+                break;
+            }
+            let valid = maxno - first;
+            let mask = if valid >= 32 { u32::MAX } else { (1u32 << valid) - 1 };
+            used += u64::from((word & mask).count_ones());
+        }
+        used
+    }
+
+    /// `cma_pages_valid()`'s range test (Linux 6.1 `mm/cma.c:522-539`):
+    /// `base_pfn <= pfn < base_pfn + count`. A disabled area contains nothing.
+    pub fn contains(&self, pfn: Pfn) -> bool {
+        pfn >= self.base_pfn && pfn.checked_pages_since(self.base_pfn).is_some_and(|off| off < self.count)
+    }
+
+    /// Whether any page of `[first, first + pages)` lies in this area (`pages == 0` never does).
+    pub fn overlaps(&self, first: Pfn, pages: Pages) -> bool {
+        if pages.0 == 0 || self.count.0 == 0 {
+            return false;
+        }
+        let Some(end) = first.checked_add(pages) else {
+            return true;
+        };
+        let area_end = self.base_pfn.checked_add(self.count).unwrap_or(Pfn(u64::MAX));
+        first < area_end && self.base_pfn < end
+    }
+}
+
+/// One observation: every CMA area (in `cma_areas[]` order) and `NR_FREE_CMA_PAGES`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Observation {
+    /// The areas, indexed like the kernel's `cma_areas[]`.
+    pub areas: Vec<AreaObservation>,
+    /// `global_zone_page_state(NR_FREE_CMA_PAGES)` from the kernel; the model does not predict
+    /// buddy-allocator state and reports `None`.
+    pub cma_free: Option<Pages>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn area(count: u64, opb: u32, bitmap: Vec<u32>) -> AreaObservation {
+        AreaObservation {
+            name: "reserved".into(),
+            base_pfn: Pfn(0x7e000),
+            count: Pages(count),
+            order_per_bit: opb,
+            bitmap,
+        }
+    }
+
+    #[test]
+    fn used_bits_ignores_bits_beyond_maxno() {
+        let a = area(40, 0, vec![u32::MAX, u32::MAX]);
+        assert_eq!(a.used_bits(), 40);
+        assert!(a.bit(39));
+        assert!(!a.bit(40));
+    }
+
+    #[test]
+    fn used_bits_counts_bitmap_bits_not_pages() {
+        let a = area(64, 2, vec![0b1011]);
+        assert_eq!(a.bitmap_bits(), 16);
+        assert_eq!(a.used_bits(), 3);
+    }
+
+    #[test]
+    fn contains_is_half_open_like_cma_pages_valid() {
+        let a = area(8192, 0, vec![0; 256]);
+        assert!(a.contains(Pfn(0x7e000)));
+        assert!(a.contains(Pfn(0x7e000 + 8191)));
+        assert!(!a.contains(Pfn(0x7e000 + 8192)));
+        assert!(!a.contains(Pfn(0x7dfff)));
+        assert!(!area(0, 0, vec![]).contains(Pfn(0x7e000)));
+    }
+
+    #[test]
+    fn overlaps_detects_ranges_straddling_the_area_edges() {
+        let a = area(8192, 0, vec![0; 256]);
+        assert!(a.overlaps(Pfn(0x7dfff), Pages(2)));
+        assert!(!a.overlaps(Pfn(0x7dfff), Pages(1)));
+        assert!(a.overlaps(Pfn(0x7e000 + 8191), Pages(5)));
+        assert!(!a.overlaps(Pfn(0x7e000 + 8192), Pages(5)));
+        assert!(!a.overlaps(Pfn(0x7e000), Pages(0)));
+    }
+}
