@@ -209,10 +209,14 @@ pub fn to_outcome(index: usize, op: &WireOp, r: &WireResult) -> Result<Outcome, 
     }
     let o = match (op.kind, r.status) {
         (_, wire::ST_BADOP) => Outcome::BadOp,
-        (wire::OP_CMA_ALLOC | wire::OP_DMA_ALLOC, wire::ST_OK) => Outcome::Allocated { pfn: Pfn(r.pfn), pages: Pages(r.pages) },
+        (wire::OP_CMA_ALLOC | wire::OP_DMA_ALLOC, wire::ST_OK) => {
+            Outcome::Allocated { pfn: Pfn(r.pfn), pages: Pages(r.pages) }
+        }
         (wire::OP_CMA_ALLOC | wire::OP_DMA_ALLOC, wire::ST_FAILED) => Outcome::AllocFailed,
         (wire::OP_CMA_RELEASE | wire::OP_DMA_FREE | wire::OP_CMA_RELEASE_RAW, wire::ST_OK) => Outcome::Released,
-        (wire::OP_CMA_RELEASE | wire::OP_DMA_FREE | wire::OP_CMA_RELEASE_RAW, wire::ST_FAILED) => Outcome::ReleaseRejected,
+        (wire::OP_CMA_RELEASE | wire::OP_DMA_FREE | wire::OP_CMA_RELEASE_RAW, wire::ST_FAILED) => {
+            Outcome::ReleaseRejected
+        }
         (wire::OP_CMA_RELEASE | wire::OP_DMA_FREE, wire::ST_NOOP) => Outcome::Noop,
         (wire::OP_CMA_RELEASE_RAW, wire::ST_REFUSED) => Outcome::Refused,
         (wire::OP_OBSERVE, wire::ST_OK) => Outcome::Observed,

@@ -55,6 +55,32 @@ pub fn file_sha256(path: &std::path::Path) -> std::io::Result<String> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// `file_sha256`, remembered under the cache root by path, size and mtime,
+/// so a 140 MB source tarball is hashed once, not on every command.
+pub fn file_sha256_cached(path: &std::path::Path) -> std::io::Result<String> {
+    let md = std::fs::metadata(path)?;
+    let mtime = md.modified()?.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let mut k = KeyHasher::new("file-sha256");
+    k.part(path.to_string_lossy().as_bytes()).part(&md.len().to_le_bytes()).part(&mtime.to_le_bytes());
+    let memo = root().join("hashes").join(k.finish());
+    if let Ok(text) = std::fs::read_to_string(&memo) {
+        let text = text.trim();
+        if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(text.to_string());
+        }
+    }
+    let sha = file_sha256(path)?;
+    if let Some(dir) = memo.parent() {
+        if std::fs::create_dir_all(dir).is_ok() {
+            let tmp = memo.with_extension(format!("tmp{}", std::process::id()));
+            if std::fs::write(&tmp, &sha).is_ok() {
+                let _ = std::fs::rename(&tmp, &memo);
+            }
+        }
+    }
+    Ok(sha)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,7 +38,12 @@ pub fn checks() -> Vec<Check> {
     ];
     let mut v: Vec<Check> = tools
         .iter()
-        .map(|(t, p, why)| Check { what: (*t).to_string(), found: on_path(t), package: (*p).to_string(), needed_for: why })
+        .map(|(t, p, why)| Check {
+            what: (*t).to_string(),
+            found: on_path(t),
+            package: (*p).to_string(),
+            needed_for: why,
+        })
         .collect();
     for (file, pkg, why) in [
         ("/usr/src/linux-source-6.1.tar.xz", "linux-source-6.1", "the 6.1 targets (default kernel source)"),
@@ -74,7 +79,11 @@ mod tests {
             package: pkg.into(),
             needed_for: "x",
         };
-        let v = vec![c("qemu-system-arm", "qemu-system-arm", false), c("qemu-system-aarch64", "qemu-system-arm", false), c("make", "build-essential", true)];
+        let v = vec![
+            c("qemu-system-arm", "qemu-system-arm", false),
+            c("qemu-system-aarch64", "qemu-system-arm", false),
+            c("make", "build-essential", true),
+        ];
         assert_eq!(install_command(&v).as_deref(), Some("apt-get install -y qemu-system-arm"));
         assert_eq!(install_command(&v[2..]), None);
     }

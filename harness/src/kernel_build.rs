@@ -7,7 +7,7 @@
 use crate::cache::{self, KeyHasher};
 use crate::targets::Target;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -77,7 +77,7 @@ fn source_identity(req: &BuildRequest) -> Result<String, BuildError> {
             if !tar.is_file() {
                 return Err(BuildError::MissingSource { path: tar, package: req.target.source_package.clone() });
             }
-            let sha = cache::file_sha256(&tar).map_err(io(format!("hashing {}", tar.display())))?;
+            let sha = cache::file_sha256_cached(&tar).map_err(io(format!("hashing {}", tar.display())))?;
             Ok(format!("tarball:{sha}"))
         }
         Some(dir) => {
@@ -87,9 +87,11 @@ fn source_identity(req: &BuildRequest) -> Result<String, BuildError> {
             if dir.join(".git").exists() {
                 let head = run_capture(Command::new("git").arg("-C").arg(dir).args(["rev-parse", "HEAD"]))?;
                 let diff = run_capture(Command::new("git").arg("-C").arg(dir).args(["diff", "HEAD"]))?;
-                let status = run_capture(
-                    Command::new("git").arg("-C").arg(dir).args(["status", "--porcelain", "--untracked-files=all"]),
-                )?;
+                let status = run_capture(Command::new("git").arg("-C").arg(dir).args([
+                    "status",
+                    "--porcelain",
+                    "--untracked-files=all",
+                ]))?;
                 let mut k = KeyHasher::new("git");
                 k.part(head.as_bytes()).part(diff.as_bytes()).part(status.as_bytes());
                 Ok(format!("git:{}", k.finish()))
@@ -104,10 +106,8 @@ fn source_identity(req: &BuildRequest) -> Result<String, BuildError> {
 
 /// Hashes paths, sizes and mtimes of a tree without a VCS (cheap, not content).
 fn hash_tree(root: &Path, dir: &Path, k: &mut KeyHasher) -> Result<(), BuildError> {
-    let mut entries: Vec<_> = fs::read_dir(dir)
-        .map_err(io(format!("reading {}", dir.display())))?
-        .filter_map(Result::ok)
-        .collect();
+    let mut entries: Vec<_> =
+        fs::read_dir(dir).map_err(io(format!("reading {}", dir.display())))?.filter_map(Result::ok).collect();
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let p = e.path();
@@ -117,7 +117,9 @@ fn hash_tree(root: &Path, dir: &Path, k: &mut KeyHasher) -> Result<(), BuildErro
             hash_tree(root, &p, k)?;
         } else {
             let mtime = md.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
-            k.part(rel.as_bytes()).part(&md.len().to_le_bytes()).part(&mtime.unwrap_or_default().as_nanos().to_le_bytes());
+            k.part(rel.as_bytes())
+                .part(&md.len().to_le_bytes())
+                .part(&mtime.unwrap_or_default().as_nanos().to_le_bytes());
         }
     }
     Ok(())
@@ -162,10 +164,11 @@ pub fn cache_key(req: &BuildRequest) -> Result<String, BuildError> {
         let text = fs::read(p).map_err(|source| BuildError::PatchUnreadable { path: p.clone(), source })?;
         k.part(&text);
     }
-    for (name, text) in req.target.fragment_texts().map_err(|e| BuildError::Io {
-        what: e.to_string(),
-        source: std::io::Error::other("bad target table"),
-    })? {
+    for (name, text) in req
+        .target
+        .fragment_texts()
+        .map_err(|e| BuildError::Io { what: e.to_string(), source: std::io::Error::other("bad target table") })?
+    {
         k.part(name.as_bytes()).part(text.as_bytes());
     }
     k.part(DRIVER_C.as_bytes()).part(WIRE_H.as_bytes());
@@ -210,73 +213,22 @@ pub fn build(req: &BuildRequest, progress: &mut dyn FnMut(&str)) -> Result<Kerne
     }
     let work = root.join("build").join(&key);
     let tree = work.join("src");
+    let out = work.join("out");
     if work.exists() {
         fs::remove_dir_all(&work).map_err(io(format!("removing stale {}", work.display())))?;
     }
-    fs::create_dir_all(&tree).map_err(io(format!("creating {}", tree.display())))?;
-    let log_path = work.join("build.log");
-
-    progress(&format!("[{}] preparing source in {}", req.target.name, tree.display()));
-    prepare_source(req, &tree, &log_path)?;
-    for p in &req.patches {
-        apply_patch(p, &tree, &log_path)?;
-    }
-    install_driver(&tree)?;
-
-    let make = |args: &[&str]| {
-        let mut c = Command::new("make");
-        c.current_dir(&tree)
-            .arg(format!("ARCH={}", req.target.kernel_arch()))
-            .arg(format!("CROSS_COMPILE={}", req.target.cross_prefix()))
-            .env("KBUILD_BUILD_USER", "cmafuzz")
-            .env("KBUILD_BUILD_HOST", "cmafuzz")
-            .env("KBUILD_BUILD_TIMESTAMP", "2024-01-01")
-            .env("CCACHE_DIR", root.join("ccache"))
-            .env("CCACHE_BASEDIR", &tree)
-            .env("CCACHE_NOHASHDIR", "1")
-            .args(args);
-        c
-    };
-
-    let frag_path = work.join("fragment.config");
-    let mut frag_text = String::new();
-    let fragments = req.target.fragment_texts().map_err(|e| BuildError::Io {
-        what: e.to_string(),
-        source: std::io::Error::other("bad target table"),
-    })?;
-    for (_, t) in &fragments {
-        frag_text.push_str(t);
-        frag_text.push('\n');
-    }
-    fs::write(&frag_path, &frag_text).map_err(io("writing the config fragment"))?;
-    progress(&format!("[{}] configuring (allnoconfig + {})", req.target.name, req.target.fragments.join(" + ")));
-    let mut cfg = make(&["allnoconfig"]);
-    cfg.env("KCONFIG_ALLCONFIG", &frag_path);
-    run_logged(&mut cfg, "make allnoconfig", &log_path, &req.target.name, progress)?;
-    let config_text = fs::read_to_string(tree.join(".config")).map_err(io("reading .config"))?;
-    verify_config(&fragments, &config_text)?;
-
-    let jobs = std::thread::available_parallelism().map_or(2, |n| n.get()) + 1;
-    let ccache_cc = format!("CC=ccache {}gcc", req.target.cross_prefix());
-    let jflag = format!("-j{jobs}");
-    let has_ccache = which("ccache");
-    let mut args = vec![jflag.as_str(), image_name];
-    if has_ccache {
-        args.push(&ccache_cc);
-    }
-    progress(&format!("[{}] building {image_name} with {jobs} jobs{}", req.target.name, if has_ccache { " and ccache" } else { "" }));
-    run_logged(&mut make(&args), &format!("make {image_name}"), &log_path, &req.target.name, progress)?;
-
+    fs::create_dir_all(&out).map_err(io(format!("creating {}", out.display())))?;
+    let logs = root.join("logs");
+    fs::create_dir_all(&logs).map_err(io(format!("creating {}", logs.display())))?;
+    let log_path = logs.join(format!("{}-{key}.log", req.target.name));
+    let _ = fs::remove_file(&log_path);
     let tmp = root.join("kernels").join(format!(".tmp-{key}-{}", std::process::id()));
-    fs::create_dir_all(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
-    for (from, to) in [
-        (tree.join(req.target.image_path()), tmp.join(image_name)),
-        (tree.join("vmlinux"), tmp.join("vmlinux")),
-        (tree.join(".config"), tmp.join("config")),
-        (tree.join("System.map"), tmp.join("System.map")),
-        (log_path.clone(), tmp.join("build.log")),
-    ] {
-        fs::copy(&from, &to).map_err(io(format!("copying {} to the cache", from.display())))?;
+    let result = build_in(req, &root, &work, &tree, &out, &log_path, image_name, &tmp, progress);
+    // The tree is large (~1.5 GiB) and ccache makes rebuilding it cheap; the log stays.
+    let _ = fs::remove_dir_all(&work);
+    if let Err(e) = result {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e);
     }
     let meta = serde_json::json!({
         "target": req.target.name,
@@ -291,11 +243,91 @@ pub fn build(req: &BuildRequest, progress: &mut dyn FnMut(&str)) -> Result<Kerne
         fs::remove_dir_all(&dir).map_err(io(format!("removing incomplete {}", dir.display())))?;
     }
     fs::rename(&tmp, &dir).map_err(io(format!("publishing {}", dir.display())))?;
-    // The tree is large (~1.5 GiB); ccache makes rebuilding it cheap.
-    let _ = fs::remove_dir_all(&work);
     let secs = start.elapsed().as_secs_f64();
     progress(&format!("[{}] built in {secs:.0} s: {}", req.target.name, dir.display()));
     Ok(arts(false, secs))
+}
+
+/// The build proper, in `work`; artifacts are copied into `tmp`.
+#[allow(clippy::too_many_arguments)]
+fn build_in(
+    req: &BuildRequest,
+    root: &Path,
+    work: &Path,
+    tree: &Path,
+    out: &Path,
+    log_path: &Path,
+    image_name: &str,
+    tmp: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), BuildError> {
+    progress(&format!("[{}] preparing source in {}", req.target.name, tree.display()));
+    prepare_source(req, tree, log_path, progress)?;
+    for p in &req.patches {
+        apply_patch(p, tree, log_path)?;
+    }
+    install_driver(tree)?;
+
+    let make = |args: &[&str]| {
+        let mut c = Command::new("make");
+        c.current_dir(tree)
+            .arg(format!("O={}", out.display()))
+            .arg(format!("ARCH={}", req.target.kernel_arch()))
+            .arg(format!("CROSS_COMPILE={}", req.target.cross_prefix()))
+            .env("KBUILD_BUILD_USER", "cmafuzz")
+            .env("KBUILD_BUILD_HOST", "cmafuzz")
+            .env("KBUILD_BUILD_TIMESTAMP", "2024-01-01")
+            .env("CCACHE_DIR", root.join("ccache"))
+            .env("CCACHE_BASEDIR", work)
+            .env("CCACHE_NOHASHDIR", "1")
+            .args(args);
+        c
+    };
+
+    let frag_path = work.join("fragment.config");
+    let mut frag_text = String::new();
+    let fragments = req
+        .target
+        .fragment_texts()
+        .map_err(|e| BuildError::Io { what: e.to_string(), source: std::io::Error::other("bad target table") })?;
+    for (_, t) in &fragments {
+        frag_text.push_str(t);
+        frag_text.push('\n');
+    }
+    fs::write(&frag_path, &frag_text).map_err(io("writing the config fragment"))?;
+    progress(&format!("[{}] configuring (allnoconfig + {})", req.target.name, req.target.fragments.join(" + ")));
+    let mut cfg = make(&["allnoconfig"]);
+    cfg.env("KCONFIG_ALLCONFIG", &frag_path);
+    run_logged(&mut cfg, "make allnoconfig", log_path, &req.target.name, progress)?;
+    let config_text = fs::read_to_string(out.join(".config")).map_err(io("reading .config"))?;
+    verify_config(&fragments, &config_text)?;
+
+    let jobs = std::thread::available_parallelism().map_or(2, |n| n.get()) + 1;
+    let ccache_cc = format!("CC=ccache {}gcc", req.target.cross_prefix());
+    let jflag = format!("-j{jobs}");
+    let has_ccache = which("ccache");
+    let mut args = vec![jflag.as_str(), image_name];
+    if has_ccache {
+        args.push(&ccache_cc);
+    }
+    progress(&format!(
+        "[{}] building {image_name} with {jobs} jobs{}",
+        req.target.name,
+        if has_ccache { " and ccache" } else { "" }
+    ));
+    run_logged(&mut make(&args), &format!("make {image_name}"), log_path, &req.target.name, progress)?;
+
+    fs::create_dir_all(tmp).map_err(io(format!("creating {}", tmp.display())))?;
+    for (from, to) in [
+        (out.join(req.target.image_path()), tmp.join(image_name)),
+        (out.join("vmlinux"), tmp.join("vmlinux")),
+        (out.join(".config"), tmp.join("config")),
+        (out.join("System.map"), tmp.join("System.map")),
+        (log_path.to_path_buf(), tmp.join("build.log")),
+    ] {
+        fs::copy(&from, &to).map_err(io(format!("copying {} to the cache", from.display())))?;
+    }
+    Ok(())
 }
 
 /// An exclusive `flock` held until drop.
@@ -312,7 +344,10 @@ impl FileLock {
             .map_err(io(format!("opening {}", path.display())))?;
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(BuildError::Io { what: format!("locking {}", path.display()), source: std::io::Error::last_os_error() });
+            return Err(BuildError::Io {
+                what: format!("locking {}", path.display()),
+                source: std::io::Error::last_os_error(),
+            });
         }
         Ok(FileLock(f))
     }
@@ -329,33 +364,71 @@ impl Drop for FileLock {
 }
 
 fn which(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false)
+    std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file())).unwrap_or(false)
 }
 
-fn prepare_source(req: &BuildRequest, tree: &Path, log: &Path) -> Result<(), BuildError> {
-    let mut cmd = match &req.src {
+/// Gives `tree` a private copy of the kernel source. The Debian tarball is
+/// unpacked once into `cache::root()/src/<sha>` and hard-linked from there:
+/// `patch` and `install_driver` replace files rather than write into them,
+/// and the build runs with `O=`, so the shared copy is never modified.
+fn prepare_source(
+    req: &BuildRequest,
+    tree: &Path,
+    log: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), BuildError> {
+    match &req.src {
         None => {
-            let mut c = Command::new("tar");
-            c.arg("-xf").arg(req.target.source_tarball()).arg("--strip-components=1").arg("-C").arg(tree);
-            c
+            let pristine = pristine_source(req, log, progress)?;
+            let mut c = Command::new("cp");
+            c.arg("-al").arg(&pristine).arg(tree);
+            run_logged(&mut c, "linking the kernel source", log, "", &mut |_| {})
         }
         Some(dir) => {
+            fs::create_dir_all(tree).map_err(io(format!("creating {}", tree.display())))?;
             let mut c = Command::new("sh");
             c.arg("-c")
                 .arg("tar -C \"$1\" --exclude=.git -cf - . | tar -C \"$2\" -xf - && make -C \"$2\" -s mrproper")
                 .arg("sh")
                 .arg(dir)
                 .arg(tree);
-            c
+            run_logged(&mut c, "copying the kernel source", log, "", &mut |_| {})
         }
-    };
-    run_logged(&mut cmd, "unpacking the kernel source", log, "", &mut |_| {})
+    }
+}
+
+/// The unpacked Debian source, shared read-only by every build.
+fn pristine_source(req: &BuildRequest, log: &Path, progress: &mut dyn FnMut(&str)) -> Result<PathBuf, BuildError> {
+    let tar = PathBuf::from(req.target.source_tarball());
+    let sha = cache::file_sha256_cached(&tar).map_err(io(format!("hashing {}", tar.display())))?;
+    let short = &sha[..16.min(sha.len())];
+    let base = cache::root().join("src");
+    let dir = base.join(format!("{}-{short}", req.target.source_package));
+    let tree = dir.join("tree");
+    if dir.join("done").is_file() {
+        return Ok(tree);
+    }
+    fs::create_dir_all(&base).map_err(io(format!("creating {}", base.display())))?;
+    let _lock = FileLock::acquire(&base.join(format!(".{short}.lock")))?;
+    if dir.join("done").is_file() {
+        return Ok(tree);
+    }
+    progress(&format!("[{}] unpacking {} once into {}", req.target.name, tar.display(), dir.display()));
+    let tmp = base.join(format!(".tmp-{short}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(tmp.join("tree")).map_err(io(format!("creating {}", tmp.display())))?;
+    let mut c = Command::new("tar");
+    c.arg("-xf").arg(&tar).arg("--strip-components=1").arg("-C").arg(tmp.join("tree"));
+    run_logged(&mut c, "unpacking the kernel source", log, "", &mut |_| {})?;
+    fs::write(tmp.join("done"), b"").map_err(io("writing done marker"))?;
+    let _ = fs::remove_dir_all(&dir);
+    fs::rename(&tmp, &dir).map_err(io(format!("publishing {}", dir.display())))?;
+    Ok(tree)
 }
 
 fn apply_patch(patch: &Path, tree: &Path, log: &Path) -> Result<(), BuildError> {
-    let abs = fs::canonicalize(patch).map_err(|source| BuildError::PatchUnreadable { path: patch.to_path_buf(), source })?;
+    let abs =
+        fs::canonicalize(patch).map_err(|source| BuildError::PatchUnreadable { path: patch.to_path_buf(), source })?;
     let out = Command::new("patch")
         .current_dir(tree)
         .args(["-p1", "--batch", "--forward", "--dry-run", "-i"])
@@ -373,7 +446,11 @@ fn apply_patch(patch: &Path, tree: &Path, log: &Path) -> Result<(), BuildError> 
             .unwrap_or_else(|| text.lines().last().unwrap_or("patch reported an error"))
             .trim()
             .to_string();
-        return Err(BuildError::PatchDoesNotApply { path: patch.to_path_buf(), tree: "the kernel source".into(), detail });
+        return Err(BuildError::PatchDoesNotApply {
+            path: patch.to_path_buf(),
+            tree: "the kernel source".into(),
+            detail,
+        });
     }
     let mut cmd = Command::new("patch");
     cmd.current_dir(tree).args(["-p1", "--batch", "--forward", "-i"]).arg(&abs);
@@ -385,8 +462,12 @@ fn apply_patch(patch: &Path, tree: &Path, log: &Path) -> Result<(), BuildError> 
 fn install_driver(tree: &Path) -> Result<(), BuildError> {
     fs::write(tree.join("mm/cmafuzz.c"), DRIVER_C).map_err(io("installing mm/cmafuzz.c"))?;
     fs::write(tree.join("mm/cmafuzz_wire.h"), WIRE_H).map_err(io("installing mm/cmafuzz_wire.h"))?;
-    let mut mf = fs::OpenOptions::new().append(true).open(tree.join("mm/Makefile")).map_err(io("opening mm/Makefile"))?;
-    mf.write_all(b"\n# cmafuzz in-kernel test driver\nobj-y += cmafuzz.o\n").map_err(io("editing mm/Makefile"))?;
+    // Replace, never write through: the tree is hard-linked to a shared copy.
+    let mf = tree.join("mm/Makefile");
+    let mut text = fs::read_to_string(&mf).map_err(io("reading mm/Makefile"))?;
+    text.push_str("\n# cmafuzz in-kernel test driver\nobj-y += cmafuzz.o\n");
+    fs::remove_file(&mf).map_err(io("replacing mm/Makefile"))?;
+    fs::write(&mf, text).map_err(io("writing mm/Makefile"))?;
     Ok(())
 }
 
@@ -435,15 +516,19 @@ fn run_logged(
     target: &str,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(), BuildError> {
-    let file = fs::OpenOptions::new().create(true).append(true).open(log).map_err(io(format!("opening {}", log.display())))?;
+    let file =
+        fs::OpenOptions::new().create(true).append(true).open(log).map_err(io(format!("opening {}", log.display())))?;
     let file2 = file.try_clone().map_err(io("duplicating the log handle"))?;
     let prog = cmd.get_program().to_string_lossy().into_owned();
-    let mut child = cmd.stdout(Stdio::from(file)).stderr(Stdio::from(file2)).stdin(Stdio::null()).spawn().map_err(|e| {
-        match e.kind() {
-            std::io::ErrorKind::NotFound => BuildError::MissingTool { tool: prog.clone(), package: package_of(&prog) },
-            _ => BuildError::Io { what: format!("starting {step}"), source: e },
-        }
-    })?;
+    let mut child =
+        cmd.stdout(Stdio::from(file)).stderr(Stdio::from(file2)).stdin(Stdio::null()).spawn().map_err(|e| {
+            match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    BuildError::MissingTool { tool: prog.clone(), package: package_of(&prog) }
+                }
+                _ => BuildError::Io { what: format!("starting {step}"), source: e },
+            }
+        })?;
     let start = Instant::now();
     let mut last = Instant::now();
     let status = loop {
@@ -453,7 +538,11 @@ fn run_logged(
         }
         if !target.is_empty() && last.elapsed() >= Duration::from_secs(15) {
             last = Instant::now();
-            progress(&format!("[{target}] {step}: {} files compiled, {:.0} s", count_compiled(log), start.elapsed().as_secs_f64()));
+            progress(&format!(
+                "[{target}] {step}: {} files compiled, {:.0} s",
+                count_compiled(log),
+                start.elapsed().as_secs_f64()
+            ));
         }
     };
     if status.success() {

@@ -62,10 +62,8 @@ pub fn collect_files(args: &[PathBuf]) -> Result<Vec<PathBuf>, ReplayError> {
 
 /// Loads one program, text or JSON by extension.
 pub fn load(path: &Path) -> Result<LoadedProgram, ReplayError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ReplayError::File {
-        path: path.to_path_buf(),
-        msg: format!("cannot read: {e}"),
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ReplayError::File { path: path.to_path_buf(), msg: format!("cannot read: {e}") })?;
     let parsed = if path.extension().and_then(|e| e.to_str()) == Some("json") {
         Program::from_json(&text)
     } else {
@@ -196,7 +194,8 @@ pub fn replay(
             sum.diverge += 1;
         }
         let text = lp.program.to_text();
-        let op_lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+        let op_lines: Vec<&str> =
+            text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
         if json_out {
             print_json(out, &label, target, choice, &op_lines, mrun.as_ref(), krun.as_ref(), &divs);
         } else {

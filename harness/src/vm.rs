@@ -145,10 +145,10 @@ impl Vm {
             }
             Err(e) => return Err(e.into()),
         };
-        let child = guard.0.take().ok_or_else(|| VmError::Io {
-            what: "qemu child".into(),
-            source: std::io::Error::other("lost"),
-        })?;
+        let child = guard
+            .0
+            .take()
+            .ok_or_else(|| VmError::Io { what: "qemu child".into(), source: std::io::Error::other("lost") })?;
         Ok(Vm { child, dir, chan, hello, boot_time: start.elapsed() })
     }
 

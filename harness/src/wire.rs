@@ -279,14 +279,21 @@ pub fn decode_result(p: &[u8], nops: usize) -> Result<RunResult, WireError> {
             let order_per_bit = r.u32("area.order_per_bit")?;
             let nwords = r.u32("area.nwords")?;
             if nwords > MAX_BITMAP_WORDS {
-                return Err(WireError::TooBig { what: "area.nwords", got: nwords.into(), limit: MAX_BITMAP_WORDS.into() });
+                return Err(WireError::TooBig {
+                    what: "area.nwords",
+                    got: nwords.into(),
+                    limit: MAX_BITMAP_WORDS.into(),
+                });
             }
             if order_per_bit >= 32 {
                 return Err(WireError::BadValue { what: "area.order_per_bit", got: order_per_bit.into() });
             }
             let bits = count >> order_per_bit;
             if u64::from(nwords) != bits.div_ceil(32) {
-                return Err(WireError::BadValue { what: "area.nwords (must be ceil((count >> opb) / 32))", got: nwords.into() });
+                return Err(WireError::BadValue {
+                    what: "area.nwords (must be ceil((count >> opb) / 32))",
+                    got: nwords.into(),
+                });
             }
             let mut words = Vec::with_capacity(nwords as usize);
             for _ in 0..nwords {
@@ -439,18 +446,12 @@ mod tests {
             b
         };
         assert!(decode_result(&result_payload(2, 0, &one), 1).is_err());
-        assert!(matches!(
-            decode_result(&result_payload(1, 0, &one[..20]), 1),
-            Err(WireError::Truncated { .. })
-        ));
+        assert!(matches!(decode_result(&result_payload(1, 0, &one[..20]), 1), Err(WireError::Truncated { .. })));
         let mut extra = one.clone();
         extra.push(0);
         assert_eq!(decode_result(&result_payload(1, 0, &extra), 1), Err(WireError::Trailing(1)));
         // a huge observation count is refused before anything is allocated
-        assert!(matches!(
-            decode_result(&result_payload(1, u32::MAX, &one), 1),
-            Err(WireError::TooBig { .. })
-        ));
+        assert!(matches!(decode_result(&result_payload(1, u32::MAX, &one), 1), Err(WireError::TooBig { .. })));
     }
 
     #[test]

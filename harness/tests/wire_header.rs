@@ -118,7 +118,8 @@ fn a_wrong_constant_is_caught_by_the_probe() {
     // The probe must be able to fail: a deliberately wrong assertion does not compile.
     let dir = tempfile::tempdir().expect("tempdir");
     let src = dir.path().join("bad.c");
-    std::fs::write(&src, "#include \"cmafuzz_wire.h\"\n_Static_assert(sizeof(struct cf_op) == 31, \"x\");\n").expect("write");
+    std::fs::write(&src, "#include \"cmafuzz_wire.h\"\n_Static_assert(sizeof(struct cf_op) == 31, \"x\");\n")
+        .expect("write");
     let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("../qemu/include");
     let out = Command::new("gcc")
         .args(["-c", "-o"])
