@@ -61,6 +61,7 @@ fn probe_source() -> String {
         ("offsetof(struct cf_frame_hdr, kind)", 6),
         ("offsetof(struct cf_frame_hdr, len)", 8),
         ("offsetof(struct cf_frame_hdr, seq)", 12),
+        ("offsetof(struct cf_hello, pb_order)", 28),
         ("offsetof(struct cf_hello, max_low_pfn)", 32),
         ("offsetof(struct cf_hello, max_pfn)", 40),
         ("offsetof(struct cf_hello, release)", 48),

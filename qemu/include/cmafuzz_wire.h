@@ -61,7 +61,7 @@ struct cf_hello {
 	__u32 arch;		/* CF_ARCH_* */
 	__u32 page_shift;
 	__u32 cma_alignment;	/* CONFIG_CMA_ALIGNMENT */
-	__u32 pageblock_order;
+	__u32 pb_order;		/* pageblock_order (a macro in the kernel) */
 	__u64 max_low_pfn;	/* first pfn above lowmem (arm32 highmem start) */
 	__u64 max_pfn;		/* end of RAM */
 	char release[64];	/* utsname()->release, NUL padded */

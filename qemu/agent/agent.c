@@ -1,0 +1,511 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * cmafuzz guest agent: the static /init of the test initramfs.
+ *
+ * It only moves bytes: RUN frames from the host (virtio-serial port named
+ * "cmafuzz") go unchanged to the driver (ioctl CF_IOC_RUN on /dev/cmafuzz),
+ * and the driver's answer goes back as a RESULT frame.  The driver parses and
+ * bounds every field of a RUN payload.
+ *
+ * With cmafuzz.local=PATH on the kernel command line it instead runs the RUN
+ * payload in PATH (cmafuzz.repeat=N times, each followed by a RESET), prints
+ * the results and a timing line on the console and powers off.
+ *
+ * Build it static: $(CC) -static -O2 -Wall -Wextra -I qemu/include -o init
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cmafuzz_wire.h"
+
+#define PORT_NAME	"cmafuzz"
+#define PORT_WAIT_MS	5000
+#define POLL_MS		10
+#define BUF_SIZE	(4u << 20)
+
+static uint8_t in_buf[BUF_SIZE];
+static uint8_t out_buf[BUF_SIZE];
+
+static void say(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("cmafuzz-agent: ", stdout);
+	va_start(ap, fmt);
+	vfprintf(stdout, fmt, ap);
+	va_end(ap);
+	fputc('\n', stdout);
+	fflush(stdout);
+}
+
+/*
+ * Not nanosleep(): the harness kernels lack CONFIG_COMPAT_32BIT_TIME, and
+ * glibc's arm32 nanosleep()/clock_nanosleep() then fail with ENOSYS.
+ */
+static void sleep_ms(int ms)
+{
+	poll(NULL, 0, ms);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + ts.tv_nsec;
+}
+
+static _Noreturn void power_off(void)
+{
+	fflush(stdout);
+	sync();
+	reboot(RB_POWER_OFF);
+	say("reboot(RB_POWER_OFF): %s", strerror(errno));
+	for (;;)
+		pause();
+}
+
+static void mount_one(const char *src, const char *dir, const char *type)
+{
+	mkdir(dir, 0755);
+	if (mount(src, dir, type, 0, NULL) < 0 && errno != EBUSY)
+		say("mount %s on %s: %s", type, dir, strerror(errno));
+}
+
+/* The initramfs may lack /dev/console: then PID 1 starts without fds. */
+static void setup_console(void)
+{
+	int fd;
+
+	if (fcntl(1, F_GETFD) >= 0)
+		return;
+	fd = open("/dev/console", O_RDWR);
+	if (fd < 0)
+		return;
+	dup2(fd, 0);
+	dup2(fd, 1);
+	dup2(fd, 2);
+	if (fd > 2)
+		close(fd);
+}
+
+static int read_file(const char *path, char *buf, size_t cap)
+{
+	ssize_t n;
+	size_t got = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	while (got + 1 < cap) {
+		n = read(fd, buf + got, cap - 1 - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += n;
+	}
+	close(fd);
+	buf[got] = '\0';
+	return (int)got;
+}
+
+/* Value of "key=" on the kernel command line, copied to val; 0 if found. */
+static int cmdline_get(const char *key, char *val, size_t cap)
+{
+	static char cmdline[4096];
+	size_t klen = strlen(key);
+	char *p;
+
+	if (read_file("/proc/cmdline", cmdline, sizeof(cmdline)) < 0)
+		return -1;
+	for (p = cmdline; *p; ) {
+		size_t len;
+
+		while (*p == ' ' || *p == '\n')
+			p++;
+		len = strcspn(p, "\n ");
+		if (len > klen && !strncmp(p, key, klen) && p[klen] == '=') {
+			size_t vlen = len - klen - 1;
+
+			if (vlen >= cap)
+				return -1;
+			memcpy(val, p + klen + 1, vlen);
+			val[vlen] = '\0';
+			return 0;
+		}
+		p += len;
+	}
+	return -1;
+}
+
+static int read_exact(int fd, void *buf, size_t len)
+{
+	uint8_t *p = buf;
+	ssize_t n;
+
+	while (len) {
+		n = read(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0) {
+			errno = 0;	/* EOF */
+			return -1;
+		}
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int write_all(int fd, const void *buf, size_t len, int retry)
+{
+	const uint8_t *p = buf;
+	ssize_t n;
+
+	while (len) {
+		n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && retry && (errno == EAGAIN || errno == EPIPE ||
+				       errno == ENOTCONN)) {
+			sleep_ms(POLL_MS);
+			continue;
+		}
+		if (n < 0)
+			return -1;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int send_frame(int port, uint16_t kind, uint32_t seq,
+		      const void *payload, uint32_t len, int retry)
+{
+	struct cf_frame_hdr h = {
+		.magic = CF_MAGIC,
+		.version = CF_VERSION,
+		.kind = kind,
+		.len = len,
+		.seq = seq,
+	};
+
+	if (write_all(port, &h, sizeof(h), retry) < 0 ||
+	    write_all(port, payload, len, retry) < 0) {
+		say("write to port: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int send_error(int port, uint32_t seq, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n >= sizeof(msg))
+		n = sizeof(msg) - 1;
+	say("error frame: %s", msg);
+	return send_frame(port, CF_FRAME_ERROR, seq, msg, n, 0);
+}
+
+/* Open /dev/vportNpM whose sysfs name is PORT_NAME; -1 after the timeout. */
+static int open_port(void)
+{
+	char path[300], name[64], dev[300];
+	uint64_t deadline = now_ns() + PORT_WAIT_MS * 1000000ull;
+	struct dirent *de;
+	DIR *d;
+	int fd;
+
+	for (;;) {
+		d = opendir("/sys/class/virtio-ports");
+		while (d && (de = readdir(d))) {
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path),
+				 "/sys/class/virtio-ports/%s/name", de->d_name);
+			if (read_file(path, name, sizeof(name)) < 0)
+				continue;
+			name[strcspn(name, "\n")] = '\0';
+			if (strcmp(name, PORT_NAME))
+				continue;
+			snprintf(dev, sizeof(dev), "/dev/%s", de->d_name);
+			fd = open(dev, O_RDWR | O_CLOEXEC);
+			if (fd >= 0) {
+				closedir(d);
+				return fd;
+			}
+			if (errno != ENOENT)
+				say("open %s: %s", dev, strerror(errno));
+		}
+		if (d)
+			closedir(d);
+		if (now_ns() > deadline)
+			return -1;
+		sleep_ms(POLL_MS);
+	}
+}
+
+static int do_run(int cf, const void *in, size_t in_len, size_t *out_len)
+{
+	struct cf_ioc_run r = {
+		.in = (uintptr_t)in,
+		.in_len = in_len,
+		.out = (uintptr_t)out_buf,
+		.out_cap = sizeof(out_buf),
+	};
+
+	if (ioctl(cf, CF_IOC_RUN, &r) < 0)
+		return -1;
+	*out_len = r.out_len;
+	return 0;
+}
+
+static void serve(int cf, int port)
+{
+	struct cf_ioc_hello hello;
+	struct cf_frame_hdr h;
+	size_t out_len;
+
+	if (ioctl(cf, CF_IOC_HELLO, &hello) < 0) {
+		say("ioctl CF_IOC_HELLO: %s", strerror(errno));
+		return;
+	}
+	if (send_frame(port, CF_FRAME_HELLO, 0, &hello.hello,
+		       sizeof(hello.hello), 1) < 0)
+		return;
+
+	for (;;) {
+		if (read_exact(port, &h, sizeof(h)) < 0) {
+			if (errno)
+				say("read from port: %s", strerror(errno));
+			else
+				say("host closed the port");
+			return;
+		}
+		if (h.magic != CF_MAGIC || h.version != CF_VERSION ||
+		    h.len > CF_MAX_FRAME) {
+			send_error(port, h.seq,
+				   "bad frame header: magic %#x version %u len %u",
+				   h.magic, h.version, h.len);
+			return;
+		}
+		if (read_exact(port, in_buf, h.len) < 0) {
+			say("read frame payload: %s",
+			    errno ? strerror(errno) : "EOF");
+			return;
+		}
+		if (h.kind != CF_FRAME_RUN) {
+			if (send_error(port, h.seq, "unexpected frame kind %u",
+				       h.kind) < 0)
+				return;
+			continue;
+		}
+		if (do_run(cf, in_buf, h.len, &out_len) < 0) {
+			if (send_error(port, h.seq, "CF_IOC_RUN: %s",
+				       strerror(errno)) < 0)
+				return;
+			continue;
+		}
+		if (send_frame(port, CF_FRAME_RESULT, h.seq, out_buf,
+			       out_len, 0) < 0)
+			return;
+	}
+}
+
+/* Print a RESULT payload; returns -1 if it is malformed. */
+static int print_result(const uint8_t *p, size_t len)
+{
+	const uint8_t *end = p + len;
+	struct cf_result_hdr rh;
+	struct cf_result r;
+	struct cf_obs_hdr oh;
+	struct cf_area ar;
+	uint32_t i, a, w, word, used;
+	char name[CF_NAME_LEN + 1];
+
+	if ((size_t)(end - p) < sizeof(rh))
+		return -1;
+	memcpy(&rh, p, sizeof(rh));
+	p += sizeof(rh);
+	for (i = 0; i < rh.nresults; i++) {
+		if ((size_t)(end - p) < sizeof(r))
+			return -1;
+		memcpy(&r, p, sizeof(r));
+		p += sizeof(r);
+		printf("cmafuzz-local: r %u st=%u pfn=%llu pages=%llu aux=%llu\n",
+		       i, r.status, (unsigned long long)r.pfn,
+		       (unsigned long long)r.pages, (unsigned long long)r.aux);
+	}
+	for (i = 0; i < rh.nobs; i++) {
+		if ((size_t)(end - p) < sizeof(oh))
+			return -1;
+		memcpy(&oh, p, sizeof(oh));
+		p += sizeof(oh);
+		for (a = 0; a < oh.nareas; a++) {
+			const uint8_t *words;
+			int first = 1;
+
+			if ((size_t)(end - p) < sizeof(ar))
+				return -1;
+			memcpy(&ar, p, sizeof(ar));
+			p += sizeof(ar);
+			if ((size_t)(end - p) / 4 < ar.nwords)
+				return -1;
+			words = p;
+			p += (size_t)ar.nwords * 4;
+			memcpy(name, ar.name, CF_NAME_LEN);
+			name[CF_NAME_LEN] = '\0';
+			name[strcspn(name, "\n")] = '\0';
+			used = 0;
+			for (w = 0; w < ar.nwords; w++) {
+				memcpy(&word, words + 4 * w, 4);
+				used += __builtin_popcount(word);
+			}
+			printf("cmafuzz-local: obs %u area %s base=%llu count=%llu opb=%u used=%u words=",
+			       oh.op_index, name,
+			       (unsigned long long)ar.base_pfn,
+			       (unsigned long long)ar.count,
+			       ar.order_per_bit, used);
+			for (w = 0; w < ar.nwords; w++) {
+				memcpy(&word, words + 4 * w, 4);
+				if (!word)
+					continue;
+				printf("%s%u:%x", first ? "" : ",", w, word);
+				first = 0;
+			}
+			printf("\n");
+		}
+	}
+	fflush(stdout);
+	return 0;
+}
+
+static void local_mode(int cf, const char *path)
+{
+	static uint8_t reset_run[sizeof(struct cf_run) + sizeof(struct cf_op)];
+	struct cf_run *rr = (struct cf_run *)reset_run;
+	struct cf_op *rop = (struct cf_op *)(reset_run + sizeof(*rr));
+	struct cf_run hdr;
+	char val[32];
+	unsigned long repeat = 1, i;
+	uint64_t t0, ns, ops;
+	size_t out_len;
+	ssize_t n;
+	int fd;
+
+	if (!cmdline_get("cmafuzz.repeat", val, sizeof(val))) {
+		repeat = strtoul(val, NULL, 0);
+		if (!repeat)
+			repeat = 1;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		say("open %s: %s", path, strerror(errno));
+		return;
+	}
+	n = 0;
+	for (;;) {
+		ssize_t got = read(fd, in_buf + n, sizeof(in_buf) - n);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			say("read %s: %s", path, strerror(errno));
+			close(fd);
+			return;
+		}
+		n += got;
+		if (got == 0 || (size_t)n == sizeof(in_buf))
+			break;
+	}
+	close(fd);
+	if (n < (ssize_t)sizeof(hdr)) {
+		say("%s: shorter than struct cf_run", path);
+		return;
+	}
+	memcpy(&hdr, in_buf, sizeof(hdr));
+	rr->nops = 1;
+	rop->kind = CF_OP_RESET;
+
+	t0 = now_ns();
+	for (i = 0; i < repeat; i++) {
+		if (do_run(cf, in_buf, n, &out_len) < 0) {
+			say("CF_IOC_RUN on %s: %s", path, strerror(errno));
+			return;
+		}
+		if (i == 0) {
+			ns = now_ns();
+			if (print_result(out_buf, out_len) < 0)
+				say("malformed result (%zu bytes)", out_len);
+			t0 += now_ns() - ns;	/* printing is not measured */
+		}
+		if (do_run(cf, reset_run, sizeof(reset_run), &out_len) < 0) {
+			say("CF_IOC_RUN (reset): %s", strerror(errno));
+			return;
+		}
+	}
+	ns = now_ns() - t0;
+	ops = (uint64_t)repeat * (hdr.nops + 1);
+	printf("cmafuzz-local: ops=%llu ns=%llu ops_per_sec=%.0f\n",
+	       (unsigned long long)ops, (unsigned long long)ns,
+	       ns ? (double)ops * 1e9 / (double)ns : 0.0);
+	fflush(stdout);
+}
+
+int main(void)
+{
+	char path[256];
+	int cf, port;
+
+	mount_one("devtmpfs", "/dev", "devtmpfs");
+	setup_console();
+	mount_one("proc", "/proc", "proc");
+	mount_one("sysfs", "/sys", "sysfs");
+	mount_one("debugfs", "/sys/kernel/debug", "debugfs");
+
+	cf = open("/dev/cmafuzz", O_RDWR | O_CLOEXEC);
+	if (cf < 0) {
+		say("open /dev/cmafuzz: %s", strerror(errno));
+		power_off();
+	}
+
+	if (!cmdline_get("cmafuzz.local", path, sizeof(path))) {
+		local_mode(cf, path);
+		power_off();
+	}
+
+	port = open_port();
+	if (port < 0) {
+		say("no virtio-serial port named \"%s\" after %d ms",
+		    PORT_NAME, PORT_WAIT_MS);
+		power_off();
+	}
+	serve(cf, port);
+	power_off();
+}
