@@ -116,3 +116,31 @@ fn a_guest_that_dies_mid_session_is_an_error_and_the_next_program_gets_a_fresh_v
     assert_eq!(run.outcomes[0], Outcome::Allocated { pfn: Pfn(0x7e040), pages: Pages(4) });
     assert_eq!(k.reboots, 1);
 }
+
+/// A real kernel that panics in the middle of a program (a test patch makes
+/// `cma_alloc(count=4242)` panic): `cmafuzz replay` reports one error line,
+/// keeps the console with the panic, and exits 2.
+#[test]
+fn replay_on_a_kernel_that_panics_mid_program_exits_2_with_the_console_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prog = dir.path().join("dies.prog");
+    std::fs::write(&prog, "cma_alloc area=reserved count=1\ncma_alloc area=reserved count=4242\nobserve\n")
+        .expect("write");
+    let patch = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/panic-on-cma-alloc-4242.patch");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cmafuzz"))
+        .arg("replay")
+        .arg(&prog)
+        .arg("--kernel-patch")
+        .arg(&patch)
+        .output()
+        .expect("cmafuzz runs");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    let errs: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errs.len(), 1, "{stderr}");
+    assert!(errs[0].contains("dies.prog") && errs[0].contains("closed the channel"), "{}", errs[0]);
+    let saved = errs[0].rsplit("saved to ").next().and_then(|s| s.strip_suffix(')')).expect("console path");
+    let console = std::fs::read_to_string(saved).expect("saved console");
+    assert!(console.contains("cmafuzz test fixture: panic on cma_alloc(count=4242)"), "{console}");
+    let _ = std::fs::remove_file(saved);
+}
