@@ -5,7 +5,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PACKAGES=(qemu-system-arm gcc-arm-linux-gnueabihf gcc-aarch64-linux-gnu linux-source-6.1
+PACKAGES=(qemu-system-arm gcc-arm-linux-gnueabihf gcc-aarch64-linux-gnu linux-source-6.1 linux-source-6.12
           build-essential bc flex bison libssl-dev libelf-dev cpio patch xz-utils ccache
           device-tree-compiler git)
 

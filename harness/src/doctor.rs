@@ -47,6 +47,7 @@ pub fn checks() -> Vec<Check> {
         .collect();
     for (file, pkg, why) in [
         ("/usr/src/linux-source-6.1.tar.xz", "linux-source-6.1", "the 6.1 targets (default kernel source)"),
+        ("/usr/src/linux-source-6.12.tar.xz", "linux-source-6.12", "the 6.12 targets"),
         ("/usr/include/openssl/ssl.h", "libssl-dev", "kernel host tools"),
     ] {
         v.push(Check {

@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod cache;
 pub mod compare;
+pub mod console;
 pub mod doctor;
 pub mod guest;
 pub mod guest_build;

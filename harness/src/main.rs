@@ -60,6 +60,9 @@ enum Cmd {
         /// One JSON object per program on stdout.
         #[arg(long)]
         json: bool,
+        /// Write the kernel's console (last VM, up to 1 MiB) to this file at the end.
+        #[arg(long, value_name = "FILE")]
+        console_log: Option<PathBuf>,
         #[command(flatten)]
         kernel: KernelArgs,
     },
@@ -151,7 +154,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Cmd::Replay { files, target, backend, json, kernel } => {
+        Cmd::Replay { files, target, backend, json, console_log, kernel } => {
             let t = targets::find(target.as_deref())?;
             let files = replay::collect_files(&files)?;
             let mut programs = Vec::new();
@@ -171,7 +174,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
-            let sum = replay::replay(&t, backend, &kernel.choice(), &programs, json, &mut out)
+            let sum = replay::replay(&t, backend, &kernel.choice(), &programs, json, console_log.as_deref(), &mut out)
                 .with_context(|| format!("replay on {}", t.name))?;
             Ok(sum.exit_code() as u8)
         }

@@ -3,6 +3,7 @@
 
 use crate::backend::{Backend, BackendError, KernelBackend, ModelBackend, ProgramRun};
 use crate::compare::{self, show_outcome, Divergence};
+use crate::console;
 use crate::session::{self, SessionError};
 use crate::targets::Target;
 use reference_impl::observation::Observation;
@@ -105,6 +106,7 @@ pub fn replay(
     kernel: &session::KernelChoice,
     programs: &[LoadedProgram],
     json_out: bool,
+    console_log: Option<&Path>,
     out: &mut dyn Write,
 ) -> Result<Summary, ReplayError> {
     let mut kb: Option<KernelBackend> = None;
@@ -145,6 +147,9 @@ pub fn replay(
     };
 
     let mut sum = Summary::default();
+    // Console reports already shown (the console only grows within one VM).
+    let mut seen_reports = 0usize;
+    let mut seen_reboots = 0u32;
     for (pi, lp) in programs.iter().enumerate() {
         sum.programs += 1;
         let label = lp.path.display().to_string();
@@ -179,10 +184,27 @@ pub fn replay(
                 Err(e) => {
                     sum.errors += 1;
                     let saved = save_console(&e);
-                    report_error(out, json_out, &label, &format!("{e}{saved}"));
+                    let why = match &e {
+                        BackendError::Guest { console: c, .. } => {
+                            console::scan(c).first().map(|r| format!(": kernel said {}", r.title)).unwrap_or_default()
+                        }
+                        _ => String::new(),
+                    };
+                    report_error(out, json_out, &label, &format!("{e}{why}{saved}"));
+                    seen_reports = 0;
                     continue;
                 }
             }
+        }
+        let mut kernel_reports = Vec::new();
+        if let Some(k) = kb.as_ref() {
+            if k.reboots != seen_reboots {
+                seen_reboots = k.reboots;
+                seen_reports = 0;
+            }
+            let all = console::scan(&k.console());
+            kernel_reports = all.into_iter().skip(seen_reports).collect::<Vec<_>>();
+            seen_reports += kernel_reports.len();
         }
         let divs = match (&mrun, &krun) {
             (Some(m), Some(k)) => compare::compare(m, k, &boot.areas),
@@ -197,9 +219,20 @@ pub fn replay(
         let op_lines: Vec<&str> =
             text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
         if json_out {
-            print_json(out, &label, target, choice, &op_lines, mrun.as_ref(), krun.as_ref(), &divs);
+            print_json(out, &label, target, choice, &op_lines, mrun.as_ref(), krun.as_ref(), &divs, &kernel_reports);
         } else {
             print_text(out, &label, &op_lines, mrun.as_ref(), krun.as_ref(), &divs, &boot);
+            for r in &kernel_reports {
+                let _ = writeln!(out, "  kernel console: {}", r.title);
+            }
+        }
+    }
+    if let (Some(path), Some(k)) = (console_log, kb.as_ref()) {
+        if let Err(e) = std::fs::write(path, k.console()) {
+            return Err(ReplayError::File {
+                path: path.to_path_buf(),
+                msg: format!("cannot write the console log: {e}"),
+            });
         }
     }
     if !json_out {
@@ -315,6 +348,7 @@ fn print_json(
     m: Option<&ProgramRun>,
     k: Option<&ProgramRun>,
     divs: &[Divergence],
+    reports: &[console::Report],
 ) {
     let n = m.or(k).map_or(0, |r| r.outcomes.len());
     let op_objs: Vec<_> = (0..n)
@@ -353,6 +387,7 @@ fn print_json(
         "model_observations": obs(m),
         "kernel_observations": obs(k),
         "divergences": divs,
+        "kernel_console": reports,
     });
     let _ = writeln!(out, "{v}");
 }

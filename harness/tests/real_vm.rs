@@ -28,7 +28,7 @@ fn replay_seeds(target: &str) {
     let programs: Vec<_> = files.iter().map(|f| replay::load(f).expect("seed parses")).collect();
     assert!(programs.len() >= 20, "seed corpus has {} programs", programs.len());
     let mut out = Vec::new();
-    let sum = replay::replay(&t, BackendChoice::Both, &KernelChoice::default(), &programs, false, &mut out)
+    let sum = replay::replay(&t, BackendChoice::Both, &KernelChoice::default(), &programs, false, None, &mut out)
         .expect("replay runs");
     let text = String::from_utf8_lossy(&out);
     println!("{text}");
