@@ -520,6 +520,17 @@ fn run_logged(
         fs::OpenOptions::new().create(true).append(true).open(log).map_err(io(format!("opening {}", log.display())))?;
     let file2 = file.try_clone().map_err(io("duplicating the log handle"))?;
     let prog = cmd.get_program().to_string_lossy().into_owned();
+    // A build must not outlive the harness: make passes SIGTERM on to its jobs.
+    // SAFETY: prctl is async-signal-safe and only sets a flag on the child.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     let mut child =
         cmd.stdout(Stdio::from(file)).stderr(Stdio::from(file2)).stdin(Stdio::null()).spawn().map_err(|e| {
             match e.kind() {
