@@ -196,6 +196,12 @@ pub fn to_wire(op: &ResolvedOp) -> WireOp {
             WireOp { kind: wire::OP_DMA_ALLOC, handle: h.0, flags, a: size.0, ..Default::default() }
         }
         ResolvedOp::DmaFree { h } => WireOp { kind: wire::OP_DMA_FREE, handle: h.0, ..Default::default() },
+        ResolvedOp::Pin { area, off } => {
+            WireOp { kind: wire::OP_PIN, area: area.0, a: *off as u64, ..Default::default() }
+        }
+        ResolvedOp::Unpin { area, off } => {
+            WireOp { kind: wire::OP_UNPIN, area: area.0, a: *off as u64, ..Default::default() }
+        }
         ResolvedOp::Observe => WireOp { kind: wire::OP_OBSERVE, ..Default::default() },
     }
 }
@@ -218,7 +224,11 @@ pub fn to_outcome(index: usize, op: &WireOp, r: &WireResult) -> Result<Outcome, 
             Outcome::ReleaseRejected
         }
         (wire::OP_CMA_RELEASE | wire::OP_DMA_FREE, wire::ST_NOOP) => Outcome::Noop,
-        (wire::OP_CMA_RELEASE_RAW, wire::ST_REFUSED) => Outcome::Refused,
+        (wire::OP_CMA_RELEASE_RAW | wire::OP_PIN, wire::ST_REFUSED) => Outcome::Refused,
+        (wire::OP_PIN, wire::ST_OK) => Outcome::Pinned { pfn: Pfn(r.pfn) },
+        (wire::OP_PIN, wire::ST_FAILED) => Outcome::PinFailed { pfn: Pfn(r.pfn) },
+        (wire::OP_UNPIN, wire::ST_OK) => Outcome::Unpinned { pfn: Pfn(r.pfn) },
+        (wire::OP_UNPIN, wire::ST_NOOP) => Outcome::Noop,
         (wire::OP_OBSERVE, wire::ST_OK) => Outcome::Observed,
         _ => return Err(bad()),
     };
@@ -343,5 +353,40 @@ mod tests {
         assert_eq!(to_outcome(0, &raw, &r(wire::ST_REFUSED)).ok(), Some(Outcome::Refused));
         assert_eq!(to_outcome(0, &raw, &r(wire::ST_FAILED)).ok(), Some(Outcome::ReleaseRejected));
         assert_eq!(to_outcome(0, &raw, &r(wire::ST_OK)).ok(), Some(Outcome::Released));
+    }
+
+    #[test]
+    fn pin_and_unpin_encode_area_and_signed_offset() {
+        let w = to_wire(&ResolvedOp::Pin { area: AreaId(2), off: 65 });
+        assert_eq!((w.kind, w.area, w.handle, w.flags, w.a, w.b), (wire::OP_PIN, 2, 0, 0, 65, 0));
+        let w = to_wire(&ResolvedOp::Unpin { area: AreaId(0), off: -1 });
+        assert_eq!((w.kind, w.area, w.a as i64, w.b), (wire::OP_UNPIN, 0, -1, 0));
+    }
+
+    #[test]
+    fn pin_statuses_map_to_pinned_pin_failed_and_refused() {
+        let op = WireOp { kind: wire::OP_PIN, ..Default::default() };
+        let r = |status| WireResult { status, kind: wire::OP_PIN, pfn: 0x7e041, pages: 1, aux: 0 };
+        assert_eq!(to_outcome(0, &op, &r(wire::ST_OK)).ok(), Some(Outcome::Pinned { pfn: Pfn(0x7e041) }));
+        assert_eq!(to_outcome(0, &op, &r(wire::ST_FAILED)).ok(), Some(Outcome::PinFailed { pfn: Pfn(0x7e041) }));
+        assert_eq!(to_outcome(0, &op, &r(wire::ST_REFUSED)).ok(), Some(Outcome::Refused));
+        assert_eq!(to_outcome(0, &op, &r(wire::ST_BADOP)).ok(), Some(Outcome::BadOp));
+        assert!(matches!(to_outcome(0, &op, &r(wire::ST_NOOP)), Err(BackendError::Inconsistent { .. })));
+    }
+
+    #[test]
+    fn unpin_statuses_map_to_unpinned_and_noop() {
+        let op = WireOp { kind: wire::OP_UNPIN, ..Default::default() };
+        let r = |status| WireResult { status, kind: wire::OP_UNPIN, pfn: 0x7cc61, pages: 1, aux: 0 };
+        assert_eq!(to_outcome(0, &op, &r(wire::ST_OK)).ok(), Some(Outcome::Unpinned { pfn: Pfn(0x7cc61) }));
+        assert_eq!(to_outcome(0, &op, &r(wire::ST_NOOP)).ok(), Some(Outcome::Noop));
+        for status in [wire::ST_FAILED, wire::ST_REFUSED] {
+            assert!(matches!(to_outcome(0, &op, &r(status)), Err(BackendError::Inconsistent { .. })), "{status}");
+        }
+    }
+
+    #[test]
+    fn the_model_and_the_wire_format_agree_on_the_pin_limit() {
+        assert_eq!(wire::MAX_PINS as usize, reference_impl::program::MAX_PINS);
     }
 }

@@ -66,6 +66,9 @@ pub fn show_outcome(o: &Outcome) -> String {
         Outcome::ReleaseRejected => "rejected".into(),
         Outcome::Noop => "no-op (dead handle)".into(),
         Outcome::Refused => "refused (unsafe)".into(),
+        Outcome::Pinned { pfn } => format!("pinned pfn {:#x}", pfn.0),
+        Outcome::PinFailed { pfn } => format!("pin of pfn {:#x} failed", pfn.0),
+        Outcome::Unpinned { pfn } => format!("unpinned pfn {:#x}", pfn.0),
         Outcome::Observed => "observed".into(),
         Outcome::BadOp => "bad op".into(),
     }

@@ -8,10 +8,11 @@
 use thiserror::Error;
 
 pub const MAGIC: u32 = 0x5a46_4d43;
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 pub const MAX_FRAME: u32 = 4 << 20;
 pub const MAX_OPS: u32 = 4096;
 pub const MAX_HANDLES: u32 = 4096;
+pub const MAX_PINS: u32 = 64;
 pub const MAX_AREAS: u32 = 16;
 pub const NAME_LEN: usize = 64;
 pub const MAX_BITMAP_WORDS: u32 = 32768;
@@ -32,6 +33,8 @@ pub const OP_DMA_ALLOC: u32 = 4;
 pub const OP_DMA_FREE: u32 = 5;
 pub const OP_OBSERVE: u32 = 6;
 pub const OP_RESET: u32 = 7;
+pub const OP_PIN: u32 = 8;
+pub const OP_UNPIN: u32 = 9;
 
 pub const ATTR_WC: u32 = 1 << 0;
 pub const ATTR_NOKMAP: u32 = 1 << 1;

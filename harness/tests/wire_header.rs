@@ -18,6 +18,7 @@ fn probe_source() -> String {
     eq("CF_MAX_FRAME", MAX_FRAME.into());
     eq("CF_MAX_OPS", MAX_OPS.into());
     eq("CF_MAX_HANDLES", MAX_HANDLES.into());
+    eq("CF_MAX_PINS", MAX_PINS.into());
     eq("CF_MAX_AREAS", MAX_AREAS.into());
     eq("CF_NAME_LEN", NAME_LEN as u64);
     eq("CF_MAX_BITMAP_WORDS", MAX_BITMAP_WORDS.into());
@@ -35,6 +36,8 @@ fn probe_source() -> String {
     eq("CF_OP_DMA_FREE", OP_DMA_FREE.into());
     eq("CF_OP_OBSERVE", OP_OBSERVE.into());
     eq("CF_OP_RESET", OP_RESET.into());
+    eq("CF_OP_PIN", OP_PIN.into());
+    eq("CF_OP_UNPIN", OP_UNPIN.into());
     eq("CF_ATTR_WC", ATTR_WC.into());
     eq("CF_ATTR_NOKMAP", ATTR_NOKMAP.into());
     eq("CF_GFP_ATOMIC", GFP_ATOMIC.into());

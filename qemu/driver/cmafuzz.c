@@ -13,8 +13,8 @@
  * of every op is range checked; an op that could corrupt the kernel under
  * test (freeing pages nobody holds) is refused without calling the kernel.
  *
- * Allocations live in a global handle table that survives close(); RESET
- * frees them all.
+ * Allocations live in a global handle table that survives close(), pinned
+ * pages in a small global table; RESET frees and unpins them all.
  */
 
 #define pr_fmt(fmt) "cmafuzz: " fmt
@@ -24,6 +24,7 @@
 #include <linux/dma-direct.h>
 #include <linux/dma-mapping.h>
 #include <linux/fs.h>
+#include <linux/gfp.h>
 #include <linux/init.h>
 #include <linux/memblock.h>
 #include <linux/miscdevice.h>
@@ -88,6 +89,9 @@ struct cf_handle {
 static DEFINE_MUTEX(cf_lock);
 static struct cf_handle *cf_handles;
 static struct platform_device *cf_pdev;
+/* Pages taken by CF_OP_PIN, unordered; cf_pins[0..cf_npins) are live. */
+static unsigned long cf_pins[CF_MAX_PINS];
+static u32 cf_npins;
 
 /*
  * The generic atomic pools (arm64) refill themselves from a work item that
@@ -393,6 +397,103 @@ static void cf_op_dma_free(const struct cf_op *op, struct cf_result *r)
 	r->status = CF_ST_OK;
 }
 
+/*
+ * The pfn base_pfn + off of a PIN/UNPIN op: true and *pfn set if off lies
+ * in [0, count); r->pfn is set in any case (0 if negative).
+ */
+static bool cf_pin_pfn(const struct cf_op *op, struct cf_result *r,
+		       unsigned long *pfn)
+{
+	struct cma *cma = &cma_areas[op->area];
+	s64 off = (s64)op->a, spfn;
+
+	r->pages = 1;
+	if (check_add_overflow((s64)cma->base_pfn, off, &spfn) || spfn < 0)
+		r->pfn = 0;
+	else
+		r->pfn = spfn;
+	if (off < 0 || (u64)off >= cma->count)
+		return false;
+	*pfn = cma->base_pfn + (unsigned long)off;
+	return true;
+}
+
+/* Index of @pfn in cf_pins[], or -1. */
+static int cf_pin_find(unsigned long pfn)
+{
+	u32 i;
+
+	for (i = 0; i < cf_npins; i++)
+		if (cf_pins[i] == pfn)
+			return i;
+	return -1;
+}
+
+static bool cf_bitmap_bit_set(struct cma *cma, unsigned long pfn)
+{
+	unsigned long bit = (pfn - cma->base_pfn) >> cma->order_per_bit;
+	bool set;
+
+	spin_lock_irq(&cma->lock);
+	set = test_bit(bit, cma->bitmap);
+	spin_unlock_irq(&cma->lock);
+	return set;
+}
+
+/*
+ * Take one free page out of the buddy allocator the way cma_alloc() does,
+ * without touching the CMA bitmap: the page is then busy for every later
+ * alloc_contig_range() over it (cma-spec 2.5).  A page under a set bitmap
+ * bit belongs to CMA (an allocation, a boot pool) and is refused, so that
+ * the answer depends only on state the model sees; so are pinned pages and
+ * pins beyond CF_MAX_PINS.
+ */
+static void cf_op_pin(const struct cf_op *op, struct cf_result *r)
+{
+	struct cma *cma = &cma_areas[op->area];
+	unsigned long pfn;
+	int ret;
+
+	if (!cf_pin_pfn(op, r, &pfn) || cf_bitmap_bit_set(cma, pfn) ||
+	    cf_pin_find(pfn) >= 0 || cf_npins >= CF_MAX_PINS) {
+		r->status = CF_ST_REFUSED;
+		return;
+	}
+	ret = alloc_contig_range(pfn, pfn + 1, MIGRATE_CMA, GFP_KERNEL);
+	if (ret) {
+		pr_info("pin: alloc_contig_range(%lu, %lu) returned %d\n",
+			pfn, pfn + 1, ret);
+		r->status = CF_ST_FAILED;
+		return;
+	}
+	cf_pins[cf_npins++] = pfn;
+	r->status = CF_ST_OK;
+}
+
+static void cf_unpin_at(u32 i)
+{
+	free_contig_range(cf_pins[i], 1);
+	cf_pins[i] = cf_pins[--cf_npins];
+}
+
+static void cf_op_unpin(const struct cf_op *op, struct cf_result *r)
+{
+	unsigned long pfn;
+	int i;
+
+	if (!cf_pin_pfn(op, r, &pfn)) {
+		r->status = CF_ST_NOOP;
+		return;
+	}
+	i = cf_pin_find(pfn);
+	if (i < 0) {
+		r->status = CF_ST_NOOP;
+		return;
+	}
+	cf_unpin_at(i);
+	r->status = CF_ST_OK;
+}
+
 static void cf_op_reset(struct cf_result *r)
 {
 	unsigned long failed = 0;
@@ -412,6 +513,8 @@ static void cf_op_reset(struct cf_result *r)
 		if (h->kind != CF_H_NONE)
 			cf_handle_clear(h);
 	}
+	while (cf_npins)
+		cf_unpin_at(cf_npins - 1);
 	if (failed)
 		pr_err("reset: cma_release refused %lu handles\n", failed);
 	r->status = CF_ST_OK;
@@ -471,6 +574,8 @@ static bool cf_op_valid(const struct cf_op *op)
 		return op->area < cma_area_count &&
 		       op->handle < CF_MAX_HANDLES && !op->flags;
 	case CF_OP_CMA_RELEASE_RAW:
+	case CF_OP_PIN:
+	case CF_OP_UNPIN:
 		return op->area < cma_area_count && !op->flags;
 	case CF_OP_CMA_RELEASE:
 	case CF_OP_DMA_FREE:
@@ -556,6 +661,12 @@ static long cf_ioctl_run(struct cf_ioc_run __user *uarg)
 			break;
 		case CF_OP_DMA_FREE:
 			cf_op_dma_free(op, r);
+			break;
+		case CF_OP_PIN:
+			cf_op_pin(op, r);
+			break;
+		case CF_OP_UNPIN:
+			cf_op_unpin(op, r);
 			break;
 		case CF_OP_OBSERVE:
 			p = cf_observe(p, out + need, i);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * cmafuzz wire format, version 1.
+ * cmafuzz wire format, version 2 (2 added CF_OP_PIN and CF_OP_UNPIN).
  *
  * One definition shared by the in-kernel driver (qemu/driver/cmafuzz.c),
  * the guest agent (qemu/agent/agent.c) and, checked by a test, the host
@@ -24,12 +24,13 @@
 #include <linux/ioctl.h>
 
 #define CF_MAGIC		0x5a464d43u	/* "CMFZ" */
-#define CF_VERSION		1u
+#define CF_VERSION		2u
 
 /* Bounds.  The host rejects any frame or count above these. */
 #define CF_MAX_FRAME		(4u << 20)	/* payload bytes of one frame */
 #define CF_MAX_OPS		4096u		/* ops in one RUN frame */
 #define CF_MAX_HANDLES		4096u		/* handle slots in the driver */
+#define CF_MAX_PINS		64u		/* pages pinned at once */
 #define CF_MAX_AREAS		16u		/* CMA areas reported */
 #define CF_NAME_LEN		64u		/* CMA_MAX_NAME */
 #define CF_MAX_BITMAP_WORDS	32768u		/* u32 words of one area bitmap */
@@ -74,7 +75,9 @@ struct cf_hello {
 #define CF_OP_DMA_ALLOC		4u	/* handle, flags = attrs | gfp, a = size */
 #define CF_OP_DMA_FREE		5u	/* handle */
 #define CF_OP_OBSERVE		6u	/* emit one observation block */
-#define CF_OP_RESET		7u	/* free every handle the driver holds */
+#define CF_OP_RESET		7u	/* free every handle, unpin every page */
+#define CF_OP_PIN		8u	/* area, a = (s64) offset: make a page busy */
+#define CF_OP_UNPIN		9u	/* area, a = (s64) offset */
 
 /* cf_op.flags for CF_OP_DMA_ALLOC */
 #define CF_ATTR_WC		(1u << 0)	/* DMA_ATTR_WRITE_COMBINE */
@@ -97,11 +100,22 @@ struct cf_run {
 	/* struct cf_op ops[nops]; */
 };
 
+/*
+ * CF_OP_PIN takes the free page at base_pfn + offset out of the buddy
+ * allocator with alloc_contig_range(pfn, pfn + 1, MIGRATE_CMA, GFP_KERNEL)
+ * and holds it; the CMA bitmap does not change, so a cma_alloc() whose
+ * window covers the page meets -EBUSY and retries.  Refused (kernel not
+ * called) outside the area, on a page whose bitmap bit is set, on a pinned
+ * page and beyond CF_MAX_PINS.  CF_OP_UNPIN gives a pinned page back with
+ * free_contig_range(pfn, 1); any other page is a NOOP.  Both answer
+ * pfn = base_pfn + offset (0 if that is negative) and pages = 1.
+ */
+
 /* cf_result.status */
 #define CF_ST_OK		0u	/* the kernel call succeeded */
-#define CF_ST_FAILED		1u	/* the kernel call returned NULL/false */
-#define CF_ST_NOOP		2u	/* dead or unknown handle: kernel not called */
-#define CF_ST_REFUSED		3u	/* unsafe raw release: kernel not called */
+#define CF_ST_FAILED		1u	/* the kernel call returned NULL/false/error */
+#define CF_ST_NOOP		2u	/* dead handle, unpinned page: not called */
+#define CF_ST_REFUSED		3u	/* unsafe release or pin: kernel not called */
 #define CF_ST_BADOP		4u	/* malformed op (bad kind, area, handle) */
 
 /* cf_result.aux for a successful CF_OP_DMA_ALLOC: what cpu_addr is */
@@ -113,8 +127,8 @@ struct cf_run {
 struct cf_result {
 	__u32 status;		/* CF_ST_* */
 	__u32 kind;		/* echo of cf_op.kind */
-	__u64 pfn;		/* first pfn of an allocation, else 0 */
-	__u64 pages;		/* pages of an allocation, else 0 */
+	__u64 pfn;		/* first pfn of an allocation or pin, else 0 */
+	__u64 pages;		/* pages of an allocation or pin, else 0 */
 	__u64 aux;		/* CF_CPU_* for DMA allocations, else 0 */
 };
 

@@ -12,6 +12,8 @@ One op per line, '#' starts a comment:
     cma_release_raw  area=0 off=67 count=2
     dma_alloc        handle=1 size=12288 [wc] [nokmap] [atomic]
     dma_free         handle=1
+    pin              area=0 off=65
+    unpin            area=0 off=65
     observe
     reset
 
@@ -31,13 +33,15 @@ OPS = {
     "dma_free": 5,
     "observe": 6,
     "reset": 7,
+    "pin": 8,
+    "unpin": 9,
 }
 FLAG_WORDS = {"wc": 1 << 0, "nokmap": 1 << 1, "atomic": 1 << 8}
 # named aliases for cf_op.a and cf_op.b, per op kind
 ALIASES = {
     "count": {"cma_alloc": "a", "cma_release_raw": "b"},
     "align": {"cma_alloc": "b"},
-    "off": {"cma_release_raw": "a"},
+    "off": {"cma_release_raw": "a", "pin": "a", "unpin": "a"},
     "size": {"dma_alloc": "a"},
 }
 OP_FMT = "<IIIIQQ"  # struct cf_op

@@ -76,7 +76,7 @@ impl Bitmap {
         self.nbits
     }
 
-    #[cfg(test)]
+    /// `test_bit(i, map)`; false past the end.
     pub(crate) fn test(&self, i: u64) -> bool {
         i < self.nbits
             && usize::try_from(i / 32)

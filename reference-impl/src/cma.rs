@@ -108,7 +108,7 @@ impl CmaArea {
     }
 
     /// Whether `alloc_contig_range(pfn, pfn + count)` would meet a page it cannot isolate:
-    /// one still taken, or one in `pinned` (busy pages, the future `Pin` op, spec §2.5).
+    /// one still taken, or one in `pinned` (pages the driver's `pin` holds, spec §2.5).
     fn contig_range_busy(&self, pfn: u64, count: u64, pinned: &BTreeSet<Pfn>) -> bool {
         let off = pfn - self.base_pfn;
         self.taken.any_set(off, count) || pinned.range(Pfn(pfn)..Pfn(pfn.saturating_add(count))).next().is_some()

@@ -24,6 +24,8 @@
 //! cma_release_raw area=reserved off=100 count=4
 //! dma_alloc size=64K attrs=wc,nokmap gfp=atomic   # attrs default none, gfp default kernel
 //! dma_free h=1
+//! pin area=reserved off=65                        # make one free page busy
+//! unpin area=reserved off=65
 //! observe
 //! ```
 //!

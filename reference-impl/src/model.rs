@@ -1,8 +1,8 @@
 //! The reference model: state in, op in, outcome out.
 //!
 //! It mirrors the kernel functions the in-kernel driver (`qemu/include/cmafuzz_wire.h`) calls,
-//! plus the driver's own rules: handle slots, and refusing raw releases the kernel would turn into
-//! memory corruption (spec §3).
+//! plus the driver's own rules: handle slots, refusing raw releases the kernel would turn into
+//! memory corruption (spec §3), and the pinned pages it holds busy (spec §2.5).
 
 mod dma;
 
@@ -12,7 +12,7 @@ use crate::genpool::{GenPool, PoolAddr};
 use crate::observation::Observation;
 use crate::outcome::Outcome;
 use crate::profile::KernelProfile;
-use crate::program::{AreaId, Handle, ResolvedOp, ResolvedProgram, MAX_ALIGN, MAX_HANDLES};
+use crate::program::{AreaId, Handle, ResolvedOp, ResolvedProgram, MAX_ALIGN, MAX_HANDLES, MAX_PINS};
 use crate::runs::RunSet;
 use crate::units::{Order, Pages, Pfn};
 use std::collections::{BTreeMap, BTreeSet};
@@ -137,8 +137,9 @@ struct State {
     areas: Vec<CmaArea>,
     /// Live handles by slot; a slot whose allocation failed or was freed is absent.
     handles: BTreeMap<u32, Holding>,
-    /// Busy pfns: `alloc_contig_range()` fails with -EBUSY on them (spec §2.5). Empty until a
-    /// `Pin` op exists.
+    /// Pages the driver holds pinned (`pin`): taken out of the buddy allocator by
+    /// `alloc_contig_range(pfn, pfn + 1)` with the CMA bitmap untouched, so
+    /// `alloc_contig_range()` over them fails with -EBUSY (spec §2.5). At most `MAX_PINS`.
     pinned: BTreeSet<Pfn>,
     pools: BTreeMap<PoolId, GenPool>,
 }
@@ -212,6 +213,8 @@ impl Model {
             ResolvedOp::CmaReleaseRaw { area, off, count } => st.cma_release_raw(env, *area, *off, *count),
             ResolvedOp::DmaAlloc { h, size, attrs, gfp } => st.dma_alloc(env, *h, *size, *attrs, *gfp),
             ResolvedOp::DmaFree { h } => st.dma_free(env, *h),
+            ResolvedOp::Pin { area, off } => st.pin(*area, *off),
+            ResolvedOp::Unpin { area, off } => st.unpin(*area, *off),
             ResolvedOp::Observe => Outcome::Observed,
         }
     }
@@ -222,8 +225,8 @@ impl Model {
         Observation { areas: self.state.areas.iter().map(CmaArea::observe).collect(), cma_free: None }
     }
 
-    /// Back to the boot state: handles dropped, bitmaps and pools as at boot. (The driver's
-    /// `CF_OP_RESET` frees every handle; arm64 pool chunks added since boot stay in the kernel,
+    /// Back to the boot state: handles dropped, pins released, bitmaps and pools as at boot. (The
+    /// driver's `CF_OP_RESET` frees every handle and unpins every page; arm64 pool chunks added since boot stay in the kernel,
     /// so the harness reboots or re-reads the boot observation when they matter.)
     pub fn reset(&mut self) {
         self.state = self.boot.clone();
@@ -293,7 +296,8 @@ impl State {
 
     /// `CF_OP_CMA_RELEASE_RAW`: the kernel's `cma_pages_valid()` decides ReleaseRejected; the
     /// driver refuses anything else that is not wholly held by live `cma_alloc` handles of the
-    /// area (spec §3: past-the-end and double releases corrupt memory).
+    /// area (spec §3: past-the-end and double releases corrupt memory). A pinned page is held by
+    /// no handle, so a release covering it is refused too.
     fn cma_release_raw(&mut self, env: &Env, area: AreaId, off: i64, count: Pages) -> Outcome {
         let Some(ai) = self.area_index(area) else {
             return Outcome::BadOp;
@@ -337,6 +341,54 @@ impl State {
             _ => true,
         });
         Outcome::Released
+    }
+
+    /// `CF_OP_PIN`: the driver refuses a page outside `[base_pfn, base_pfn + count)`, one whose
+    /// bitmap bit is set (CMA, the boot pools or a DMA buffer own it), one already pinned, and a
+    /// pin beyond `MAX_PINS`; otherwise it calls `alloc_contig_range(pfn, pfn + 1, MIGRATE_CMA,
+    /// GFP_KERNEL)` (Linux 6.1 `mm/page_alloc.c:9273-9397`), which succeeds on a page in the
+    /// buddy allocator and fails `test_pages_isolated()` with -EBUSY on a page that is not
+    /// (spec §2.5). The bitmap does not change.
+    fn pin(&mut self, area: AreaId, off: i64) -> Outcome {
+        let Some(ai) = self.area_index(area) else {
+            return Outcome::BadOp;
+        };
+        let Some(a) = self.areas.get(ai) else {
+            return Outcome::BadOp;
+        };
+        let Some(off) = u64::try_from(off).ok().filter(|&o| o < a.count) else {
+            return Outcome::Refused;
+        };
+        let pfn = Pfn(a.base_pfn + off);
+        if a.bitmap.test(off >> a.order_per_bit) || self.pinned.contains(&pfn) || self.pinned.len() >= MAX_PINS {
+            return Outcome::Refused;
+        }
+        // Only with order_per_bit > 0: a partial release can clear a bit over pages still held.
+        if a.taken.test(off) {
+            return Outcome::PinFailed { pfn };
+        }
+        self.pinned.insert(pfn);
+        Outcome::Pinned { pfn }
+    }
+
+    /// `CF_OP_UNPIN`: `free_contig_range(pfn, 1)` (Linux 6.1 `mm/page_alloc.c:9498-9509`) of a
+    /// page the driver holds pinned; anything else is a no-op.
+    fn unpin(&mut self, area: AreaId, off: i64) -> Outcome {
+        let Some(ai) = self.area_index(area) else {
+            return Outcome::BadOp;
+        };
+        let Some(a) = self.areas.get(ai) else {
+            return Outcome::BadOp;
+        };
+        let Some(off) = u64::try_from(off).ok().filter(|&o| o < a.count) else {
+            return Outcome::Noop;
+        };
+        let pfn = Pfn(a.base_pfn + off);
+        if self.pinned.remove(&pfn) {
+            Outcome::Unpinned { pfn }
+        } else {
+            Outcome::Noop
+        }
     }
 }
 

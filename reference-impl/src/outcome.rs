@@ -31,11 +31,33 @@ pub enum Outcome {
     /// `cma_release()` returned false: `cma_pages_valid()` rejected the pfn (Linux 6.1
     /// `mm/cma.c:522-539`).
     ReleaseRejected,
-    /// Dead, unknown or wrong-kind handle: the driver did not call the kernel.
+    /// Dead, unknown or wrong-kind handle, or `unpin` of a page the driver does not hold pinned:
+    /// the driver did not call the kernel.
     Noop,
-    /// An unsafe raw release (past the area end, or over pages no live `cma_alloc` handle holds)
+    /// An unsafe raw release (past the area end, or over pages no live `cma_alloc` handle holds),
+    /// or a `pin` of a page outside the area, allocated, already pinned or beyond `MAX_PINS`,
     /// that the driver refused: the kernel was not called.
     Refused,
+    /// `pin`: `alloc_contig_range(pfn, pfn + 1, MIGRATE_CMA, GFP_KERNEL)` returned 0 (Linux 6.1
+    /// `mm/page_alloc.c:9273-9397`) and the driver holds the page.
+    Pinned {
+        /// The pinned page.
+        pfn: Pfn,
+    },
+    /// `pin`: `alloc_contig_range()` returned an error; nothing is held. The model predicts this
+    /// only for a page that is out of the buddy allocator under a clear bitmap bit (an area with
+    /// `order_per_bit > 0` after a partial release), so a kernel `PinFailed` for a page the model
+    /// calls free is a divergence: the page was not as free as the model thought.
+    PinFailed {
+        /// The page that could not be taken.
+        pfn: Pfn,
+    },
+    /// `unpin`: the driver gave the page back with `free_contig_range(pfn, 1)` (Linux 6.1
+    /// `mm/page_alloc.c:9498-9509`).
+    Unpinned {
+        /// The page given back.
+        pfn: Pfn,
+    },
     /// An observation was taken.
     Observed,
     /// The op was out of range (for example `align > 31`, spec §2.1): the driver rejected it.

@@ -15,6 +15,8 @@ use thiserror::Error;
 pub const MAX_OPS: usize = 4096;
 /// Handle slots in the driver: `CF_MAX_HANDLES`; handles are `0..MAX_HANDLES`.
 pub const MAX_HANDLES: u32 = 4096;
+/// Pages the driver holds pinned at once: `CF_MAX_PINS`; one more `pin` is refused.
+pub const MAX_PINS: usize = 64;
 /// Largest `count` of `cma_alloc` / `cma_release_raw`: the `unsigned long` of arm32.
 pub const MAX_COUNT: u64 = 0xffff_ffff;
 /// Largest `align` of `cma_alloc`: larger shifts are undefined behaviour in
@@ -112,6 +114,26 @@ pub enum Op {
         /// A `dma_alloc` handle.
         h: Handle,
     },
+    /// Make the page at `base_pfn + off` busy: the driver takes it with
+    /// `alloc_contig_range(pfn, pfn + 1, MIGRATE_CMA, GFP_KERNEL)` (Linux 6.1
+    /// `mm/page_alloc.c:9273-9397`; 6.12 `alloc_contig_range_noprof`) and holds it, leaving the
+    /// CMA bitmap alone, so a `cma_alloc` whose window covers it meets -EBUSY and retries
+    /// (spec §2.3, §2.5). Refused without calling the kernel if the page is outside the area,
+    /// its bitmap bit is set, it is already pinned, or `MAX_PINS` pages are pinned.
+    Pin {
+        /// The area.
+        area: AreaRef,
+        /// Page offset from `base_pfn`; may be negative or past the end (then refused).
+        off: i64,
+    },
+    /// Give back a page `pin` took: `free_contig_range(pfn, 1)` (Linux 6.1
+    /// `mm/page_alloc.c:9498-9509`). A no-op unless the driver holds that page pinned.
+    Unpin {
+        /// The area.
+        area: AreaRef,
+        /// Page offset from `base_pfn`.
+        off: i64,
+    },
     /// Emit one observation block (`CF_OP_OBSERVE`).
     Observe,
 }
@@ -205,6 +227,20 @@ pub enum ResolvedOp {
     DmaFree {
         /// Slot used.
         h: Handle,
+    },
+    /// `CF_OP_PIN`: pin the page at `cma_areas[area].base_pfn + off`.
+    Pin {
+        /// Area index.
+        area: AreaId,
+        /// Page offset from `base_pfn`.
+        off: i64,
+    },
+    /// `CF_OP_UNPIN`: unpin the page at `cma_areas[area].base_pfn + off`.
+    Unpin {
+        /// Area index.
+        area: AreaId,
+        /// Page offset from `base_pfn`.
+        off: i64,
     },
     /// `CF_OP_OBSERVE`.
     Observe,
@@ -307,6 +343,8 @@ impl Program {
                     ResolvedOp::DmaAlloc { h, size: *size, attrs: *attrs, gfp: *gfp }
                 }
                 Op::DmaFree { h } => ResolvedOp::DmaFree { h: *h },
+                Op::Pin { area, off } => ResolvedOp::Pin { area: area_id(i, area)?, off: *off },
+                Op::Unpin { area, off } => ResolvedOp::Unpin { area: area_id(i, area)?, off: *off },
                 Op::Observe => ResolvedOp::Observe,
             };
             ops.push(resolved);

@@ -538,6 +538,251 @@ fn order_per_bit_area_releases_clear_floor_and_ceil_bits() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Pins: pages taken by alloc_contig_range(pfn, pfn + 1) with the bitmap untouched (spec §2.5).
+
+fn pinned(base: u64, bit: u64) -> Outcome {
+    Outcome::Pinned { pfn: Pfn(base + bit) }
+}
+
+#[test]
+fn cma_alloc_over_a_page_pinned_by_alloc_contig_range_retries_at_68_on_arm32() {
+    // spec §9.1: pin bit 65, cma_alloc(4, 2) -> window 64-67 meets -EBUSY, retry at 64 + 3 + 1.
+    let mut m = model(Arch::Arm32);
+    let (o, obs) = go(
+        &mut m,
+        "pin area=reserved off=65
+observe
+cma_alloc area=reserved count=4 align=2",
+    );
+    assert_eq!(o, vec![pinned(A32_BASE, 65), Outcome::Observed, at(A32_BASE, 68, 4)]);
+    assert_eq!(runs_of(&obs[0].1), vec![(0, 64)], "a pin leaves the CMA bitmap alone");
+    assert_eq!(runs(&m), vec![(0, 64), (68, 72)], "the busy window's bits were cleared");
+}
+
+#[test]
+fn cma_alloc_over_a_page_pinned_by_alloc_contig_range_retries_at_100_on_arm64() {
+    // spec §9.1: pin bit 97, cma_alloc(4, 2) -> 100.
+    let mut m = model(Arch::Arm64);
+    let o = outcomes(
+        &mut m,
+        "pin area=reserved off=97
+cma_alloc area=reserved count=4 align=2",
+    );
+    assert_eq!(o, vec![pinned(A64_BASE, 97), at(A64_BASE, 100, 4)]);
+    assert_eq!(runs(&m), vec![(0, 96), (100, 104)]);
+}
+
+#[test]
+fn cma_alloc_align_0_slides_its_window_one_bit_per_ebusy_past_a_pin() {
+    // spec §2.3 with mask 0: windows 64-66, 65-67, 66-68 all cover bit 66; 67-69 is the first
+    // that does not.
+    let mut m = model(Arch::Arm32);
+    let o = outcomes(
+        &mut m,
+        "pin area=reserved off=66
+cma_alloc area=reserved count=3",
+    );
+    assert_eq!(o, vec![pinned(A32_BASE, 66), at(A32_BASE, 67, 3)]);
+    assert_eq!(runs(&m), vec![(0, 64), (67, 70)]);
+    // With align 1 (mask 1) the retry starts at 64 + 1 + 1 = 66, which still covers the pin,
+    // then at 68: two windows, not three.
+    let mut m = model(Arch::Arm32);
+    let o = outcomes(
+        &mut m,
+        "pin area=reserved off=66
+cma_alloc area=reserved count=3 align=1",
+    );
+    assert_eq!(o, vec![pinned(A32_BASE, 66), at(A32_BASE, 68, 3)]);
+}
+
+#[test]
+fn dma_alloc_cma_window_over_a_pin_retries_like_cma_alloc() {
+    // arm32 __alloc_from_contiguous -> dma_alloc_from_contiguous(4 pages, order 2); arm64
+    // dma_alloc_contiguous -> cma_alloc_aligned(order 2): the same retry as cma_alloc(4, 2).
+    let mut m = model(Arch::Arm32);
+    let o = outcomes(
+        &mut m,
+        "pin area=reserved off=65
+dma_alloc size=16K",
+    );
+    assert_eq!(o, vec![pinned(A32_BASE, 65), at(A32_BASE, 68, 4)]);
+    let mut m = model(Arch::Arm64);
+    let o = outcomes(
+        &mut m,
+        "pin area=reserved off=97
+dma_alloc size=16K",
+    );
+    assert_eq!(o, vec![pinned(A64_BASE, 97), at(A64_BASE, 100, 4)]);
+}
+
+#[test]
+fn pin_of_a_page_whose_cma_bitmap_bit_is_set_is_refused() {
+    let mut m = model(Arch::Arm32);
+    let o = outcomes(
+        &mut m,
+        "pin area=reserved off=0
+         cma_alloc area=reserved count=2
+         pin area=reserved off=65
+         dma_alloc size=8K
+         pin area=reserved off=67
+         pin area=reserved off=68",
+    );
+    assert_eq!(
+        o,
+        vec![
+            Outcome::Refused, // atomic pool, set since boot
+            at(A32_BASE, 64, 2),
+            Outcome::Refused, // held by h0
+            at(A32_BASE, 66, 2),
+            Outcome::Refused, // a dma_alloc buffer in CMA
+            pinned(A32_BASE, 68),
+        ]
+    );
+}
+
+#[test]
+fn pin_outside_the_area_is_refused_and_on_an_unknown_area_is_a_bad_op() {
+    let mut m = model(Arch::Arm32);
+    let o = outcomes(
+        &mut m,
+        "pin area=reserved off=8192
+pin area=reserved off=-1
+pin area=reserved off=-9223372036854775808",
+    );
+    assert_eq!(o, vec![Outcome::Refused; 3]);
+    assert_eq!(m.step(&ResolvedOp::Pin { area: AreaId(1), off: 100 }), Outcome::BadOp);
+    assert_eq!(m.step(&ResolvedOp::Unpin { area: AreaId(1), off: 100 }), Outcome::BadOp);
+}
+
+#[test]
+fn double_pin_is_refused_and_unpin_of_an_unpinned_page_is_a_noop() {
+    let mut m = model(Arch::Arm32);
+    let o = outcomes(
+        &mut m,
+        "unpin area=reserved off=100
+         pin area=reserved off=100
+         pin area=reserved off=100
+         unpin area=reserved off=101
+         unpin area=reserved off=-5
+         unpin area=reserved off=100
+         unpin area=reserved off=100",
+    );
+    assert_eq!(
+        o,
+        vec![
+            Outcome::Noop,
+            pinned(A32_BASE, 100),
+            Outcome::Refused,
+            Outcome::Noop,
+            Outcome::Noop,
+            Outcome::Unpinned { pfn: Pfn(A32_BASE + 100) },
+            Outcome::Noop,
+        ]
+    );
+}
+
+#[test]
+fn unpin_by_free_contig_range_makes_the_page_allocatable_again() {
+    let mut m = model(Arch::Arm32);
+    let o = outcomes(
+        &mut m,
+        "pin area=reserved off=64
+cma_alloc area=reserved count=1
+unpin area=reserved off=64
+         cma_alloc area=reserved count=1",
+    );
+    assert_eq!(
+        o,
+        vec![
+            pinned(A32_BASE, 64),
+            at(A32_BASE, 65, 1),
+            Outcome::Unpinned { pfn: Pfn(A32_BASE + 64) },
+            at(A32_BASE, 64, 1)
+        ]
+    );
+}
+
+#[test]
+fn cma_release_raw_covering_a_pinned_page_is_refused() {
+    // No handle holds a pinned page: releasing it would be a free_contig_range of a page the
+    // driver still holds, so the driver refuses, even when the rest of the range is held.
+    let mut m = model(Arch::Arm32);
+    let o = outcomes(
+        &mut m,
+        "pin area=reserved off=66
+         cma_alloc area=reserved count=2
+         cma_release_raw area=reserved off=66 count=1
+         cma_release_raw area=reserved off=64 count=3
+         cma_release_raw area=reserved off=64 count=2",
+    );
+    assert_eq!(
+        o,
+        vec![pinned(A32_BASE, 66), at(A32_BASE, 64, 2), Outcome::Refused, Outcome::Refused, Outcome::Released]
+    );
+    assert_eq!(outcomes(&mut m, "cma_alloc area=reserved count=3"), vec![at(A32_BASE, 67, 3)], "still pinned");
+}
+
+#[test]
+fn the_65th_pin_is_refused_until_one_is_unpinned() {
+    let mut m = model(Arch::Arm32);
+    let pins: String = (0..MAX_PINS as u64).map(|i| format!("pin area=reserved off={}\n", 1000 + i)).collect();
+    let o = outcomes(&mut m, &pins);
+    assert!(o.iter().all(|x| matches!(x, Outcome::Pinned { .. })), "{o:?}");
+    let more = "pin area=reserved off=2000
+unpin area=reserved off=1000
+pin area=reserved off=2000";
+    assert_eq!(
+        outcomes(&mut m, more),
+        vec![Outcome::Refused, Outcome::Unpinned { pfn: Pfn(A32_BASE + 1000) }, pinned(A32_BASE, 2000)]
+    );
+}
+
+#[test]
+fn reset_unpins_every_page() {
+    let mut m = model(Arch::Arm32);
+    outcomes(&mut m, "pin area=reserved off=65");
+    m.reset();
+    let o = outcomes(
+        &mut m,
+        "cma_alloc area=reserved count=4 align=2
+unpin area=reserved off=65",
+    );
+    assert_eq!(o, vec![at(A32_BASE, 64, 4), Outcome::Noop]);
+}
+
+#[test]
+fn pin_of_a_page_still_held_under_a_cleared_bit_fails_in_alloc_contig_range() {
+    // model-only, order_per_bit 2: a partial release of pages 3..5 clears bit 0 while pages 0-2
+    // stay allocated; pinning page 1 passes the driver's bitmap check but test_pages_isolated()
+    // fails (-EBUSY), so the kernel returns an error and nothing is pinned.
+    let boot = Observation { areas: vec![area_obs("big", 0x10000, 64, 2, 0)], cma_free: None };
+    let mut p = KernelProfile::qemu_virt_1g(Version::V6_1, Arch::Arm32);
+    p.default_area = None;
+    let mut m = match Model::new(p, &boot) {
+        Ok(m) => m,
+        Err(e) => panic!("{e}"),
+    };
+    let o = outcomes(
+        &mut m,
+        "cma_alloc area=big count=5
+cma_release_raw area=big off=3 count=2
+pin area=big off=1
+         pin area=big off=3
+unpin area=big off=1",
+    );
+    assert_eq!(
+        o,
+        vec![
+            at(0x10000, 0, 5),
+            Outcome::Released,
+            Outcome::PinFailed { pfn: Pfn(0x10001) },
+            Outcome::Pinned { pfn: Pfn(0x10003) },
+            Outcome::Noop,
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // Property tests of the model's invariants.
 
 /// One step of a random scenario; handle-relative steps are turned into concrete ops against the
@@ -550,6 +795,8 @@ enum Step {
     RawAnywhere { off: i64, count: u64 },
     Dma { kib: u64, attrs: DmaAttrs, gfp: Gfp },
     DmaFree { pick: usize },
+    Pin { off: i64 },
+    Unpin { pick: usize },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -562,6 +809,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (-4i64..8200, 0u64..40).prop_map(|(off, count)| Step::RawAnywhere { off, count }),
         3 => (0u64..200, attrs, gfp).prop_map(|(kib, attrs, gfp)| Step::Dma { kib, attrs, gfp }),
         2 => any::<usize>().prop_map(|pick| Step::DmaFree { pick }),
+        2 => (-2i64..400).prop_map(|off| Step::Pin { off }),
+        1 => any::<usize>().prop_map(|pick| Step::Unpin { pick }),
     ]
 }
 
@@ -605,6 +854,12 @@ fn concrete(m: &Model, next_h: &mut u32, s: &Step) -> ResolvedOp {
         Step::RawAnywhere { off, count } => ResolvedOp::CmaReleaseRaw { area, off, count: Pages(count) },
         Step::Dma { kib, attrs, gfp } => ResolvedOp::DmaAlloc { h: new_h(), size: Bytes(kib * 1024), attrs, gfp },
         Step::DmaFree { pick: i } => ResolvedOp::DmaFree { h: pick(false, i) },
+        Step::Pin { off } => ResolvedOp::Pin { area, off },
+        Step::Unpin { pick: i } => {
+            let base = m.state.areas[0].base_pfn;
+            let off = m.state.pinned.iter().nth(i % m.state.pinned.len().max(1)).map_or(300, |p| p.0 - base);
+            ResolvedOp::Unpin { area, off: off as i64 }
+        }
     }
 }
 
@@ -660,6 +915,11 @@ fn check_invariants(m: &Model) -> Result<(), TestCaseError> {
         })
         .sum();
     prop_assert!(a.bitmap.weight() >= boot.bitmap.weight() + held);
+    prop_assert!(m.state.pinned.len() <= MAX_PINS);
+    for p in &m.state.pinned {
+        let off = p.0 - a.base_pfn;
+        prop_assert!(!a.bitmap.test(off) && own[off as usize] == 0, "pinned page {} is also allocated", off);
+    }
     Ok(())
 }
 
@@ -675,6 +935,10 @@ fn scenario(arch: Arch, steps: &[Step]) -> Result<(), TestCaseError> {
             prop_assert_eq!(pfn.0 % (1u64 << align.0), 0, "physical alignment");
             prop_assert!(m.observe().areas[0].contains(*pfn));
         }
+        if let (ResolvedOp::CmaAlloc { count, .. }, Outcome::Allocated { pfn, .. }) = (&op, &outcome) {
+            let pins = m.state.pinned.range(*pfn..Pfn(pfn.0 + count.0)).count();
+            prop_assert_eq!(pins, 0, "an allocation over a pinned page");
+        }
         if matches!(outcome, Outcome::Noop | Outcome::Refused | Outcome::ReleaseRejected | Outcome::AllocFailed) {
             // Failed pool allocations schedule no worker, so nothing at all changes.
             prop_assert_eq!(&m, &before, "{:?} -> {:?} changed the state", op, outcome);
@@ -687,6 +951,11 @@ fn scenario(arch: Arch, steps: &[Step]) -> Result<(), TestCaseError> {
     }
     for h in live(&m, false) {
         prop_assert_eq!(m.step(&ResolvedOp::DmaFree { h: Handle(h) }), Outcome::Released);
+    }
+    let base = m.state.areas[0].base_pfn;
+    for p in m.state.pinned.clone() {
+        let unpin = ResolvedOp::Unpin { area: AreaId(0), off: (p.0 - base) as i64 };
+        prop_assert_eq!(m.step(&unpin), Outcome::Unpinned { pfn: p });
     }
     check_invariants(&m)?;
     prop_assert!(ownership(&m).iter().all(|&n| n == 0 || arch == Arch::Arm64));

@@ -96,6 +96,61 @@ fn to_text_spells_every_argument_in_decimal() {
 }
 
 #[test]
+fn parse_reads_pin_and_unpin_with_signed_offsets_and_neither_defines_a_handle() {
+    let p =
+        parse_ok("pin area=reserved off=65\nunpin off=-0x10 area=0\ncma_alloc area=reserved count=1\ncma_release h=0");
+    assert_eq!(
+        p.ops,
+        vec![
+            Op::Pin { area: reserved(u32::MAX), off: 65 },
+            Op::Unpin { area: AreaRef::Index(0), off: -16 },
+            Op::CmaAlloc { area: reserved(u32::MAX), count: Pages(1), align: Order(0) },
+            Op::CmaRelease { h: Handle(0) },
+        ]
+    );
+    assert_eq!(
+        p.to_text().lines().take(2).collect::<Vec<_>>(),
+        vec!["pin area=reserved off=65", "unpin area=0 off=-16"]
+    );
+    let r = match p.resolve(&areas()) {
+        Ok(r) => r,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(r.ops[0], ResolvedOp::Pin { area: AreaId(1), off: 65 });
+    assert_eq!(r.ops[1], ResolvedOp::Unpin { area: AreaId(0), off: -16 });
+    assert_eq!(r.ops[2], ResolvedOp::CmaAlloc { area: AreaId(1), h: Handle(0), count: Pages(1), align: Order(0) });
+}
+
+#[test]
+fn parse_errors_for_pin_name_the_missing_or_unknown_key() {
+    let e = parse_err("pin area=reserved");
+    assert_eq!((e.line, e.col), (1, 1));
+    assert!(e.msg.contains("pin needs off="), "{}", e.msg);
+    let e = parse_err("unpin area=reserved off=1 count=1");
+    assert_eq!((e.line, e.col), (1, 27));
+    assert!(e.msg.contains("unknown key `count` for unpin"), "{}", e.msg);
+    let e = parse_err("pin area=reserved off=9223372036854775808");
+    assert_eq!((e.line, e.col), (1, 23));
+}
+
+#[test]
+fn pin_and_unpin_round_trip_through_json() {
+    let p = Program::from_json(r#"{"ops":[{"op":"pin","area":"reserved","off":97},{"op":"unpin","area":0,"off":-1}]}"#);
+    let p = match p {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(
+        p.ops,
+        vec![Op::Pin { area: reserved(u32::MAX), off: 97 }, Op::Unpin { area: AreaRef::Index(0), off: -1 }]
+    );
+    assert_eq!(Program::from_json(&p.to_json()), Ok(p.clone()));
+    assert_eq!(Program::parse(&p.to_text()), Ok(p));
+    let e = Program::from_json(r#"{"ops":[{"op":"pin","area":"1x y","off":0}]}"#);
+    assert!(matches!(e, Err(ParseError { line: 0, col: 0, ref msg }) if msg.contains("area")), "{e:?}");
+}
+
+#[test]
 fn parse_error_display_names_line_and_column() {
     let e = ParseError { line: 3, col: 7, msg: "bad".into() };
     assert_eq!(e.to_string(), "line 3, column 7: bad");
@@ -303,6 +358,8 @@ fn op() -> impl Strategy<Value = Op> {
         }),
         (0..=MAX_DMA_SIZE, attrs, gfp).prop_map(|(s, attrs, gfp)| Op::DmaAlloc { size: Bytes(s), attrs, gfp }),
         (0..MAX_HANDLES).prop_map(|h| Op::DmaFree { h: Handle(h) }),
+        (area_ref(), any::<i64>()).prop_map(|(area, off)| Op::Pin { area, off }),
+        (area_ref(), any::<i64>()).prop_map(|(area, off)| Op::Unpin { area, off }),
         Just(Op::Observe),
     ]
 }
@@ -323,7 +380,7 @@ proptest! {
     #[test]
     fn parse_never_panics_on_op_like_text(
         lines in proptest::collection::vec(
-            "(cma_alloc|cma_release|cma_release_raw|dma_alloc|dma_free|observe|x)( [a-z]{1,6}=[-0-9a-zA-Z,x]{0,12}){0,4}",
+            "(cma_alloc|cma_release|cma_release_raw|dma_alloc|dma_free|pin|unpin|observe|x)( [a-z]{1,6}=[-0-9a-zA-Z,x]{0,12}){0,4}",
             0..8,
         )
     ) {

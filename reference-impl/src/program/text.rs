@@ -6,6 +6,8 @@
 //! cma_release_raw area=reserved off=100 count=4
 //! dma_alloc size=64K attrs=wc,nokmap gfp=atomic # attrs default none, gfp default kernel
 //! dma_free h=1
+//! pin area=reserved off=65                      # busy page: cma_alloc windows over it retry
+//! unpin area=reserved off=65
 //! observe
 //! ```
 
@@ -228,7 +230,7 @@ fn gfp(s: &str) -> Result<Gfp, String> {
     }
 }
 
-const OPS: &str = "cma_alloc, cma_release, cma_release_raw, dma_alloc, dma_free or observe";
+const OPS: &str = "cma_alloc, cma_release, cma_release_raw, dma_alloc, dma_free, pin, unpin or observe";
 
 fn parse_op(line: usize, op: Token<'_>, raw: &[Token<'_>]) -> Result<Op, ParseError> {
     let known: &[&str] = match op.text {
@@ -236,6 +238,7 @@ fn parse_op(line: usize, op: Token<'_>, raw: &[Token<'_>]) -> Result<Op, ParseEr
         "cma_release" | "dma_free" => &["h"],
         "cma_release_raw" => &["area", "off", "count"],
         "dma_alloc" => &["size", "attrs", "gfp"],
+        "pin" | "unpin" => &["area", "off"],
         "observe" => &[],
         other => return Err(err(line, op.col, format!("unknown op `{other}` (expected {OPS})"))),
     };
@@ -258,6 +261,14 @@ fn parse_op(line: usize, op: Token<'_>, raw: &[Token<'_>]) -> Result<Op, ParseEr
             gfp: args.optional("gfp", gfp)?.unwrap_or_default(),
         },
         "dma_free" => Op::DmaFree { h: args.required("h", "handle", handle)? },
+        "pin" => Op::Pin {
+            area: args.required("area", "name or index", area)?,
+            off: args.required("off", "page offset", offset)?,
+        },
+        "unpin" => Op::Unpin {
+            area: args.required("area", "name or index", area)?,
+            off: args.required("off", "page offset", offset)?,
+        },
         _ => Op::Observe,
     })
 }
@@ -315,6 +326,7 @@ pub(super) fn check_bounds(prog: &Program) -> Result<(), (usize, String)> {
                 at("count", check_count(count.0))?;
             }
             Op::DmaAlloc { size, .. } => at("size", check_size(size.0))?,
+            Op::Pin { area, .. } | Op::Unpin { area, .. } => at("area", check_ref(area))?,
             Op::Observe => {}
         }
     }
@@ -369,6 +381,8 @@ impl fmt::Display for Op {
                 write!(f, "dma_alloc size={} attrs={attrs} gfp={gfp}", size.0)
             }
             Op::DmaFree { h } => write!(f, "dma_free h={}", h.0),
+            Op::Pin { area, off } => write!(f, "pin area={area} off={off}"),
+            Op::Unpin { area, off } => write!(f, "unpin area={area} off={off}"),
             Op::Observe => f.write_str("observe"),
         }
     }
