@@ -46,6 +46,64 @@ fn seed_corpus_agrees_with_the_model_on_arm64_6_1() {
     replay_seeds("arm64-6.1");
 }
 
+/// cma-spec §9.1, row "pin bit 65/97 then `cma_alloc(4,2)`": a page pinned
+/// by the driver (`alloc_contig_range(pfn, pfn + 1)`, bitmap untouched)
+/// inside the first candidate window makes `cma_alloc(4, 2)` meet -EBUSY and
+/// retry at `bitmap_no + mask + 1`. Replays through the same path as the
+/// seed corpus (model and kernel, compared op by op and bitmap by bitmap),
+/// then checks the kernel's pfns against the spec, that unpinning gives the
+/// window back, and that the kernel logged no WARN.
+fn pin_forces_the_spec_retry(target: &str, base: u64, pin_bit: u64, retry_bit: u64) {
+    let t = targets::find(Some(target)).expect("target");
+    let text = format!(
+        "pin area=reserved off={pin_bit}\n\
+         cma_alloc area=reserved count=4 align=2\n\
+         observe\n\
+         unpin area=reserved off={pin_bit}\n\
+         cma_alloc area=reserved count=4 align=2\n\
+         observe\n"
+    );
+    let program = Program::parse(&text).expect("parses");
+    let programs = [replay::LoadedProgram { path: PathBuf::from(format!("pin-{target}.prog")), program }];
+    let mut out = Vec::new();
+    let sum = replay::replay(&t, BackendChoice::Both, &KernelChoice::default(), &programs, true, None, &mut out)
+        .expect("replay runs");
+    let text = String::from_utf8_lossy(&out);
+    println!("{text}");
+    assert_eq!((sum.agree, sum.diverge, sum.errors), (1, 0, 0), "{text}");
+    let v: serde_json::Value = serde_json::from_str(text.lines().next().expect("one JSON line")).expect("JSON");
+    assert_eq!(v["verdict"], "agree", "{v}");
+    assert_eq!(v["kernel_console"], serde_json::json!([]), "no WARN/BUG on the console");
+    let kernel: Vec<Outcome> =
+        (0..6).map(|i| serde_json::from_value(v["ops"][i]["kernel"].clone()).expect("kernel outcome")).collect();
+    let alloc = |bit: u64| Outcome::Allocated { pfn: Pfn(base + bit), pages: Pages(4) };
+    let window = pin_bit & !3;
+    assert_eq!(
+        kernel,
+        vec![
+            Outcome::Pinned { pfn: Pfn(base + pin_bit) },
+            alloc(retry_bit),
+            Outcome::Observed,
+            Outcome::Unpinned { pfn: Pfn(base + pin_bit) },
+            alloc(window),
+            Outcome::Observed,
+        ],
+        "{target}"
+    );
+}
+
+#[test]
+fn arm32_cma_alloc_over_a_pinned_page_retries_at_bit_68_as_the_spec_observed() {
+    // base 0x7e000, boot bits 0-63: window 64-67 holds the pin, retry at 64 + 3 + 1.
+    pin_forces_the_spec_retry("arm32-6.1", 0x7e000, 65, 68);
+}
+
+#[test]
+fn arm64_cma_alloc_over_a_pinned_page_retries_at_bit_100_as_the_spec_observed() {
+    // base 0x7cc00, boot bits 0-95: window 96-99 holds the pin, retry at 96 + 3 + 1.
+    pin_forces_the_spec_retry("arm64-6.1", 0x7cc00, 97, 100);
+}
+
 /// The kernel's own answers to the edge cases of the issue, as the spec
 /// observed them on 6.1.192 (arm32, highmem area at 0x7e000, bits 0-63 used).
 #[test]
