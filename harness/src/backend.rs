@@ -95,6 +95,9 @@ pub struct KernelBackend {
     /// Reboots caused by resets that did not restore the boot state or by dead guests.
     pub reboots: u32,
     pub boot_times: Vec<std::time::Duration>,
+    /// The console of the last VM that was thrown away (bounded), so a dead
+    /// guest's last words survive it.
+    last_console: String,
 }
 
 impl KernelBackend {
@@ -103,7 +106,14 @@ impl KernelBackend {
         let mut vm = Vm::boot(&spec)?;
         let boot_time = vm.boot_time;
         let boot = observe(&mut vm)?;
-        Ok(KernelBackend { spec, vm: Some(vm), boot, reboots: 0, boot_times: vec![boot_time] })
+        Ok(KernelBackend {
+            spec,
+            vm: Some(vm),
+            boot,
+            reboots: 0,
+            boot_times: vec![boot_time],
+            last_console: String::new(),
+        })
     }
 
     pub fn hello(&self) -> Option<&wire::Hello> {
@@ -132,14 +142,20 @@ impl KernelBackend {
     }
 
     /// The console of the current VM (bounded), if one runs.
+    /// The console of the current VM, or of the last one if it died (bounded to 1 MiB).
     pub fn console(&self) -> String {
-        self.vm.as_ref().map(|v| v.console()).unwrap_or_default()
+        match &self.vm {
+            Some(v) => v.console(),
+            None => self.last_console.clone(),
+        }
     }
 
     fn guest_err(&mut self, source: GuestError) -> BackendError {
-        let console = self.vm.as_ref().map(|v| v.console_tail(40)).unwrap_or_default();
+        // The whole (bounded) console: an Oops header comes long before the panic.
+        let console = self.vm.as_ref().map(|v| v.console()).unwrap_or_default();
         // A guest that failed once is not trusted again.
         self.vm = None;
+        self.last_console = console.clone();
         BackendError::Guest { source, console }
     }
 }
