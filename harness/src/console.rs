@@ -57,6 +57,12 @@ fn body(line: &str) -> &str {
     l
 }
 
+/// `../src/mm/cma.c:446` → `mm/cma.c`: no line numbers or build-dir prefixes in titles.
+fn strip_line(loc: &str) -> String {
+    let file = loc.split(':').next().unwrap_or(loc);
+    file.trim_start_matches("../src/").trim_start_matches("./").to_string()
+}
+
 /// `func+0x10/0x20` → `func`.
 fn func_of(sym: &str) -> Option<String> {
     let s = sym.trim();
@@ -90,7 +96,8 @@ pub fn scan(log: &str) -> Vec<Report> {
                 Some((Kind::Panic, format!("PANIC: {msg}"), None))
             }
         } else if b.starts_with("Internal error: Oops") || b.starts_with("Unable to handle kernel") {
-            if out.last().is_some_and(|r| r.kind == Kind::Oops && r.excerpt.contains(b)) {
+            // The Oops line that follows "Unable to handle…" or "kernel BUG at…" is the same event.
+            if out.last().is_some_and(|r| matches!(r.kind, Kind::Oops | Kind::Bug) && r.excerpt.contains(b)) {
                 None
             } else {
                 let f = oops_function(&lines[i..]);
@@ -103,8 +110,12 @@ pub fn scan(log: &str) -> Vec<Report> {
             }
         } else if let Some(rest) = b.strip_prefix("kernel BUG at ") {
             let f = oops_function(&lines[i..]);
-            let at = rest.trim_end_matches('!').trim();
-            Some((Kind::Bug, format!("BUG at {at}"), f))
+            // By function, not file:line, so the title survives unrelated patches.
+            let title = match &f {
+                Some(f) => format!("BUG in {f}"),
+                None => format!("BUG at {}", strip_line(rest.trim_end_matches('!').trim())),
+            };
+            Some((Kind::Bug, title, f))
         } else if let Some(rest) = b.strip_prefix("WARNING: ") {
             // "WARNING: CPU: 0 PID: 1 at mm/page_alloc.c:5634 __alloc_pages+0x1d4/0x2b0"
             // or a bare "WARNING: <message>" (lockdep and friends).
@@ -115,7 +126,7 @@ pub fn scan(log: &str) -> Vec<Report> {
                     let f = parts.next().and_then(func_of);
                     let title = match &f {
                         Some(f) => format!("WARNING in {f}"),
-                        None => format!("WARNING at {file}"),
+                        None => format!("WARNING at {}", strip_line(&file)),
                     };
                     Some((Kind::Warning, title, f))
                 }
@@ -157,6 +168,12 @@ mod tests {
     fn timestamps_are_stripped_but_other_brackets_kept() {
         assert_eq!(body("[    0.124257] WARNING: x"), "WARNING: x");
         assert_eq!(body("[not a time] WARNING"), "[not a time] WARNING");
+    }
+
+    #[test]
+    fn locations_lose_line_numbers_and_build_prefixes() {
+        assert_eq!(strip_line("../src/mm/cma.c:446"), "mm/cma.c");
+        assert_eq!(strip_line("mm/page_alloc.c"), "mm/page_alloc.c");
     }
 
     #[test]
