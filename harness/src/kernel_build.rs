@@ -158,7 +158,9 @@ pub fn package_of(tool: &str) -> String {
 /// The cache key of a request: every input that changes the kernel.
 pub fn cache_key(req: &BuildRequest) -> Result<String, BuildError> {
     let mut k = KeyHasher::new("cmafuzz-kernel-v1");
-    k.part(req.target.name.as_bytes()).part(req.target.arch.as_bytes());
+    // Kernel inputs only, not the target's name: targets that differ only in
+    // how qemu runs the kernel (memory size) share one build.
+    k.part(req.target.arch.as_bytes());
     k.part(source_identity(req)?.as_bytes());
     for p in &req.patches {
         let text = fs::read(p).map_err(|source| BuildError::PatchUnreadable { path: p.clone(), source })?;
@@ -183,7 +185,7 @@ pub fn build(req: &BuildRequest, progress: &mut dyn FnMut(&str)) -> Result<Kerne
     let start = Instant::now();
     let key = cache_key(req)?;
     let root = cache::root();
-    let dir = root.join("kernels").join(format!("{}-{key}", req.target.name));
+    let dir = root.join("kernels").join(format!("{}-{}-{key}", req.target.arch, req.target.version));
     let image_name = if req.target.arch == "arm64" { "Image" } else { "zImage" };
     let arts = |hit: bool, secs: f64| KernelArtifacts {
         key: key.clone(),
@@ -220,7 +222,7 @@ pub fn build(req: &BuildRequest, progress: &mut dyn FnMut(&str)) -> Result<Kerne
     fs::create_dir_all(&out).map_err(io(format!("creating {}", out.display())))?;
     let logs = root.join("logs");
     fs::create_dir_all(&logs).map_err(io(format!("creating {}", logs.display())))?;
-    let log_path = logs.join(format!("{}-{key}.log", req.target.name));
+    let log_path = logs.join(format!("{}-{}-{key}.log", req.target.arch, req.target.version));
     let _ = fs::remove_file(&log_path);
     let tmp = root.join("kernels").join(format!(".tmp-{key}-{}", std::process::id()));
     let result = build_in(req, &root, &work, &tree, &out, &log_path, image_name, &tmp, progress);
@@ -603,6 +605,30 @@ mod tests {
     fn config_check_rejects_a_changed_value() {
         let frag = [("f", "CONFIG_CMA_SIZE_MBYTES=32\n")];
         assert!(verify_config(&frag, "CONFIG_CMA_SIZE_MBYTES=16\n").is_err());
+    }
+
+    #[test]
+    fn targets_differing_only_in_qemu_memory_share_a_kernel_and_arches_do_not() {
+        let req = |name: &str| BuildRequest {
+            target: crate::targets::find(Some(name)).expect("target"),
+            src: None,
+            patches: vec![],
+        };
+        let a = cache_key(&req("arm32-6.1")).expect("key");
+        assert_eq!(a, cache_key(&req("arm32-lowmem-6.1")).expect("key"));
+        assert_ne!(a, cache_key(&req("arm64-6.1")).expect("key"));
+        assert_ne!(a, cache_key(&req("arm32-6.12")).expect("key"));
+    }
+
+    #[test]
+    fn a_patch_changes_the_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("x.patch");
+        fs::write(&p, "--- a/x\n+++ b/x\n").expect("write");
+        let t = crate::targets::find(Some("arm32-6.1")).expect("target");
+        let plain = BuildRequest { target: t.clone(), src: None, patches: vec![] };
+        let patched = BuildRequest { target: t, src: None, patches: vec![p] };
+        assert_ne!(cache_key(&plain).expect("key"), cache_key(&patched).expect("key"));
     }
 
     #[test]
