@@ -6,6 +6,7 @@
 //! `guest_build`, `targets`, `cache`. Nothing reaches back up.
 
 pub mod backend;
+pub mod bench;
 pub mod cache;
 pub mod compare;
 pub mod console;

@@ -68,6 +68,22 @@ enum Cmd {
     },
     /// Check the host tools cmafuzz needs and print how to install the missing ones.
     Doctor,
+    /// Print speed figures: boot-to-ready, kernel ops/s over the channel, model ops/s.
+    Bench {
+        /// Programs to run (files or directories).
+        #[arg(default_value = "corpora/random")]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        target: Option<String>,
+        /// Times every program is run on each side.
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+        /// Boots timed for boot-to-ready.
+        #[arg(long, default_value_t = 3)]
+        boots: u32,
+        #[command(flatten)]
+        kernel: KernelArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -177,6 +193,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let sum = replay::replay(&t, backend, &kernel.choice(), &programs, json, console_log.as_deref(), &mut out)
                 .with_context(|| format!("replay on {}", t.name))?;
             Ok(sum.exit_code() as u8)
+        }
+        Cmd::Bench { files, target, rounds, boots, kernel } => {
+            let t = targets::find(target.as_deref())?;
+            let files = replay::collect_files(&files)?;
+            let programs = files.iter().map(|f| replay::load(f)).collect::<Result<Vec<_>, _>>()?;
+            let f = cmafuzz::bench::run(&t, &kernel.choice(), &programs, rounds, boots, &mut progress)?;
+            println!("{}", f.render());
+            Ok(0)
         }
         Cmd::Doctor => {
             let checks = doctor::checks();

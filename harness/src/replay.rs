@@ -83,6 +83,8 @@ pub struct Summary {
     pub errors: usize,
     pub kernel_ops: u64,
     pub kernel_time: Duration,
+    /// The kernel's CMA layout at boot, when a kernel ran.
+    pub kernel_boot: Option<Observation>,
 }
 
 impl Summary {
@@ -146,7 +148,7 @@ pub fn replay(
         Some(ModelBackend::new(profile, boot.clone()).map_err(SessionError::Backend)?)
     };
 
-    let mut sum = Summary::default();
+    let mut sum = Summary { kernel_boot: kb.as_ref().map(|k| k.boot_observation().clone()), ..Summary::default() };
     // Console reports already shown (the console only grows within one VM).
     let mut seen_reports = 0usize;
     let mut seen_reboots = 0u32;

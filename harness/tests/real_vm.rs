@@ -33,6 +33,9 @@ fn replay_seeds(target: &str) {
     let text = String::from_utf8_lossy(&out);
     println!("{text}");
     assert_eq!((sum.diverge, sum.errors), (0, 0), "seed corpus on {target}:\n{text}");
+    // The layout recorded for model-only runs is the one the kernel really has.
+    let boot = sum.kernel_boot.as_ref().expect("a kernel ran");
+    assert_eq!(session::placement_note(&t, boot), None);
     assert_eq!(sum.agree, programs.len());
 }
 
@@ -44,6 +47,21 @@ fn seed_corpus_agrees_with_the_model_on_arm32_6_1() {
 #[test]
 fn seed_corpus_agrees_with_the_model_on_arm64_6_1() {
     replay_seeds("arm64-6.1");
+}
+
+#[test]
+fn seed_corpus_agrees_with_the_model_on_arm32_lowmem_6_1() {
+    replay_seeds("arm32-lowmem-6.1");
+}
+
+#[test]
+fn seed_corpus_agrees_with_the_model_on_arm32_6_12() {
+    replay_seeds("arm32-6.12");
+}
+
+#[test]
+fn seed_corpus_agrees_with_the_model_on_arm64_6_12() {
+    replay_seeds("arm64-6.12");
 }
 
 /// cma-spec §9.1, row "pin bit 65/97 then `cma_alloc(4,2)`": a page pinned
