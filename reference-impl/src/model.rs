@@ -6,7 +6,7 @@
 
 mod dma;
 
-use crate::bitmap::LongWidth;
+use crate::bitmap::{Bitmap, LongWidth};
 use crate::cma::CmaArea;
 use crate::genpool::{GenPool, PoolAddr};
 use crate::observation::Observation;
@@ -225,12 +225,117 @@ impl Model {
         Observation { areas: self.state.areas.iter().map(CmaArea::observe).collect(), cma_free: None }
     }
 
-    /// Back to the boot state: handles dropped, pins released, bitmaps and pools as at boot. (The
-    /// driver's `CF_OP_RESET` frees every handle and unpins every page; arm64 pool chunks added since boot stay in the kernel,
-    /// so the harness reboots or re-reads the boot observation when they matter.)
+    /// The driver's `CF_OP_RESET`: free every live handle (`cma_release()` / `dma_free_attrs()`,
+    /// as [`Model::step`] would) and unpin every pinned page (`free_contig_range()`). What the
+    /// kernel does not undo stays: arm64 atomic-pool chunks added by `atomic_pool_expand()`
+    /// (Linux 6.1 `kernel/dma/pool.c:79-143`) keep their CMA pages for good (spec §6.3).
     pub fn reset(&mut self) {
+        let env = &self.env;
+        let st = &mut self.state;
+        let live: Vec<(u32, bool)> =
+            st.handles.iter().map(|(h, hold)| (*h, matches!(hold, Holding::Cma { .. }))).collect();
+        for (h, is_cma) in live {
+            if is_cma {
+                st.cma_release(env, Handle(h));
+            } else {
+                st.dma_free(env, Handle(h));
+            }
+        }
+        st.pinned.clear();
+    }
+
+    /// Back to the boot state: handles dropped, pins released, bitmaps and pools as at boot —
+    /// what a freshly booted kernel has (the harness uses it after rebooting the VM).
+    pub fn reset_to_boot(&mut self) {
         self.state = self.boot.clone();
     }
+
+    /// Bookkeeping invariants, for `cmafuzz model-check`: in every area with
+    /// `order_per_bit == 0`, the bitmap is exactly the disjoint union of the boot bits that are no
+    /// pool's, the pool chunks taken from CMA, and the pages of live `cma_alloc` handles and
+    /// CMA-backed DMA buffers; no two of those overlap, and no pinned page is under a set bit.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let st = &self.state;
+        // (area, first page offset, pages, owner)
+        let mut owned: Vec<(usize, u64, u64, String)> = Vec::new();
+        let pool_chunks = |state: &State| -> Vec<(usize, u64, u64, String)> {
+            let mut v = Vec::new();
+            let Some(d) = self.env.default_area else { return v };
+            let Some(a) = state.areas.get(d) else { return v };
+            for (id, pool) in &state.pools {
+                for (ci, c) in pool.chunks().iter().enumerate() {
+                    if let Some(base) = c.base_pfn {
+                        v.push((d, base - a.base_pfn, c.pages(), format!("{id:?} pool chunk {ci}")));
+                    }
+                }
+            }
+            v
+        };
+        owned.extend(pool_chunks(st));
+        for (h, hold) in &st.handles {
+            match hold {
+                Holding::Cma { area, held } => {
+                    for &(s, e) in held.runs() {
+                        owned.push((*area, s, e - s, format!("handle {h}")));
+                    }
+                }
+                Holding::Dma { pages, backing: DmaBacking::Cma { area, pfn } } => {
+                    let base = st.areas.get(*area).map_or(0, |a| a.base_pfn);
+                    owned.push((*area, pfn - base, *pages, format!("dma handle {h}")));
+                }
+                Holding::Dma { .. } => {}
+            }
+        }
+        for (ai, a) in st.areas.iter().enumerate() {
+            if a.order_per_bit != 0 {
+                continue;
+            }
+            // Boot bits that no boot pool chunk explains stay reserved for good.
+            let mut expect = match self.boot.areas.get(ai) {
+                Some(b) => b.bitmap.clone(),
+                None => Bitmap::zeroed(a.count),
+            };
+            for (pa, s, n, _) in pool_chunks(&self.boot) {
+                if pa == ai {
+                    expect.clear(s, n);
+                }
+            }
+            let mut mine: Vec<&(usize, u64, u64, String)> = owned.iter().filter(|o| o.0 == ai).collect();
+            mine.sort_by_key(|o| o.1);
+            for (i, (_, s, n, who)) in mine.iter().enumerate() {
+                if s + n > a.count {
+                    return Err(format!("area {}: {who} pages {s}..{} past the end {}", a.name, s + n, a.count));
+                }
+                if let Some((_, s2, _, who2)) = mine.get(i + 1) {
+                    if *s2 < s + n {
+                        return Err(format!("area {}: {who} (pages {s}..{}) overlaps {who2}", a.name, s + n));
+                    }
+                }
+                if expect.any_set(*s, *n) {
+                    return Err(format!("area {}: {who} holds boot-reserved pages in {s}..{}", a.name, s + n));
+                }
+                expect.set(*s, *n);
+            }
+            if expect != a.bitmap {
+                return Err(format!(
+                    "area {}: bitmap weight {} but boot bits + pools + live handles make {}",
+                    a.name,
+                    weight(&a.bitmap),
+                    weight(&expect)
+                ));
+            }
+            for p in &st.pinned {
+                if p.0 >= a.base_pfn && p.0 - a.base_pfn < a.count && a.bitmap.test(p.0 - a.base_pfn) {
+                    return Err(format!("area {}: pinned page {:#x} under a set bit", a.name, p.0));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn weight(b: &Bitmap) -> u64 {
+    b.words().iter().map(|w| u64::from(w.count_ones())).sum()
 }
 
 impl Env {

@@ -493,14 +493,42 @@ fn disabled_area_fails_every_alloc_and_rejects_every_release() {
 }
 
 #[test]
-fn reset_restores_the_boot_state_and_drops_handles() {
+fn reset_to_boot_restores_the_boot_state_and_drops_handles() {
     let mut m = model(Arch::Arm64);
     outcomes(&mut m, "cma_alloc area=reserved count=7\ndma_alloc size=8K gfp=atomic");
     assert_ne!(m.observe(), arm64_boot());
-    m.reset();
+    m.reset_to_boot();
     assert_eq!(m.observe(), arm64_boot());
     assert_eq!(outcomes(&mut m, "cma_release h=0\ndma_free h=1"), vec![Outcome::Noop, Outcome::Noop]);
     assert_eq!(outcomes(&mut m, "dma_alloc size=4K gfp=atomic"), vec![at(A64_BASE, 32, 1)]);
+}
+
+#[test]
+fn reset_frees_every_handle_but_keeps_the_pool_growth_of_atomic_pool_expand() {
+    let mut m = model(Arch::Arm64);
+    outcomes(&mut m, "cma_alloc area=reserved count=7\ndma_alloc size=8K gfp=atomic\ndma_alloc size=64K");
+    let grown = m.observe().areas[0].used_bits();
+    m.reset();
+    let after = m.observe().areas[0].used_bits();
+    assert!(after > 96, "atomic_pool_expand() chunks stay in CMA: {after} bits");
+    assert!(after < grown, "handles were freed: {after} of {grown} bits");
+    assert_eq!(m.check_invariants(), Ok(()));
+    assert_eq!(outcomes(&mut m, "cma_release h=0\ndma_free h=1"), vec![Outcome::Noop, Outcome::Noop]);
+    m.reset_to_boot();
+    assert_eq!(m.observe(), arm64_boot());
+}
+
+#[test]
+fn check_invariants_holds_on_mixed_programs_and_catches_a_stray_bit() {
+    let mut m = model(Arch::Arm64);
+    outcomes(
+        &mut m,
+        "cma_alloc area=reserved count=100 align=3\ncma_release_raw area=reserved off=200 count=10\n\
+         dma_alloc size=4K gfp=atomic\ndma_alloc size=1M\npin area=reserved off=5000\ncma_alloc area=reserved count=3",
+    );
+    assert_eq!(m.check_invariants(), Ok(()));
+    m.state.areas[0].bitmap.set(8000, 1);
+    assert!(m.check_invariants().is_err());
 }
 
 #[test]
