@@ -47,7 +47,7 @@ pub trait Backend {
     fn name(&self) -> &'static str;
     /// The CMA layout right after boot (or reset).
     fn boot_observation(&self) -> &Observation;
-    /// Returns to the boot state.
+    /// The driver's RESET: every handle freed, every page unpinned (arm64 pool growth stays).
     fn reset(&mut self) -> Result<(), BackendError>;
     /// Runs one program from the current state.
     fn run(&mut self, prog: &ResolvedProgram) -> Result<ProgramRun, BackendError>;
@@ -63,6 +63,18 @@ impl ModelBackend {
     pub fn new(profile: KernelProfile, boot: Observation) -> Result<Self, BackendError> {
         let model = Model::new(profile, &boot).map_err(|e| BackendError::Model(e.to_string()))?;
         Ok(ModelBackend { model, boot })
+    }
+}
+
+impl ModelBackend {
+    /// Back to the state of a freshly booted kernel (after the kernel side rebooted).
+    pub fn reset_to_boot(&mut self) {
+        self.model.reset_to_boot();
+    }
+
+    /// The model's layout now.
+    pub fn observe(&self) -> Observation {
+        self.model.observe()
     }
 }
 
@@ -148,6 +160,43 @@ impl KernelBackend {
             Some(v) => v.console(),
             None => self.last_console.clone(),
         }
+    }
+
+    /// The driver's RESET (free every handle, unpin every page), then an OBSERVE: the kernel's
+    /// layout must equal `expected` (the model's after its own reset: boot plus any arm64 pool
+    /// growth, spec §6.3). If it does not, or the guest cannot reset, the VM is rebooted and
+    /// `Ok(true)` says so: the caller must then go back to the boot state itself.
+    pub fn reset_expecting(&mut self, expected: &Observation) -> Result<bool, BackendError> {
+        if self.vm.is_none() {
+            // The last guest died: a fresh one is at its boot state already.
+            self.vm()?;
+            return Ok(true);
+        }
+        let ops = [
+            WireOp { kind: wire::OP_RESET, ..Default::default() },
+            WireOp { kind: wire::OP_OBSERVE, ..Default::default() },
+        ];
+        let r = match self.vm()?.chan.run(&ops) {
+            Ok(r) => r,
+            Err(e) => {
+                // A guest that cannot reset is rebooted; that is the documented recovery.
+                let _ = self.guest_err(e);
+                self.vm()?;
+                return Ok(true);
+            }
+        };
+        let now = r.observations.first().map(to_observation);
+        if now.as_ref().is_some_and(|o| same_layout(o, expected)) {
+            return Ok(false);
+        }
+        let why = match now {
+            Some(o) => describe_difference(expected, &o),
+            None => "no observation".into(),
+        };
+        eprintln!("note: reset left the kernel's CMA state different from the expected one ({why}); rebooting the VM");
+        self.vm = None;
+        self.vm()?;
+        Ok(true)
     }
 
     fn guest_err(&mut self, source: GuestError) -> BackendError {
@@ -261,31 +310,8 @@ impl Backend for KernelBackend {
     }
 
     fn reset(&mut self) -> Result<(), BackendError> {
-        let ops = [
-            WireOp { kind: wire::OP_RESET, ..Default::default() },
-            WireOp { kind: wire::OP_OBSERVE, ..Default::default() },
-        ];
-        let r = match self.vm()?.chan.run(&ops) {
-            Ok(r) => r,
-            Err(e) => {
-                // A guest that cannot reset is rebooted; that is the documented recovery.
-                let _ = self.guest_err(e);
-                self.vm()?;
-                return Ok(());
-            }
-        };
-        let now = r.observations.first().map(to_observation);
-        let same = now.as_ref().is_some_and(|o| same_layout(o, &self.boot));
-        if !same {
-            let why = match now {
-                Some(o) => describe_difference(&self.boot, &o),
-                None => "no observation".into(),
-            };
-            eprintln!("note: reset left the kernel's CMA state different from boot ({why}); rebooting the VM");
-            self.vm = None;
-            self.vm()?;
-        }
-        Ok(())
+        let boot = self.boot.clone();
+        self.reset_expecting(&boot).map(|_| ())
     }
 
     fn run(&mut self, prog: &ResolvedProgram) -> Result<ProgramRun, BackendError> {
@@ -322,13 +348,13 @@ pub fn same_layout(a: &Observation, b: &Observation) -> bool {
     a.areas == b.areas
 }
 
-fn describe_difference(boot: &Observation, now: &Observation) -> String {
-    for (x, y) in boot.areas.iter().zip(&now.areas) {
+fn describe_difference(want: &Observation, now: &Observation) -> String {
+    for (x, y) in want.areas.iter().zip(&now.areas) {
         if x != y {
-            return format!("area {}: {} bits used at boot, {} now", x.name, x.used_bits(), y.used_bits());
+            return format!("area {}: {} bits used expected, {} now", x.name, x.used_bits(), y.used_bits());
         }
     }
-    format!("{} areas at boot, {} now", boot.areas.len(), now.areas.len())
+    format!("{} areas expected, {} now", want.areas.len(), now.areas.len())
 }
 
 #[cfg(test)]

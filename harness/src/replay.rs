@@ -163,17 +163,27 @@ pub fn replay(
                 continue;
             }
         };
+        let mut reset_err = None;
         if pi > 0 {
             if let Some(m) = mb.as_mut() {
                 m.reset().map_err(SessionError::Backend)?;
+            }
+            if let Some(k) = kb.as_mut() {
+                // The kernel must be where the model is after a reset (boot plus pool growth).
+                let expected = mb.as_ref().map_or_else(|| boot.clone(), ModelBackend::observe);
+                match k.reset_expecting(&expected) {
+                    Ok(true) => mb.iter_mut().for_each(ModelBackend::reset_to_boot),
+                    Ok(false) => {}
+                    Err(e) => reset_err = Some(e),
+                }
             }
         }
         let mrun = mb.as_mut().map(|m| m.run(&resolved)).transpose().map_err(SessionError::Backend)?;
         let mut krun = None;
         if let Some(k) = kb.as_mut() {
             let res = (|| -> Result<ProgramRun, BackendError> {
-                if pi > 0 {
-                    k.reset()?;
+                if let Some(e) = reset_err {
+                    return Err(e);
                 }
                 let t = Instant::now();
                 let r = k.run(&resolved)?;
