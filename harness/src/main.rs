@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use cmafuzz::replay::{self, BackendChoice};
 use cmafuzz::session::{self, KernelChoice};
-use cmafuzz::{doctor, guest_build, targets};
+use cmafuzz::{difftest, doctor, guest_build, targets};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -63,6 +63,35 @@ enum Cmd {
         /// Write the kernel's console (last VM, up to 1 MiB) to this file at the end.
         #[arg(long, value_name = "FILE")]
         console_log: Option<PathBuf>,
+        #[command(flatten)]
+        kernel: KernelArgs,
+    },
+    /// Print the program a seed generates (the one `model-check` / `difftest` ran).
+    Generate {
+        #[arg(long)]
+        seed: u64,
+    },
+    /// Run generated programs on the model alone, checking its invariants after every op.
+    ModelCheck {
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long, default_value_t = 10000)]
+        count: u64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Run generated programs on the model and the kernel side by side and compare them.
+    Difftest {
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long, default_value_t = 2000)]
+        count: u64,
+        /// First seed (default: from the clock, printed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Directory for reproducers of divergences.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
         #[command(flatten)]
         kernel: KernelArgs,
     },
@@ -201,6 +230,44 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let f = cmafuzz::bench::run(&t, &kernel.choice(), &programs, rounds, boots, &mut progress)?;
             println!("{}", f.render());
             Ok(0)
+        }
+        Cmd::Generate { seed } => {
+            print!("{}", cmafuzz::generate::program(seed).to_text());
+            Ok(0)
+        }
+        Cmd::ModelCheck { target, count, seed } => {
+            let t = targets::find(target.as_deref())?;
+            let sum = difftest::model_check(&t, count, seed)?;
+            println!(
+                "{}: {} programs, {} ops in {:.2} s ({:.0} programs/s, {:.0} ops/s)",
+                t.name,
+                sum.programs,
+                sum.ops,
+                sum.seconds,
+                sum.programs as f64 / sum.seconds.max(1e-9),
+                sum.ops as f64 / sum.seconds.max(1e-9)
+            );
+            match sum.violation {
+                None => Ok(0),
+                Some((seed, text, why)) => {
+                    println!("VIOLATION at seed {seed}: {why}\n{text}");
+                    Ok(1)
+                }
+            }
+        }
+        Cmd::Difftest { target, count, seed, out, kernel } => {
+            let t = targets::find(target.as_deref())?;
+            let seed = seed.unwrap_or_else(|| {
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+            });
+            println!("seed: {seed}");
+            let opts = difftest::DifftestOptions { count, seed, out_dir: out };
+            let stdout = std::io::stdout();
+            let mut w = stdout.lock();
+            let sum = difftest::difftest(&t, &kernel.choice(), &opts, &mut w)
+                .with_context(|| format!("difftest on {}", t.name))?;
+            println!("{}: {}", t.name, sum.render());
+            Ok(sum.exit_code())
         }
         Cmd::Doctor => {
             let checks = doctor::checks();

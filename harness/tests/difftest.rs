@@ -1,0 +1,32 @@
+//! `cmafuzz difftest` on real kernels (from the build cache): generated programs agree with the
+//! model, and on arm64 the resets between programs keep the atomic pools' growth instead of
+//! rebooting the VM.
+
+use cmafuzz::difftest::{self, DifftestOptions, DifftestSummary};
+use cmafuzz::session::KernelChoice;
+use cmafuzz::targets;
+
+fn run(target: &str, count: u64, seed: u64) -> DifftestSummary {
+    let t = targets::find(Some(target)).expect("target");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let opts = DifftestOptions { count, seed, out_dir: dir.path().to_path_buf() };
+    let mut out = Vec::new();
+    let sum = difftest::difftest(&t, &KernelChoice::default(), &opts, &mut out).expect("difftest runs");
+    println!("{}\n{target}: {}", String::from_utf8_lossy(&out), sum.render());
+    assert_eq!((sum.divergences, sum.errors), (0, 0), "{target}:\n{}", String::from_utf8_lossy(&out));
+    assert_eq!(sum.programs, count);
+    sum
+}
+
+#[test]
+fn generated_programs_agree_with_the_model_on_arm32_6_1() {
+    let sum = run("arm32-6.1", 400, 20261124);
+    assert_eq!(sum.reboots, 0, "arm32 has no pool growth, so no reset needs a reboot");
+}
+
+#[test]
+fn generated_programs_agree_on_arm64_6_1_and_pool_growth_does_not_reboot() {
+    let sum = run("arm64-6.1", 400, 20261124);
+    assert!(sum.grown_resets > 40, "the programs grow the atomic pools: {} resets", sum.grown_resets);
+    assert!(u64::from(sum.reboots) < sum.programs / 10, "{} reboots for {} programs", sum.reboots, sum.programs);
+}
