@@ -75,18 +75,25 @@ pub fn run(
     let mut kb = KernelBackend::boot(spec)?;
     let boot = kb.boot_observation().clone();
     let profile = session::profile_from_kernel(target, &kb)?;
-    let mut mb = ModelBackend::new(profile, boot.clone())?;
+    let mut mb = ModelBackend::new(profile.clone(), boot.clone())?;
     let resolved: Vec<ResolvedProgram> = programs.iter().filter_map(|p| p.program.resolve(&boot.areas).ok()).collect();
     let ops_per_round: u64 = resolved.iter().map(|p| p.ops.len() as u64).sum();
 
     let mut run_time = Duration::ZERO;
     let total = Instant::now();
+    // A model in lockstep says what the kernel must look like after each reset (pool growth
+    // included), so arm64 does not reboot after every atomic allocation.
+    let mut shadow = ModelBackend::new(profile, boot.clone())?;
     for _ in 0..rounds {
         for p in &resolved {
-            kb.reset()?;
+            shadow.reset()?;
+            if kb.reset_expecting(&shadow.observe())? {
+                shadow.reset_to_boot();
+            }
             let t = Instant::now();
             kb.run(p)?;
             run_time += t.elapsed();
+            shadow.run(p)?;
         }
     }
     let kernel_total = total.elapsed();
