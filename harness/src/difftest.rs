@@ -197,8 +197,11 @@ pub fn difftest(
                         .unwrap_or_default(),
                     _ => String::new(),
                 };
-                eprintln!("error: seed {s}: {e}{why}");
-                let _ = save(&opts.out_dir, target, s, &prog.to_text());
+                let kept = match save(&opts.out_dir, target, s, &prog.to_text()) {
+                    Ok(p) => format!(" (program: {})", p.display()),
+                    Err(_) => String::new(),
+                };
+                eprintln!("error: seed {s}: {}{why}{kept}", e.to_string().lines().next().unwrap_or_default());
                 continue;
             }
         };

@@ -180,7 +180,15 @@ pub fn program(seed: u64) -> Program {
                 p.pins.push(off);
                 Op::Pin { area: area(), off }
             }
-            86..=90 => Op::Unpin { area: area(), off: offset(&mut r, &p) },
+            86..=90 => {
+                // Mostly a page pinned earlier (whether or not the pin succeeded).
+                let off = if !p.pins.is_empty() && r.chance(2, 3) {
+                    p.pins[r.below(p.pins.len() as u64) as usize]
+                } else {
+                    offset(&mut r, &p)
+                };
+                Op::Unpin { area: area(), off }
+            }
             _ => Op::Observe,
         };
         ops.push(op);
