@@ -220,3 +220,24 @@ fn replay_on_a_kernel_that_panics_mid_program_exits_2_with_the_console_kept() {
     assert!(console.contains("cmafuzz test fixture: panic on cma_alloc(count=4242)"), "{console}");
     let _ = std::fs::remove_file(saved);
 }
+
+/// An injected kernel bug (benchmarks/bugs/alignment-offset-ignored.patch:
+/// the physical-pfn offset of the alignment is ignored) is a divergence:
+/// exit 1, first at the first alignment where arm64's base 0x7cc00 is not
+/// aligned (order 11: 0x7cc00 & 0x7ff = 0x400), and the bitmaps differ.
+#[test]
+fn an_injected_alignment_bug_is_a_divergence_with_exit_1() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cmafuzz"))
+        .arg("replay")
+        .arg(root.join("corpora/seed/02-align-0-to-12.prog"))
+        .args(["--target", "arm64-6.1", "--kernel-patch"])
+        .arg(root.join("benchmarks/bugs/alignment-offset-ignored.patch"))
+        .output()
+        .expect("cmafuzz runs");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    let first = out.lines().find(|l| l.contains("DIVERGENCE")).expect("a divergence line");
+    assert!(first.contains("op #11") && first.contains("model pfn 0x7d800"), "{first}");
+    assert!(out.contains("bitmap differs"), "{out}");
+}
