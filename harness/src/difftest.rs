@@ -229,6 +229,14 @@ pub fn difftest(
     }
     sum.reboots = kb.reboots;
     sum.seconds = t.elapsed().as_secs_f64();
+    // Notes, not verdicts (as in replay): e.g. the WARN of a > 4 MiB nokmap buffer.
+    let mut titles = std::collections::BTreeMap::<String, u32>::new();
+    for r in crate::console::scan(&kb.console()) {
+        *titles.entry(r.title).or_default() += 1;
+    }
+    for (title, n) in titles {
+        let _ = writeln!(out, "kernel console: {title} ({n}x, current VM)");
+    }
     Ok(sum)
 }
 

@@ -167,6 +167,11 @@ pub fn program(seed: u64) -> Program {
                     }
                 }
                 let gfp = if r.chance(1, 3) { Gfp::Atomic } else { Gfp::Kernel };
+                // An atomic buffer no pool can hold WARNs in dma_alloc_from_pool() (arm64) or
+                // __alloc_from_pool() (arm32); keep most of them within a 256 KiB pool.
+                if gfp == Gfp::Atomic && !attrs.nokmap && size > 256 << 10 && !r.chance(1, 8) {
+                    size = size % (256 << 10) + 1;
+                }
                 p.handles.push((false, 0));
                 Op::DmaAlloc { size: Bytes(size), attrs, gfp }
             }
