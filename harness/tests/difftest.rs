@@ -30,3 +30,25 @@ fn generated_programs_agree_on_arm64_6_1_and_pool_growth_does_not_reboot() {
     assert!(sum.grown_resets > 40, "the programs grow the atomic pools: {} resets", sum.grown_resets);
     assert!(u64::from(sum.reboots) < sum.programs / 10, "{} reboots for {} programs", sum.reboots, sum.programs);
 }
+
+#[test]
+fn difftest_finds_the_injected_alignment_bug_and_keeps_reproducers_that_parse() {
+    let t = targets::find(Some("arm64-6.1")).expect("target");
+    let patch =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../benchmarks/bugs/alignment-offset-ignored.patch");
+    let kc = KernelChoice { src: None, patches: vec![patch] };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let opts = DifftestOptions { count: 100, seed: 1, out_dir: dir.path().to_path_buf() };
+    let mut out = Vec::new();
+    let sum = difftest::difftest(&t, &kc, &opts, &mut out).expect("difftest runs");
+    let text = String::from_utf8_lossy(&out);
+    assert!(sum.divergences > 0, "the bug went unnoticed:\n{text}");
+    assert_eq!((sum.errors, sum.exit_code()), (0, 1), "{text}");
+    assert_eq!(sum.reproducers.len() as u64, sum.divergences);
+    for p in &sum.reproducers {
+        assert!(p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("difftest-arm64-6.1-")), "{p:?}");
+        let prog = std::fs::read_to_string(p).expect("reproducer written");
+        reference_impl::program::Program::parse(&prog).expect("reproducer parses");
+        assert!(text.contains(&p.display().to_string()), "path printed");
+    }
+}
