@@ -20,14 +20,30 @@ fn run(target: &str, count: u64, seed: u64) -> DifftestSummary {
 
 #[test]
 fn generated_programs_agree_with_the_model_on_arm32_6_1() {
-    let sum = run("arm32-6.1", 400, 20261124);
+    let sum = run("arm32-6.1", 2000, 20261124);
     assert_eq!(sum.reboots, 0, "arm32 has no pool growth, so no reset needs a reboot");
 }
 
 #[test]
 fn generated_programs_agree_on_arm64_6_1_and_pool_growth_does_not_reboot() {
-    let sum = run("arm64-6.1", 400, 20261124);
-    assert!(sum.grown_resets > 40, "the programs grow the atomic pools: {} resets", sum.grown_resets);
+    let sum = run("arm64-6.1", 2000, 20261124);
+    assert!(sum.grown_resets > 200, "the programs grow the atomic pools: {} resets", sum.grown_resets);
+    assert!(u64::from(sum.reboots) < sum.programs / 10, "{} reboots for {} programs", sum.reboots, sum.programs);
+}
+
+#[test]
+fn generated_programs_agree_with_the_model_on_arm32_lowmem_6_1() {
+    run("arm32-lowmem-6.1", 2000, 20261124);
+}
+
+#[test]
+fn generated_programs_agree_with_the_model_on_arm32_6_12() {
+    run("arm32-6.12", 2000, 20261124);
+}
+
+#[test]
+fn generated_programs_agree_with_the_model_on_arm64_6_12() {
+    let sum = run("arm64-6.12", 2000, 20261124);
     assert!(u64::from(sum.reboots) < sum.programs / 10, "{} reboots for {} programs", sum.reboots, sum.programs);
 }
 
