@@ -115,13 +115,7 @@ pub struct DifftestSummary {
 impl DifftestSummary {
     /// 2 on errors, 1 on a divergence, 0 otherwise.
     pub fn exit_code(&self) -> u8 {
-        if self.errors > 0 {
-            2
-        } else if self.divergences > 0 {
-            1
-        } else {
-            0
-        }
+        crate::exit_code(self.errors > 0, self.divergences > 0)
     }
 
     pub fn render(&self) -> String {

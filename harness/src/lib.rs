@@ -21,3 +21,16 @@ pub mod session;
 pub mod targets;
 pub mod vm;
 pub mod wire;
+
+/// The exit-code convention of every command that compares: 2 if anything
+/// failed to run (bad input, build failure, dead guest), else 1 if a
+/// divergence was found, else 0.
+pub fn exit_code(errors: bool, divergences: bool) -> u8 {
+    if errors {
+        2
+    } else if divergences {
+        1
+    } else {
+        0
+    }
+}

@@ -221,7 +221,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let mut out = stdout.lock();
             let sum = replay::replay(&t, backend, &kernel.choice(), &programs, json, console_log.as_deref(), &mut out)
                 .with_context(|| format!("replay on {}", t.name))?;
-            Ok(sum.exit_code() as u8)
+            Ok(sum.exit_code())
         }
         Cmd::Bench { files, target, rounds, boots, kernel } => {
             let t = targets::find(target.as_deref())?;

@@ -91,14 +91,8 @@ pub struct Summary {
 
 impl Summary {
     /// 0 when every program agrees, 1 on a divergence, 2 on an error.
-    pub fn exit_code(&self) -> i32 {
-        if self.errors > 0 {
-            2
-        } else if self.diverge > 0 {
-            1
-        } else {
-            0
-        }
+    pub fn exit_code(&self) -> u8 {
+        crate::exit_code(self.errors > 0, self.diverge > 0)
     }
 }
 
