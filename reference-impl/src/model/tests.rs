@@ -63,17 +63,7 @@ fn outside(pages: u64) -> Outcome {
 
 /// Set bits of area 0, as half-open runs.
 fn runs(m: &Model) -> Vec<(u64, u64)> {
-    let a = &m.observe().areas[0];
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    for i in 0..a.bitmap_bits() {
-        if a.bit(i) {
-            match out.last_mut() {
-                Some((_, e)) if *e == i => *e = i + 1,
-                _ => out.push((i, i + 1)),
-            }
-        }
-    }
-    out
+    runs_of(&m.observe())
 }
 
 #[test]
