@@ -7,7 +7,8 @@ use crate::guest::GuestError;
 use crate::vm::{Vm, VmError, VmSpec};
 use crate::wire::{self, WireObs, WireOp, WireResult};
 use reference_impl::model::Model;
-use reference_impl::observation::{AreaObservation, Observation};
+use crate::memtype::AttrDecoder;
+use reference_impl::observation::{AreaObservation, MapKind, MapLevel, MapRun, Observation, PageAddr};
 use reference_impl::outcome::Outcome;
 use reference_impl::profile::KernelProfile;
 use reference_impl::program::{Gfp, ResolvedOp, ResolvedProgram};
@@ -110,6 +111,8 @@ pub struct KernelBackend {
     /// The console of the last VM that was thrown away (bounded), so a dead
     /// guest's last words survive it.
     last_console: String,
+    /// The PKMAP slot the driver learnt at the last reset (arm32 highmem), for the model.
+    pub pkmap_last: Option<u32>,
 }
 
 impl KernelBackend {
@@ -125,6 +128,7 @@ impl KernelBackend {
             reboots: 0,
             boot_times: vec![boot_time],
             last_console: String::new(),
+            pkmap_last: None,
         })
     }
 
@@ -167,6 +171,7 @@ impl KernelBackend {
     /// growth, spec §6.3). If it does not, or the guest cannot reset, the VM is rebooted and
     /// `Ok(true)` says so: the caller must then go back to the boot state itself.
     pub fn reset_expecting(&mut self, expected: &Observation) -> Result<bool, BackendError> {
+        self.pkmap_last = None;
         if self.vm.is_none() {
             // The last guest died: a fresh one is at its boot state already.
             self.vm()?;
@@ -185,7 +190,9 @@ impl KernelBackend {
                 return Ok(true);
             }
         };
-        let now = r.observations.first().map(to_observation);
+        let dec = self.decoder()?;
+        let now = r.observations.first().map(|o| to_observation(o, &dec));
+        self.pkmap_last = now.as_ref().and_then(|o| o.pkmap_last);
         if now.as_ref().is_some_and(|o| same_layout(o, expected)) {
             return Ok(false);
         }
@@ -197,6 +204,10 @@ impl KernelBackend {
         self.vm = None;
         self.vm()?;
         Ok(true)
+    }
+
+    fn decoder(&mut self) -> Result<AttrDecoder, BackendError> {
+        Ok(decoder(&self.vm()?.hello))
     }
 
     fn guest_err(&mut self, source: GuestError) -> BackendError {
@@ -214,13 +225,43 @@ fn observe(vm: &mut Vm) -> Result<Observation, BackendError> {
         .chan
         .run(&[WireOp { kind: wire::OP_OBSERVE, ..Default::default() }])
         .map_err(|source| BackendError::Guest { source, console: vm.console_tail(40) })?;
+    let dec = decoder(&vm.hello);
     match r.observations.first() {
-        Some(o) => Ok(to_observation(o)),
+        Some(o) => Ok(to_observation(o, &dec)),
         None => Err(BackendError::Inconsistent { index: 0, kind: wire::OP_OBSERVE, status: r.results[0].status }),
     }
 }
 
-pub fn to_observation(o: &WireObs) -> Observation {
+/// The memory-type decoder for the kernel that said `hello`.
+pub fn decoder(hello: &wire::Hello) -> AttrDecoder {
+    AttrDecoder::new(hello.arch, hello.attr_regs)
+}
+
+/// One `struct cf_map` in the shared vocabulary.
+pub fn to_map_run(m: &wire::WireMap, dec: &AttrDecoder) -> MapRun {
+    let kind = match m.kind {
+        wire::MAP_LIN => MapKind::Lin,
+        wire::MAP_VMAP => MapKind::Vmap,
+        wire::MAP_PKMAP => MapKind::Pkmap,
+        _ => MapKind::Fixmap,
+    };
+    let level = match m.level {
+        wire::LVL_PTE => MapLevel::Pte,
+        wire::LVL_SECTION => MapLevel::Section,
+        wire::LVL_PMD => MapLevel::Pmd,
+        _ => MapLevel::Pud,
+    };
+    MapRun {
+        kind,
+        first: PageAddr::Pfn(Pfn(m.pfn)),
+        pages: u64::from(m.pages),
+        mem: dec.decode(m.attr),
+        va: Some(m.va),
+        level: Some(level),
+    }
+}
+
+pub fn to_observation(o: &WireObs, dec: &AttrDecoder) -> Observation {
     Observation {
         areas: o
             .areas
@@ -234,6 +275,9 @@ pub fn to_observation(o: &WireObs) -> Observation {
             })
             .collect(),
         cma_free: Some(Pages(o.cma_free_pages)),
+        maps: o.maps.iter().map(|m| to_map_run(m, dec)).collect(),
+        maps_truncated: o.flags & wire::OBS_MAPS_TRUNCATED != 0,
+        pkmap_last: (o.pkmap_last != wire::PKMAP_UNKNOWN).then_some(o.pkmap_last),
     }
 }
 
@@ -267,6 +311,9 @@ pub fn to_wire(op: &ResolvedOp) -> WireOp {
         ResolvedOp::Unpin { area, off } => {
             WireOp { kind: wire::OP_UNPIN, area: area.0, a: *off as u64, ..Default::default() }
         }
+        ResolvedOp::Kmap { area, off } => {
+            WireOp { kind: wire::OP_KMAP, area: area.0, a: *off as u64, ..Default::default() }
+        }
         ResolvedOp::Observe => WireOp { kind: wire::OP_OBSERVE, ..Default::default() },
     }
 }
@@ -289,7 +336,10 @@ pub fn to_outcome(index: usize, op: &WireOp, r: &WireResult) -> Result<Outcome, 
             Outcome::ReleaseRejected
         }
         (wire::OP_CMA_RELEASE | wire::OP_DMA_FREE, wire::ST_NOOP) => Outcome::Noop,
-        (wire::OP_CMA_RELEASE_RAW | wire::OP_PIN, wire::ST_REFUSED) => Outcome::Refused,
+        (wire::OP_CMA_RELEASE_RAW | wire::OP_PIN | wire::OP_KMAP, wire::ST_REFUSED) => Outcome::Refused,
+        (wire::OP_KMAP, wire::ST_OK) => Outcome::Kmapped { pfn: Pfn(r.pfn) },
+        (wire::OP_KMAP, wire::ST_FAILED) => Outcome::PinFailed { pfn: Pfn(r.pfn) },
+        (wire::OP_KMAP, wire::ST_NOOP) => Outcome::Noop,
         (wire::OP_PIN, wire::ST_OK) => Outcome::Pinned { pfn: Pfn(r.pfn) },
         (wire::OP_PIN, wire::ST_FAILED) => Outcome::PinFailed { pfn: Pfn(r.pfn) },
         (wire::OP_UNPIN, wire::ST_OK) => Outcome::Unpinned { pfn: Pfn(r.pfn) },
@@ -333,7 +383,9 @@ impl Backend for KernelBackend {
         for (i, (op, r)) in ops.iter().zip(&results).enumerate().take(prog.ops.len()) {
             outcomes.push(to_outcome(i, op, r)?);
         }
-        let mut observations: Vec<(usize, Observation)> = obs.iter().map(|(i, o)| (*i, to_observation(o))).collect();
+        let dec = self.decoder()?;
+        let mut observations: Vec<(usize, Observation)> =
+            obs.iter().map(|(i, o)| (*i, to_observation(o, &dec))).collect();
         let end = match observations.pop() {
             Some((i, o)) if i == prog.ops.len() => o,
             _ => return Err(BackendError::Inconsistent { index: prog.ops.len(), kind: wire::OP_OBSERVE, status: 0 }),

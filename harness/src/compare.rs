@@ -3,9 +3,12 @@
 //! end. It judges outputs only and knows nothing of how they were produced.
 
 use crate::backend::ProgramRun;
-use reference_impl::observation::{AreaObservation, Observation};
+use reference_impl::observation::{AreaObservation, MapKind, MemType, Observation, PageAddr};
 use reference_impl::outcome::Outcome;
+use reference_impl::program::{Handle, ResolvedOp, ResolvedProgram};
+use reference_impl::units::Pfn;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// Where a bitmap comparison happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -38,6 +41,11 @@ pub enum Divergence {
     Bitmap { at: Point, area: String, model_used: u64, kernel_used: u64, only_model: String, only_kernel: String },
     /// An observation exists on one side only.
     MissingObservation { at: Point },
+    /// Pages whose kernel mappings (kind and memory type, from the kernel's page tables) differ
+    /// from the model's.
+    Mapping { at: Point, pages: u64, detail: String },
+    /// The PKMAP slot the kernel assigned last differs from the model's.
+    Pkmap { at: Point, model: u32, kernel: u32 },
 }
 
 impl std::fmt::Display for Divergence {
@@ -52,6 +60,12 @@ impl std::fmt::Display for Divergence {
                 "{at}: area {area} bitmap differs: model {model_used} bits used, kernel {kernel_used}; set only in model: {only_model}; set only in kernel: {only_kernel}"
             ),
             Divergence::MissingObservation { at } => write!(f, "{at}: observation missing on one side"),
+            Divergence::Mapping { at, pages, detail } => {
+                write!(f, "{at}: mappings differ on {pages} page(s): {detail}")
+            }
+            Divergence::Pkmap { at, model, kernel } => {
+                write!(f, "{at}: last PKMAP slot: model {model}, kernel {kernel}")
+            }
         }
     }
 }
@@ -69,6 +83,7 @@ pub fn show_outcome(o: &Outcome) -> String {
         Outcome::Pinned { pfn } => format!("pinned pfn {:#x}", pfn.0),
         Outcome::PinFailed { pfn } => format!("pin of pfn {:#x} failed", pfn.0),
         Outcome::Unpinned { pfn } => format!("unpinned pfn {:#x}", pfn.0),
+        Outcome::Kmapped { pfn } => format!("kmapped pfn {:#x}", pfn.0),
         Outcome::Observed => "observed".into(),
         Outcome::BadOp => "bad op".into(),
     }
@@ -107,6 +122,109 @@ fn bits_only_in(a: &[u32], b: &[u32]) -> String {
     format!("bits {}", s.join(","))
 }
 
+/// The mappings of one page: (kind, memory type) pairs, sorted, with repeats.
+pub type PageMaps = Vec<(MapKind, MemType)>;
+
+/// Expands a mapping table into per-page mapping sets. Model-side `Buffer` addresses become pfns
+/// through `handles` (the kernel's first pfn for each handle); a buffer the kernel has no pfn for
+/// is left out (its outcome already diverged).
+pub fn per_page(obs: &Observation, handles: &BTreeMap<Handle, Pfn>) -> BTreeMap<Pfn, PageMaps> {
+    let mut pages: BTreeMap<Pfn, PageMaps> = BTreeMap::new();
+    for run in &obs.maps {
+        let first = match run.first {
+            PageAddr::Pfn(p) => p,
+            PageAddr::Buffer { handle, index } => match handles.get(&handle) {
+                Some(p) => Pfn(p.0.saturating_add(index)),
+                None => continue,
+            },
+        };
+        for i in 0..run.pages {
+            pages.entry(Pfn(first.0.saturating_add(i))).or_default().push((run.kind, run.mem));
+        }
+    }
+    for v in pages.values_mut() {
+        v.sort();
+    }
+    pages
+}
+
+/// `lin:wb+vmap:nc`, or `none`.
+pub fn show_page_maps(m: &[(MapKind, MemType)]) -> String {
+    if m.is_empty() {
+        return "none".into();
+    }
+    m.iter().map(|(k, t)| format!("{}:{}", k.name(), t.name())).collect::<Vec<_>>().join("+")
+}
+
+/// The kernel's first pfn for every handle the program defines.
+pub fn kernel_handles(prog: &ResolvedProgram, kernel: &ProgramRun) -> BTreeMap<Handle, Pfn> {
+    let mut out = BTreeMap::new();
+    for (op, o) in prog.ops.iter().zip(&kernel.outcomes) {
+        let h = match op {
+            ResolvedOp::CmaAlloc { h, .. } | ResolvedOp::DmaAlloc { h, .. } => *h,
+            _ => continue,
+        };
+        if let Outcome::Allocated { pfn, .. } = o {
+            out.insert(h, *pfn);
+        }
+    }
+    out
+}
+
+/// Compares the mapping tables page by page: every page either side maps must carry the same
+/// (kind, memory type) set on both. Differences are grouped into runs of consecutive pfns with
+/// the same disagreement (at most 8 shown).
+pub fn compare_maps(
+    at: Point,
+    model: &Observation,
+    kernel: &Observation,
+    handles: &BTreeMap<Handle, Pfn>,
+    out: &mut Vec<Divergence>,
+) {
+    if kernel.maps_truncated {
+        // Cannot judge half a table; the kernel said so.
+        return;
+    }
+    let m = per_page(model, handles);
+    let k = per_page(kernel, &BTreeMap::new());
+    let empty = PageMaps::new();
+    let mut groups: Vec<(u64, u64, String, String)> = Vec::new();
+    let mut total = 0u64;
+    let pfns: std::collections::BTreeSet<Pfn> = m.keys().chain(k.keys()).copied().collect();
+    for p in pfns {
+        let mm = m.get(&p).unwrap_or(&empty);
+        let km = k.get(&p).unwrap_or(&empty);
+        if mm == km {
+            continue;
+        }
+        total += 1;
+        let (ms, ks) = (show_page_maps(mm), show_page_maps(km));
+        match groups.last_mut() {
+            Some((_, hi, gm, gk)) if *hi + 1 == p.0 && *gm == ms && *gk == ks => *hi = p.0,
+            _ => groups.push((p.0, p.0, ms, ks)),
+        }
+    }
+    if total > 0 {
+        let mut parts: Vec<String> = groups
+            .iter()
+            .take(8)
+            .map(|(lo, hi, ms, ks)| {
+                let range = if lo == hi { format!("pfn {lo:#x}") } else { format!("pfns {lo:#x}-{hi:#x}") };
+                format!("{range}: model {ms}, kernel {ks}")
+            })
+            .collect();
+        if groups.len() > 8 {
+            parts.push(format!("… ({} groups)", groups.len()));
+        }
+        out.push(Divergence::Mapping { at, pages: total, detail: parts.join("; ") });
+    }
+    if let (Some(mp), Some(kp)) = (model.pkmap_last, kernel.pkmap_last) {
+        if mp != kp {
+            out.push(Divergence::Pkmap { at, model: mp, kernel: kp });
+        }
+    }
+}
+
 /// Compares two observations.
 pub fn compare_observations(at: Point, model: &Observation, kernel: &Observation, out: &mut Vec<Divergence>) {
     let mh: Vec<String> = model.areas.iter().map(area_header).collect();
@@ -131,8 +249,14 @@ pub fn compare_observations(at: Point, model: &Observation, kernel: &Observation
 
 /// Every divergence between a model run and a kernel run of one program.
 /// `areas` is the kernel's area list, against which "outside CMA" is judged.
-pub fn compare(model: &ProgramRun, kernel: &ProgramRun, areas: &[AreaObservation]) -> Vec<Divergence> {
+pub fn compare(
+    prog: &ResolvedProgram,
+    model: &ProgramRun,
+    kernel: &ProgramRun,
+    areas: &[AreaObservation],
+) -> Vec<Divergence> {
     let mut out = Vec::new();
+    let handles = kernel_handles(prog, kernel);
     for (i, (m, k)) in model.outcomes.iter().zip(&kernel.outcomes).enumerate() {
         if !m.agrees_with(k, areas) {
             out.push(Divergence::Outcome { op_index: i, model: show_outcome(m), kernel: show_outcome(k) });
@@ -141,7 +265,10 @@ pub fn compare(model: &ProgramRun, kernel: &ProgramRun, areas: &[AreaObservation
     let mut k_obs = kernel.observations.iter();
     for (mi, mo) in &model.observations {
         match k_obs.next() {
-            Some((ki, ko)) if ki == mi => compare_observations(Point::Observe(*mi), mo, ko, &mut out),
+            Some((ki, ko)) if ki == mi => {
+                compare_observations(Point::Observe(*mi), mo, ko, &mut out);
+                compare_maps(Point::Observe(*mi), mo, ko, &handles, &mut out);
+            }
             _ => out.push(Divergence::MissingObservation { at: Point::Observe(*mi) }),
         }
     }
@@ -149,6 +276,7 @@ pub fn compare(model: &ProgramRun, kernel: &ProgramRun, areas: &[AreaObservation
         out.push(Divergence::MissingObservation { at: Point::End });
     }
     compare_observations(Point::End, &model.end, &kernel.end, &mut out);
+    compare_maps(Point::End, &model.end, &kernel.end, &handles, &mut out);
     out
 }
 
@@ -172,7 +300,7 @@ mod tests {
             raw: vec![None; outcomes.len()],
             outcomes,
             observations: vec![],
-            end: Observation { areas: vec![area(end)], cma_free: None },
+            end: Observation { areas: vec![area(end)], cma_free: None, ..Default::default() },
         }
     }
 
@@ -180,14 +308,14 @@ mod tests {
     fn identical_runs_have_no_divergence() {
         let a = run(vec![Outcome::Allocated { pfn: Pfn(0x7e040), pages: Pages(3) }], vec![u32::MAX, 7]);
         let areas = a.end.areas.clone();
-        assert!(compare(&a, &a.clone(), &areas).is_empty());
+        assert!(compare(&ResolvedProgram::default(), &a, &a.clone(), &areas).is_empty());
     }
 
     #[test]
     fn a_different_pfn_is_an_outcome_divergence_naming_the_op() {
         let m = run(vec![Outcome::Released, Outcome::Allocated { pfn: Pfn(0x7e040), pages: Pages(1) }], vec![0, 1]);
         let k = run(vec![Outcome::Released, Outcome::Allocated { pfn: Pfn(0x7e041), pages: Pages(1) }], vec![0, 1]);
-        let d = compare(&m, &k, &m.end.areas);
+        let d = compare(&ResolvedProgram::default(), &m, &k, &m.end.areas);
         assert_eq!(d.len(), 1);
         assert!(matches!(d[0], Divergence::Outcome { op_index: 1, .. }));
     }
@@ -196,7 +324,7 @@ mod tests {
     fn bitmap_divergence_reports_the_bits_on_each_side() {
         let m = run(vec![], vec![0b0111, 0]);
         let k = run(vec![], vec![0b1110, 0]);
-        let d = compare(&m, &k, &m.end.areas);
+        let d = compare(&ResolvedProgram::default(), &m, &k, &m.end.areas);
         let text = d[0].to_string();
         assert!(text.contains("set only in model: bits 0") && text.contains("set only in kernel: bits 3"), "{text}");
     }
@@ -206,7 +334,7 @@ mod tests {
         let m = run(vec![Outcome::AllocatedOutsideCma { pages: Pages(1) }], vec![0, 0]);
         let inside = run(vec![Outcome::Allocated { pfn: Pfn(0x7e010), pages: Pages(1) }], vec![0, 0]);
         let outside = run(vec![Outcome::Allocated { pfn: Pfn(0x40100), pages: Pages(1) }], vec![0, 0]);
-        assert_eq!(compare(&m, &inside, &m.end.areas).len(), 1);
-        assert!(compare(&m, &outside, &m.end.areas).is_empty());
+        assert_eq!(compare(&ResolvedProgram::default(), &m, &inside, &m.end.areas).len(), 1);
+        assert!(compare(&ResolvedProgram::default(), &m, &outside, &m.end.areas).is_empty());
     }
 }

@@ -199,7 +199,7 @@ pub fn difftest(
                 continue;
             }
         };
-        let divs = compare::compare(&mrun, &krun, &boot.areas);
+        let divs = compare::compare(&resolved, &mrun, &krun, &boot.areas);
         if !divs.is_empty() {
             sum.divergences += 1;
             let _ = writeln!(out, "DIVERGENCE at seed {s}:");

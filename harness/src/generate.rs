@@ -194,6 +194,11 @@ pub fn program(seed: u64) -> Program {
                 };
                 Op::Unpin { area: area(), off }
             }
+            91..=93 => {
+                // Mostly just past the boot pools, where the next dma_alloc lands (spec §5.6).
+                let off = if r.chance(1, 2) { r.range(60, 200) as i64 } else { offset(&mut r, &p) };
+                Op::Kmap { area: area(), off }
+            }
             _ => Op::Observe,
         };
         ops.push(op);
@@ -235,9 +240,10 @@ mod tests {
                 Op::DmaFree { .. } => "dma_free",
                 Op::Pin { .. } => "pin",
                 Op::Unpin { .. } => "unpin",
+                Op::Kmap { .. } => "kmap",
                 Op::Observe => "observe",
             })
             .collect();
-        assert_eq!(kinds.len(), 8, "{kinds:?}");
+        assert_eq!(kinds.len(), 9, "{kinds:?}");
     }
 }

@@ -16,6 +16,8 @@ pub mod generate;
 pub mod guest;
 pub mod guest_build;
 pub mod kernel_build;
+pub mod memtype;
+pub mod oracle;
 pub mod replay;
 pub mod session;
 pub mod targets;

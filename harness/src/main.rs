@@ -63,6 +63,12 @@ enum Cmd {
         /// Write the kernel's console (last VM, up to 1 MiB) to this file at the end.
         #[arg(long, value_name = "FILE")]
         console_log: Option<PathBuf>,
+        /// Suppressions file replacing the built-in kernel-configs/suppressions.toml.
+        #[arg(long, value_name = "FILE", conflicts_with = "no_suppressions")]
+        suppressions: Option<PathBuf>,
+        /// Report every verdict as a finding (no suppressions at all).
+        #[arg(long)]
+        no_suppressions: bool,
         #[command(flatten)]
         kernel: KernelArgs,
     },
@@ -199,8 +205,13 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Cmd::Replay { files, target, backend, json, console_log, kernel } => {
+        Cmd::Replay { files, target, backend, json, console_log, suppressions, no_suppressions, kernel } => {
             let t = targets::find(target.as_deref())?;
+            let sup = match (&suppressions, no_suppressions) {
+                (_, true) => cmafuzz::oracle::Suppressions::none(),
+                (Some(p), false) => cmafuzz::oracle::Suppressions::load(p)?,
+                (None, false) => cmafuzz::oracle::Suppressions::builtin()?,
+            };
             let files = replay::collect_files(&files)?;
             let mut programs = Vec::new();
             let mut bad = 0;
@@ -219,7 +230,16 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
-            let sum = replay::replay(&t, backend, &kernel.choice(), &programs, json, console_log.as_deref(), &mut out)
+            let sum = replay::replay(
+                &t,
+                backend,
+                &kernel.choice(),
+                &programs,
+                json,
+                console_log.as_deref(),
+                &sup,
+                &mut out,
+            )
                 .with_context(|| format!("replay on {}", t.name))?;
             Ok(sum.exit_code())
         }

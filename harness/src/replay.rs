@@ -4,6 +4,7 @@
 use crate::backend::{Backend, BackendError, KernelBackend, ModelBackend, ProgramRun};
 use crate::compare::{self, show_outcome, Divergence};
 use crate::console;
+use crate::oracle::{self, AliasSeen, Suppressions, Verdict};
 use crate::session::{self, SessionError};
 use crate::targets::Target;
 use reference_impl::observation::Observation;
@@ -83,6 +84,8 @@ pub struct Summary {
     pub ran: usize,
     pub diverge: usize,
     pub errors: usize,
+    /// Verdicts a suppression accepted (reported, not counted as findings).
+    pub suppressed: usize,
     pub kernel_ops: u64,
     pub kernel_time: Duration,
     /// The kernel's CMA layout at boot, when a kernel ran.
@@ -105,9 +108,11 @@ pub fn replay(
     programs: &[LoadedProgram],
     json_out: bool,
     console_log: Option<&Path>,
+    sup: &Suppressions,
     out: &mut dyn Write,
 ) -> Result<Summary, ReplayError> {
     let mut kb: Option<KernelBackend> = None;
+    let mut placement_finding = false;
     let boot: Observation;
     let profile;
     if choice == BackendChoice::Model {
@@ -134,7 +139,23 @@ pub fn replay(
             }
         }
         if let Some(note) = session::placement_note(target, &boot) {
-            eprintln!("note: {note}");
+            // A placement divergence is a finding about the kernel, not about one program.
+            let v = Verdict {
+                kind: oracle::VerdictKind::Placement,
+                signature: "placement:boot".into(),
+                op_index: None,
+                detail: note,
+                excerpt: None,
+                suppressed: sup.find(&target.name, "placement:boot"),
+            };
+            if json_out {
+                let _ = writeln!(out, "{}", json!({"file": "<boot>", "verdict": "finding", "verdicts": [v]}));
+            } else {
+                let _ = writeln!(out, "VERDICT: {v}");
+            }
+            if v.suppressed.is_none() {
+                placement_finding = true;
+            }
         }
         kb = Some(k);
     }
@@ -147,6 +168,10 @@ pub fn replay(
     };
 
     let mut sum = Summary { kernel_boot: kb.as_ref().map(|k| k.boot_observation().clone()), ..Summary::default() };
+    if placement_finding {
+        sum.diverge += 1;
+    }
+    let alias_rules = AliasRulesStub;
     // Console reports already shown (the console only grows within one VM).
     let mut seen_reports = 0usize;
     let mut seen_reboots = 0u32;
@@ -180,6 +205,7 @@ pub fn replay(
         // What the user asked to see.
         let mrun = if choice == BackendChoice::Kernel { None } else { mrun };
         let mut krun = None;
+        let mut kerr: Option<BackendError> = None;
         if let Some(k) = kb.as_mut() {
             let res = (|| -> Result<ProgramRun, BackendError> {
                 if let Some(e) = reset_err {
@@ -193,52 +219,68 @@ pub fn replay(
             })();
             match res {
                 Ok(r) => krun = Some(r),
-                Err(e) => {
-                    sum.errors += 1;
-                    let saved = save_console(&e);
-                    let why = match &e {
-                        BackendError::Guest { console: c, .. } => {
-                            console::scan(c).first().map(|r| format!(": kernel said {}", r.title)).unwrap_or_default()
-                        }
-                        _ => String::new(),
-                    };
-                    report_error(out, json_out, &label, &format!("{e}{why}{saved}"));
-                    seen_reports = 0;
-                    continue;
-                }
+                Err(e) => kerr = Some(e),
             }
         }
         let mut kernel_reports = Vec::new();
         if let Some(k) = kb.as_ref() {
-            if k.reboots != seen_reboots {
-                seen_reboots = k.reboots;
+            if let Some(BackendError::Guest { console: c, .. }) = &kerr {
+                // The VM is gone; its whole console is in the error.
+                kernel_reports = console::scan(c).into_iter().skip(seen_reports).collect();
                 seen_reports = 0;
+            } else {
+                if k.reboots != seen_reboots {
+                    seen_reboots = k.reboots;
+                    seen_reports = 0;
+                }
+                let all = console::scan(&k.console());
+                kernel_reports = all.into_iter().skip(seen_reports).collect::<Vec<_>>();
+                seen_reports += kernel_reports.len();
             }
-            let all = console::scan(&k.console());
-            kernel_reports = all.into_iter().skip(seen_reports).collect::<Vec<_>>();
-            seen_reports += kernel_reports.len();
         }
         let divs = match (&mrun, &krun) {
-            (Some(m), Some(k)) => compare::compare(m, k, &boot.areas),
+            (Some(m), Some(k)) => compare::compare(&resolved, m, k, &boot.areas),
             _ => vec![],
         };
-        if choice != BackendChoice::Both {
-            sum.ran += 1;
-        } else if divs.is_empty() {
-            sum.agree += 1;
-        } else {
-            sum.diverge += 1;
+        let aliases = krun.as_ref().map(|k| scan_aliases(&alias_rules, k)).unwrap_or_default();
+        let verdicts = oracle::judge(
+            &oracle::Evidence {
+                prog: &resolved,
+                divergences: &divs,
+                aliases: &aliases,
+                console: &kernel_reports,
+                error: kerr.as_ref(),
+            },
+            sup,
+            &target.name,
+        );
+        if let Some(e) = &kerr {
+            // The run did not complete: say so on stderr, keep the console for the user.
+            let saved = save_console(e);
+            eprintln!("error: {label}: {}{saved}", e.to_string().lines().next().unwrap_or_default());
         }
+        let harness_error = verdicts.iter().any(|v| v.kind == oracle::VerdictKind::HarnessError);
+        let finding = verdicts.iter().any(|v| v.suppressed.is_none() && v.kind != oracle::VerdictKind::HarnessError);
+        if harness_error {
+            sum.errors += 1;
+        }
+        if finding {
+            sum.diverge += 1;
+        } else if kerr.is_some() {
+            // Counted as an error above (or explained by a suppressed report).
+        } else if choice != BackendChoice::Both {
+            sum.ran += 1;
+        } else {
+            sum.agree += 1;
+        }
+        sum.suppressed += verdicts.iter().filter(|v| v.suppressed.is_some()).count();
         let text = lp.program.to_text();
         let op_lines: Vec<&str> =
             text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
         if json_out {
-            print_json(out, &label, target, choice, &op_lines, mrun.as_ref(), krun.as_ref(), &divs, &kernel_reports);
+            print_json(out, &label, target, choice, &op_lines, mrun.as_ref(), krun.as_ref(), &divs, &verdicts);
         } else {
-            print_text(out, &label, &op_lines, mrun.as_ref(), krun.as_ref(), &divs, &boot);
-            for r in &kernel_reports {
-                let _ = writeln!(out, "  kernel console: {}", r.title);
-            }
+            print_text(out, &label, &op_lines, mrun.as_ref(), krun.as_ref(), &divs, &verdicts, &boot);
         }
     }
     if let (Some(path), Some(k)) = (console_log, kb.as_ref()) {
@@ -285,6 +327,14 @@ pub fn replay(
     Ok(sum)
 }
 
+/// Placeholder until the model's alias rules land.
+struct AliasRulesStub;
+
+/// Runs the alias invariant over every kernel observation of one run.
+fn scan_aliases(_rules: &AliasRulesStub, _k: &ProgramRun) -> Vec<AliasSeen> {
+    Vec::new()
+}
+
 /// Keeps the console of a failed guest for the user; returns a note.
 fn save_console(e: &BackendError) -> String {
     let BackendError::Guest { console, .. } = e else { return String::new() };
@@ -314,6 +364,7 @@ fn print_text(
     m: Option<&ProgramRun>,
     k: Option<&ProgramRun>,
     divs: &[Divergence],
+    verdicts: &[Verdict],
     boot: &Observation,
 ) {
     let _ = writeln!(out, "== {label}");
@@ -339,16 +390,40 @@ fn print_text(
             let _ = writeln!(out, "  observe #{i}: {}", used_summary(o, boot));
         }
         let _ = writeln!(out, "  end: {}", used_summary(&s.end, boot));
+        let _ = writeln!(out, "  end maps: {}", maps_summary(&s.end));
     }
-    for d in divs {
-        let _ = writeln!(out, "  DIVERGENCE: {d}");
+    for v in verdicts {
+        let tag = if v.suppressed.is_some() { "suppressed" } else { "VERDICT" };
+        let _ = writeln!(out, "  {tag}: {v}");
     }
-    let verdict = match (m.is_some() && k.is_some(), divs.is_empty()) {
-        (true, true) => "agree",
-        (true, false) => "DIVERGE",
-        (false, _) => "ran",
+    let verdict = if oracle::any_unsuppressed(verdicts) {
+        "FINDING"
+    } else if m.is_some() && k.is_some() && divs.is_empty() {
+        "agree"
+    } else if m.is_some() && k.is_some() {
+        "agree (suppressed verdicts only)"
+    } else if k.is_none() && m.is_none() {
+        "error"
+    } else {
+        "ran"
     };
     let _ = writeln!(out, "  => {verdict}");
+}
+
+/// `vmap:nc 67 pages, pkmap:wb 1 page`: pages per (kind, memory type) in a mapping table.
+pub fn maps_summary(o: &Observation) -> String {
+    let mut per: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for r in &o.maps {
+        *per.entry(format!("{}:{}", r.kind.name(), r.mem.name())).or_default() += r.pages;
+    }
+    if per.is_empty() {
+        return "none".into();
+    }
+    let mut s: Vec<String> = per.iter().map(|(k, n)| format!("{k} {n} page{}", if *n == 1 { "" } else { "s" })).collect();
+    if o.maps_truncated {
+        s.push("(truncated)".into());
+    }
+    s.join(", ")
 }
 
 fn used_summary(o: &Observation, boot: &Observation) -> String {
@@ -373,7 +448,7 @@ fn print_json(
     m: Option<&ProgramRun>,
     k: Option<&ProgramRun>,
     divs: &[Divergence],
-    reports: &[console::Report],
+    verdicts: &[Verdict],
 ) {
     let n = m.or(k).map_or(0, |r| r.outcomes.len());
     let op_objs: Vec<_> = (0..n)
@@ -394,12 +469,10 @@ fn print_json(
             v
         })
     };
-    let verdict = if m.is_some() && k.is_some() {
-        if divs.is_empty() {
-            "agree"
-        } else {
-            "diverge"
-        }
+    let verdict = if oracle::any_unsuppressed(verdicts) {
+        "finding"
+    } else if m.is_some() && k.is_some() {
+        "agree"
     } else {
         "ran"
     };
@@ -412,7 +485,7 @@ fn print_json(
         "model_observations": obs(m),
         "kernel_observations": obs(k),
         "divergences": divs,
-        "kernel_console": reports,
+        "verdicts": verdicts,
     });
     let _ = writeln!(out, "{v}");
 }

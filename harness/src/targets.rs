@@ -177,7 +177,7 @@ impl Target {
                 }
             })
             .collect();
-        Observation { areas, cma_free: None }
+        Observation { areas, cma_free: None, ..Default::default() }
     }
 }
 

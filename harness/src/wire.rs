@@ -8,7 +8,7 @@
 use thiserror::Error;
 
 pub const MAGIC: u32 = 0x5a46_4d43;
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 pub const MAX_FRAME: u32 = 4 << 20;
 pub const MAX_OPS: u32 = 4096;
 pub const MAX_HANDLES: u32 = 4096;
@@ -16,6 +16,7 @@ pub const MAX_PINS: u32 = 64;
 pub const MAX_AREAS: u32 = 16;
 pub const NAME_LEN: usize = 64;
 pub const MAX_BITMAP_WORDS: u32 = 32768;
+pub const MAX_MAPS: u32 = 16384;
 
 pub const FRAME_HELLO: u16 = 1;
 pub const FRAME_RUN: u16 = 2;
@@ -35,6 +36,20 @@ pub const OP_OBSERVE: u32 = 6;
 pub const OP_RESET: u32 = 7;
 pub const OP_PIN: u32 = 8;
 pub const OP_UNPIN: u32 = 9;
+pub const OP_KMAP: u32 = 10;
+
+pub const RUN_OBSERVE_EACH: u32 = 1 << 0;
+pub const OBS_MAPS_TRUNCATED: u32 = 1 << 0;
+pub const PKMAP_UNKNOWN: u32 = u32::MAX;
+
+pub const MAP_LIN: u8 = 1;
+pub const MAP_VMAP: u8 = 2;
+pub const MAP_PKMAP: u8 = 3;
+pub const MAP_FIXMAP: u8 = 4;
+pub const LVL_PTE: u8 = 1;
+pub const LVL_SECTION: u8 = 2;
+pub const LVL_PMD: u8 = 3;
+pub const LVL_PUD: u8 = 4;
 
 pub const ATTR_WC: u32 = 1 << 0;
 pub const ATTR_NOKMAP: u32 = 1 << 1;
@@ -53,13 +68,14 @@ pub const CPU_OTHER: u64 = 4;
 
 /// Sizes of the C structs, checked against the header by a test.
 pub const FRAME_HDR_SIZE: usize = 16;
-pub const HELLO_SIZE: usize = 112;
+pub const HELLO_SIZE: usize = 128;
 pub const OP_SIZE: usize = 32;
 pub const RUN_SIZE: usize = 8;
 pub const RESULT_SIZE: usize = 32;
 pub const RESULT_HDR_SIZE: usize = 8;
-pub const OBS_HDR_SIZE: usize = 16;
+pub const OBS_HDR_SIZE: usize = 32;
 pub const AREA_SIZE: usize = 88;
+pub const MAP_SIZE: usize = 24;
 
 /// A malformed frame or payload from the guest.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -140,6 +156,10 @@ pub struct Hello {
     pub max_low_pfn: u64,
     pub max_pfn: u64,
     pub release: String,
+    /// PRRR | NMRR << 32 (arm32), MAIR0 | MAIR1 << 32 (LPAE), MAIR_EL1 (arm64).
+    pub attr_regs: u64,
+    /// `LAST_PKMAP` on arm32 highmem kernels, else 0.
+    pub pkmap_slots: u32,
 }
 
 impl Hello {
@@ -157,7 +177,10 @@ impl Hello {
             max_low_pfn: r.u64("hello.max_low_pfn")?,
             max_pfn: r.u64("hello.max_pfn")?,
             release: r.name("hello.release")?,
+            attr_regs: r.u64("hello.attr_regs")?,
+            pkmap_slots: r.u32("hello.pkmap_slots")?,
         };
+        r.u32("hello.reserved")?;
         r.finish()?;
         if h.version != u32::from(VERSION) {
             return Err(WireError::BadVersion(h.version.min(u16::MAX.into()) as u16));
@@ -183,15 +206,20 @@ pub struct WireOp {
     pub b: u64,
 }
 
-/// Encodes a RUN payload: `struct cf_run` then the ops.
+/// Encodes a RUN payload: `struct cf_run` (flags 0) then the ops.
 pub fn encode_run(ops: &[WireOp]) -> Result<Vec<u8>, WireError> {
+    encode_run_flags(ops, 0)
+}
+
+/// Encodes a RUN payload with `CF_RUN_*` flags.
+pub fn encode_run_flags(ops: &[WireOp], flags: u32) -> Result<Vec<u8>, WireError> {
     let n = ops.len() as u64;
     if n > u64::from(MAX_OPS) {
         return Err(WireError::TooBig { what: "ops in one run", got: n, limit: MAX_OPS.into() });
     }
     let mut b = Vec::with_capacity(RUN_SIZE + ops.len() * OP_SIZE);
     b.extend_from_slice(&(ops.len() as u32).to_le_bytes());
-    b.extend_from_slice(&0u32.to_le_bytes());
+    b.extend_from_slice(&flags.to_le_bytes());
     for op in ops {
         b.extend_from_slice(&op.kind.to_le_bytes());
         b.extend_from_slice(&op.area.to_le_bytes());
@@ -223,12 +251,26 @@ pub struct WireArea {
     pub words: Vec<u32>,
 }
 
+/// One run of the mapping table (`struct cf_map`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WireMap {
+    pub va: u64,
+    pub pfn: u64,
+    pub pages: u32,
+    pub kind: u8,
+    pub level: u8,
+    pub attr: u8,
+}
+
 /// One observation block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WireObs {
     pub op_index: u32,
     pub cma_free_pages: u64,
     pub areas: Vec<WireArea>,
+    pub maps: Vec<WireMap>,
+    pub flags: u32,
+    pub pkmap_last: u32,
 }
 
 /// A decoded RESULT payload.
@@ -268,6 +310,16 @@ pub fn decode_result(p: &[u8], nops: usize) -> Result<RunResult, WireError> {
         let op_index = r.u32("obs.op_index")?;
         let nareas = r.u32("obs.nareas")?;
         let cma_free_pages = r.u64("obs.cma_free_pages")?;
+        let nmaps = r.u32("obs.nmaps")?;
+        let flags = r.u32("obs.flags")?;
+        let pkmap_last = r.u32("obs.pkmap_last")?;
+        r.u32("obs.reserved")?;
+        if nmaps > MAX_MAPS {
+            return Err(WireError::TooBig { what: "obs.nmaps", got: nmaps.into(), limit: MAX_MAPS.into() });
+        }
+        if flags & !OBS_MAPS_TRUNCATED != 0 {
+            return Err(WireError::BadValue { what: "obs.flags", got: flags.into() });
+        }
         if op_index as usize >= nops {
             return Err(WireError::BadValue { what: "obs.op_index", got: op_index.into() });
         }
@@ -304,7 +356,29 @@ pub fn decode_result(p: &[u8], nops: usize) -> Result<RunResult, WireError> {
             }
             areas.push(WireArea { name, base_pfn, count, order_per_bit, words });
         }
-        observations.push(WireObs { op_index, cma_free_pages, areas });
+        let mut maps = Vec::with_capacity(nmaps as usize);
+        for _ in 0..nmaps {
+            let m = WireMap {
+                va: r.u64("map.va")?,
+                pfn: r.u64("map.pfn")?,
+                pages: r.u32("map.pages")?,
+                kind: r.u8("map.kind")?,
+                level: r.u8("map.level")?,
+                attr: r.u8("map.attr")?,
+            };
+            r.u8("map.reserved")?;
+            if !(MAP_LIN..=MAP_FIXMAP).contains(&m.kind) {
+                return Err(WireError::BadValue { what: "map.kind", got: m.kind.into() });
+            }
+            if !(LVL_PTE..=LVL_PUD).contains(&m.level) {
+                return Err(WireError::BadValue { what: "map.level", got: m.level.into() });
+            }
+            if m.pages == 0 || m.attr > 7 {
+                return Err(WireError::BadValue { what: "map.pages/attr", got: m.pages.into() });
+            }
+            maps.push(m);
+        }
+        observations.push(WireObs { op_index, cma_free_pages, areas, maps, flags, pkmap_last });
     }
     r.finish()?;
     Ok(RunResult { results, observations })
@@ -331,6 +405,10 @@ impl<'a> Reader<'a> {
             }
             None => Err(WireError::Truncated { what, need: n, at: self.at, len: self.b.len() }),
         }
+    }
+
+    fn u8(&mut self, what: &'static str) -> Result<u8, WireError> {
+        Ok(self.take(what, 1)?[0])
     }
 
     fn u16(&mut self, what: &'static str) -> Result<u16, WireError> {
@@ -420,10 +498,13 @@ mod tests {
             body.extend_from_slice(&v.to_le_bytes());
         }
         body.extend_from_slice(&[0u8; 24]);
-        // obs header
+        // obs header: op 0, 1 area, CmaFree 123, 1 map, no flags, pkmap slot 7
         body.extend_from_slice(&0u32.to_le_bytes());
         body.extend_from_slice(&1u32.to_le_bytes());
         body.extend_from_slice(&123u64.to_le_bytes());
+        for v in [1u32, 0, 7, 0] {
+            body.extend_from_slice(&v.to_le_bytes());
+        }
         let mut name = [0u8; NAME_LEN];
         name[..8].copy_from_slice(b"reserved");
         body.extend_from_slice(&name);
@@ -433,10 +514,45 @@ mod tests {
         body.extend_from_slice(&2u32.to_le_bytes());
         body.extend_from_slice(&0xffff_ffffu32.to_le_bytes());
         body.extend_from_slice(&1u32.to_le_bytes());
+        // one map: vmap of 3 pages at pfn 0x7e040, PTE, attr 1
+        body.extend_from_slice(&0xf088_b000u64.to_le_bytes());
+        body.extend_from_slice(&0x7e040u64.to_le_bytes());
+        body.extend_from_slice(&3u32.to_le_bytes());
+        body.extend_from_slice(&[MAP_VMAP, LVL_PTE, 1, 0]);
         let r = decode_result(&result_payload(1, 1, &body), 1).expect("valid");
         assert_eq!(r.observations[0].areas[0].name, "reserved");
         assert_eq!(r.observations[0].areas[0].words, vec![0xffff_ffff, 1]);
         assert_eq!(r.observations[0].cma_free_pages, 123);
+        assert_eq!(r.observations[0].pkmap_last, 7);
+        assert_eq!(
+            r.observations[0].maps,
+            vec![WireMap { va: 0xf088_b000, pfn: 0x7e040, pages: 3, kind: MAP_VMAP, level: LVL_PTE, attr: 1 }]
+        );
+        // A map of an unknown kind, zero pages or attr > 7 is garbage.
+        for (at, bad) in [(body.len() - 4, 9u8), (body.len() - 2, 8u8)] {
+            let mut b = body.clone();
+            b[at] = bad;
+            assert!(matches!(decode_result(&result_payload(1, 1, &b), 1), Err(WireError::BadValue { .. })), "{at}");
+        }
+        let mut b = body.clone();
+        let n = b.len();
+        b[n - 8..n - 4].copy_from_slice(&0u32.to_le_bytes());
+        assert!(matches!(decode_result(&result_payload(1, 1, &b), 1), Err(WireError::BadValue { .. })));
+    }
+
+    #[test]
+    fn a_huge_map_count_is_refused_before_allocating() {
+        let mut body = Vec::new();
+        body.extend_from_slice(&ST_OK.to_le_bytes());
+        body.extend_from_slice(&OP_OBSERVE.to_le_bytes());
+        body.extend_from_slice(&[0u8; 24]);
+        body.extend_from_slice(&0u32.to_le_bytes());
+        body.extend_from_slice(&0u32.to_le_bytes());
+        body.extend_from_slice(&0u64.to_le_bytes());
+        for v in [u32::MAX, 0, 0, 0] {
+            body.extend_from_slice(&v.to_le_bytes());
+        }
+        assert!(matches!(decode_result(&result_payload(1, 1, &body), 1), Err(WireError::TooBig { .. })));
     }
 
     #[test]
@@ -466,6 +582,7 @@ mod tests {
         body.extend_from_slice(&0u32.to_le_bytes());
         body.extend_from_slice(&1u32.to_le_bytes());
         body.extend_from_slice(&0u64.to_le_bytes());
+        body.extend_from_slice(&[0u8; 16]);
         body.extend_from_slice(&[0u8; NAME_LEN]);
         body.extend_from_slice(&0u64.to_le_bytes());
         body.extend_from_slice(&64u64.to_le_bytes()); // 64 bits -> 2 words

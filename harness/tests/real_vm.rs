@@ -28,7 +28,7 @@ fn replay_seeds(target: &str) {
     let programs: Vec<_> = files.iter().map(|f| replay::load(f).expect("seed parses")).collect();
     assert!(programs.len() >= 20, "seed corpus has {} programs", programs.len());
     let mut out = Vec::new();
-    let sum = replay::replay(&t, BackendChoice::Both, &KernelChoice::default(), &programs, false, None, &mut out)
+    let sum = replay::replay(&t, BackendChoice::Both, &KernelChoice::default(), &programs, false, None, &cmafuzz::oracle::Suppressions::builtin().expect("suppressions"), &mut out)
         .expect("replay runs");
     let text = String::from_utf8_lossy(&out);
     println!("{text}");
@@ -84,7 +84,7 @@ fn pin_forces_the_spec_retry(target: &str, base: u64, pin_bit: u64, retry_bit: u
     let program = Program::parse(&text).expect("parses");
     let programs = [replay::LoadedProgram { path: PathBuf::from(format!("pin-{target}.prog")), program }];
     let mut out = Vec::new();
-    let sum = replay::replay(&t, BackendChoice::Both, &KernelChoice::default(), &programs, true, None, &mut out)
+    let sum = replay::replay(&t, BackendChoice::Both, &KernelChoice::default(), &programs, true, None, &cmafuzz::oracle::Suppressions::builtin().expect("suppressions"), &mut out)
         .expect("replay runs");
     let text = String::from_utf8_lossy(&out);
     println!("{text}");

@@ -38,6 +38,20 @@ fn probe_source() -> String {
     eq("CF_OP_RESET", OP_RESET.into());
     eq("CF_OP_PIN", OP_PIN.into());
     eq("CF_OP_UNPIN", OP_UNPIN.into());
+    eq("CF_OP_KMAP", OP_KMAP.into());
+    eq("CF_MAX_MAPS", MAX_MAPS.into());
+    eq("CF_RUN_OBSERVE_EACH", RUN_OBSERVE_EACH.into());
+    eq("CF_OBS_MAPS_TRUNCATED", OBS_MAPS_TRUNCATED.into());
+    eq("CF_PKMAP_UNKNOWN", PKMAP_UNKNOWN.into());
+    eq("CF_MAP_LIN", MAP_LIN.into());
+    eq("CF_MAP_VMAP", MAP_VMAP.into());
+    eq("CF_MAP_PKMAP", MAP_PKMAP.into());
+    eq("CF_MAP_FIXMAP", MAP_FIXMAP.into());
+    eq("CF_LVL_PTE", LVL_PTE.into());
+    eq("CF_LVL_SECTION", LVL_SECTION.into());
+    eq("CF_LVL_PMD", LVL_PMD.into());
+    eq("CF_LVL_PUD", LVL_PUD.into());
+    eq("sizeof(struct cf_map)", MAP_SIZE as u64);
     eq("CF_ATTR_WC", ATTR_WC.into());
     eq("CF_ATTR_NOKMAP", ATTR_NOKMAP.into());
     eq("CF_GFP_ATOMIC", GFP_ATOMIC.into());
@@ -68,6 +82,16 @@ fn probe_source() -> String {
         ("offsetof(struct cf_hello, max_low_pfn)", 32),
         ("offsetof(struct cf_hello, max_pfn)", 40),
         ("offsetof(struct cf_hello, release)", 48),
+        ("offsetof(struct cf_hello, attr_regs)", 112),
+        ("offsetof(struct cf_hello, pkmap_slots)", 120),
+        ("offsetof(struct cf_obs_hdr, nmaps)", 16),
+        ("offsetof(struct cf_obs_hdr, flags)", 20),
+        ("offsetof(struct cf_obs_hdr, pkmap_last)", 24),
+        ("offsetof(struct cf_map, pfn)", 8),
+        ("offsetof(struct cf_map, pages)", 16),
+        ("offsetof(struct cf_map, kind)", 20),
+        ("offsetof(struct cf_map, level)", 21),
+        ("offsetof(struct cf_map, attr)", 22),
         ("offsetof(struct cf_op, handle)", 8),
         ("offsetof(struct cf_op, flags)", 12),
         ("offsetof(struct cf_op, a)", 16),

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * cmafuzz wire format, version 2 (2 added CF_OP_PIN and CF_OP_UNPIN).
+ * cmafuzz wire format, version 3 (2 added CF_OP_PIN and CF_OP_UNPIN; 3 added
+ * CF_OP_KMAP, the mapping table in every observation block, the memory-
+ * attribute registers in the hello and CF_RUN_OBSERVE_EACH).
  *
  * One definition shared by the in-kernel driver (qemu/driver/cmafuzz.c),
  * the guest agent (qemu/agent/agent.c) and, checked by a test, the host
@@ -24,7 +26,7 @@
 #include <linux/ioctl.h>
 
 #define CF_MAGIC		0x5a464d43u	/* "CMFZ" */
-#define CF_VERSION		2u
+#define CF_VERSION		3u
 
 /* Bounds.  The host rejects any frame or count above these. */
 #define CF_MAX_FRAME		(4u << 20)	/* payload bytes of one frame */
@@ -35,6 +37,7 @@
 #define CF_NAME_LEN		64u		/* CMA_MAX_NAME */
 #define CF_MAX_BITMAP_WORDS	32768u		/* u32 words of one area bitmap */
 #define CF_MAX_OBS		CF_MAX_OPS	/* observation blocks in a RESULT */
+#define CF_MAX_MAPS		16384u		/* cf_map runs in one observation */
 
 /* Frame kinds. */
 #define CF_FRAME_HELLO		1u	/* guest -> host, struct cf_hello */
@@ -66,6 +69,14 @@ struct cf_hello {
 	__u64 max_low_pfn;	/* first pfn above lowmem (arm32 highmem start) */
 	__u64 max_pfn;		/* end of RAM */
 	char release[64];	/* utsname()->release, NUL padded */
+	/*
+	 * The registers that give cf_map.attr its meaning, read from the CPU:
+	 * arm32 classic (TEX remap): PRRR | (u64) NMRR << 32;
+	 * arm32 LPAE: MAIR0 | (u64) MAIR1 << 32; arm64: MAIR_EL1.
+	 */
+	__u64 attr_regs;
+	__u32 pkmap_slots;	/* LAST_PKMAP on arm32 highmem kernels, else 0 */
+	__u32 reserved;		/* 0 */
 };
 
 /* Op kinds. */
@@ -78,6 +89,7 @@ struct cf_hello {
 #define CF_OP_RESET		7u	/* free every handle, unpin every page */
 #define CF_OP_PIN		8u	/* area, a = (s64) offset: make a page busy */
 #define CF_OP_UNPIN		9u	/* area, a = (s64) offset */
+#define CF_OP_KMAP		10u	/* area, a = (s64) offset: kmap+kunmap a free page */
 
 /* cf_op.flags for CF_OP_DMA_ALLOC */
 #define CF_ATTR_WC		(1u << 0)	/* DMA_ATTR_WRITE_COMBINE */
@@ -94,11 +106,25 @@ struct cf_op {
 	__u64 b;
 };
 
+/* cf_run.flags */
+#define CF_RUN_OBSERVE_EACH	(1u << 0)	/* an observation block after every op */
+#define CF_RUN_FLAGS_MASK	CF_RUN_OBSERVE_EACH
+
 struct cf_run {
 	__u32 nops;		/* <= CF_MAX_OPS */
-	__u32 flags;		/* reserved, 0 */
+	__u32 flags;		/* CF_RUN_* */
 	/* struct cf_op ops[nops]; */
 };
+
+/*
+ * CF_OP_KMAP (arm32 kernels with highmem): the free highmem page at
+ * base_pfn + offset is taken like CF_OP_PIN takes it, kmap()ed, written,
+ * kunmap()ed and given back: what any earlier owner of the page may have
+ * done.  Its PKMAP slot stays until a pkmap flush.  A page below the
+ * highmem start, or any page on a kernel without highmem, is a NOOP;
+ * outside the area, a set bitmap bit or a pinned page is REFUSED.
+ * Answers pfn and pages = 1 like CF_OP_PIN.
+ */
 
 /*
  * CF_OP_PIN takes the free page at base_pfn + offset out of the buddy
@@ -109,6 +135,11 @@ struct cf_run {
  * page and beyond CF_MAX_PINS.  CF_OP_UNPIN gives a pinned page back with
  * free_contig_range(pfn, 1); any other page is a NOOP.  Both answer
  * pfn = base_pfn + offset (0 if that is negative) and pages = 1.
+ */
+
+/*
+ * CF_OP_RESET also clears every unused PKMAP slot (kmap_flush_unused()), so
+ * stale slots never leak from one program into the next.
  */
 
 /* cf_result.status */
@@ -136,14 +167,31 @@ struct cf_result_hdr {
 	__u32 nresults;		/* == nops of the RUN */
 	__u32 nobs;		/* observation blocks that follow the results */
 	/* struct cf_result results[nresults]; */
-	/* nobs x (struct cf_obs_hdr, nareas x (struct cf_area + words)) */
+	/* nobs x (struct cf_obs_hdr, nareas x (struct cf_area + words),
+	 *         nmaps x struct cf_map) */
 };
 
+/* cf_obs_hdr.flags */
+#define CF_OBS_MAPS_TRUNCATED	(1u << 0)	/* more than CF_MAX_MAPS runs */
+
 struct cf_obs_hdr {
-	__u32 op_index;		/* index in the RUN of the OBSERVE op */
+	__u32 op_index;		/* index of the OBSERVE op (or, with
+				 * CF_RUN_OBSERVE_EACH, of the op just run) */
 	__u32 nareas;		/* <= CF_MAX_AREAS */
 	__u64 cma_free_pages;	/* NR_FREE_CMA_PAGES */
+	__u32 nmaps;		/* <= CF_MAX_MAPS */
+	__u32 flags;		/* CF_OBS_* */
+	/*
+	 * arm32 highmem: the PKMAP slot the kernel assigned last
+	 * (mm/highmem.c last_pkmap_nr), as the driver knows it: learnt by a
+	 * probe kmap at CF_OP_RESET and from the address every CF_OP_KMAP gets;
+	 * CF_PKMAP_UNKNOWN before the first reset and without highmem.
+	 */
+	__u32 pkmap_last;
+	__u32 reserved;		/* 0 */
 };
+
+#define CF_PKMAP_UNKNOWN	0xffffffffu
 
 struct cf_area {
 	char name[CF_NAME_LEN];	/* NUL padded, may lack the NUL if 64 long */
@@ -152,6 +200,41 @@ struct cf_area {
 	__u32 order_per_bit;
 	__u32 nwords;		/* u32 bitmap words that follow */
 	/* __u32 words[nwords]; bit i of the area = bit i%32 of words[i/32] */
+};
+
+/*
+ * The mapping table: every present kernel page-table leaf (PTE, section,
+ * block) that maps a pfn of interest, found by walking init_mm's page
+ * tables (the hardware descriptors, not software shadows) over the linear
+ * map, the vmalloc area, the PKMAP area and the fixmap.  The pfns of interest
+ * are every page of every CMA area and every page of every live buffer the
+ * driver holds.  Consecutive pages with the same kind, level and attr whose
+ * va and pfn both advance by one page are merged into one run; runs are
+ * sorted by (kind, va).
+ */
+#define CF_MAP_LIN		1u	/* linear map of lowmem (page_address) */
+#define CF_MAP_VMAP		2u	/* [VMALLOC_START, VMALLOC_END) */
+#define CF_MAP_PKMAP		3u	/* arm32 persistent kmap slots */
+#define CF_MAP_FIXMAP		4u	/* fixmap, incl. kmap_atomic slots */
+
+#define CF_LVL_PTE		1u	/* 4 KiB page */
+#define CF_LVL_SECTION		2u	/* arm32 1 MiB section / LPAE 2 MiB block */
+#define CF_LVL_PMD		3u	/* arm64 2 MiB block */
+#define CF_LVL_PUD		4u	/* arm64 1 GiB block */
+
+struct cf_map {
+	__u64 va;		/* virtual address of the first page */
+	__u64 pfn;		/* first pfn */
+	__u32 pages;		/* run length in pages, >= 1 */
+	__u8 kind;		/* CF_MAP_* */
+	__u8 level;		/* CF_LVL_* */
+	/*
+	 * The memory-type index from the hardware descriptor: arm32 classic
+	 * n = TEX[0]:C:B (decoded with PRRR/NMRR), LPAE and arm64 AttrIndx
+	 * (decoded with MAIR).  cf_hello.attr_regs holds those registers.
+	 */
+	__u8 attr;
+	__u8 reserved;		/* 0 */
 };
 
 /* The driver's ioctl, on /dev/cmafuzz (misc device). */

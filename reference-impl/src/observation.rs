@@ -1,6 +1,7 @@
 //! What either side reports about the CMA areas: the same shape as the driver's
 //! `struct cf_obs_hdr` + `struct cf_area` blocks and as debugfs `cma/<name>/bitmap`.
 
+use crate::program::Handle;
 use crate::units::{Pages, Pfn};
 use serde::{Deserialize, Serialize};
 
@@ -83,14 +84,135 @@ impl AreaObservation {
     }
 }
 
-/// One observation: every CMA area (in `cma_areas[]` order) and `NR_FREE_CMA_PAGES`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The memory type a kernel mapping gives a page, decoded from the hardware descriptor with the
+/// CPU's attribute registers (spec §5.1, §6.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemType {
+    /// Normal memory, cacheable (write-back or write-through, any allocation hint): arm32
+    /// `L_PTE_MT_WRITEALLOC`/`WRITEBACK`/`WRITETHROUGH`, arm64 `MT_NORMAL(_TAGGED)`.
+    Wb,
+    /// Normal memory, inner and outer non-cacheable: arm32 `L_PTE_MT_BUFFERABLE`
+    /// (`pgprot_dmacoherent`, `pgprot_writecombine`), arm64 `MT_NORMAL_NC`.
+    Nc,
+    /// Strongly-ordered (arm32 `L_PTE_MT_UNCACHED`) or Device-nGnRnE.
+    So,
+    /// Device memory (arm32 `L_PTE_MT_DEV_SHARED`, arm64 `MT_DEVICE_nGnRE`).
+    Dev,
+}
+
+impl MemType {
+    /// Whether the CPU may cache the page through this mapping.
+    pub fn cacheable(self) -> bool {
+        matches!(self, MemType::Wb)
+    }
+
+    /// Short lower-case name, as printed in reports and signatures.
+    pub fn name(self) -> &'static str {
+        match self {
+            MemType::Wb => "wb",
+            MemType::Nc => "nc",
+            MemType::So => "so",
+            MemType::Dev => "dev",
+        }
+    }
+}
+
+/// Which part of the kernel's address space a mapping lives in (spec §7.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MapKind {
+    /// The linear map of lowmem (`page_address()` of a lowmem page; all RAM on arm64).
+    Lin,
+    /// `[VMALLOC_START, VMALLOC_END)`: `vmap()` remaps, the atomic pools.
+    Vmap,
+    /// arm32 persistent kmap slots (`PKMAP_BASE`, `LAST_PKMAP` pages).
+    Pkmap,
+    /// The fixmap, including the per-CPU `kmap_atomic` slots.
+    Fixmap,
+}
+
+impl MapKind {
+    /// Short lower-case name, as printed in reports and signatures.
+    pub fn name(self) -> &'static str {
+        match self {
+            MapKind::Lin => "lin",
+            MapKind::Vmap => "vmap",
+            MapKind::Pkmap => "pkmap",
+            MapKind::Fixmap => "fixmap",
+        }
+    }
+}
+
+/// The page-table level of the leaf descriptor (`CF_LVL_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MapLevel {
+    /// A 4 KiB page.
+    Pte,
+    /// arm32 1 MiB section, LPAE 2 MiB block.
+    Section,
+    /// arm64 2 MiB block.
+    Pmd,
+    /// arm64 1 GiB block.
+    Pud,
+}
+
+/// Where a mapped page is: a pfn, or, on the model side, page `index` of the buffer `handle`
+/// defined when the model cannot predict its pfn (buddy-allocator pages outside every CMA area).
+/// The oracle turns a `Buffer` into a pfn with the kernel's outcome for that handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PageAddr {
+    /// A physical page.
+    Pfn(Pfn),
+    /// The first page of a run inside the buffer defined by `handle`.
+    Buffer {
+        /// The allocating op's handle.
+        handle: Handle,
+        /// Page index inside the buffer.
+        index: u64,
+    },
+}
+
+/// A run of `pages` consecutive pages mapped by consecutive virtual pages of one kind, one
+/// memory type (and, kernel side, one level): one `struct cf_map`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct MapRun {
+    /// Where the mapping lives.
+    pub kind: MapKind,
+    /// First page.
+    pub first: PageAddr,
+    /// Pages in the run (>= 1).
+    pub pages: u64,
+    /// Memory type of every page of the run.
+    pub mem: MemType,
+    /// Virtual address of the first page: always known on the kernel side; the model knows it
+    /// for the linear map and PKMAP slots, not for vmalloc addresses.
+    pub va: Option<u64>,
+    /// Descriptor level: kernel side only.
+    pub level: Option<MapLevel>,
+}
+
+/// One observation: every CMA area (in `cma_areas[]` order), `NR_FREE_CMA_PAGES`, and every
+/// kernel mapping of the pages of interest (every page of every CMA area and of every live
+/// buffer).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Observation {
     /// The areas, indexed like the kernel's `cma_areas[]`.
     pub areas: Vec<AreaObservation>,
     /// `global_zone_page_state(NR_FREE_CMA_PAGES)` from the kernel; the model does not predict
     /// buddy-allocator state and reports `None`.
     pub cma_free: Option<Pages>,
+    /// The mapping table, sorted by (kind, va) on the kernel side.
+    #[serde(default)]
+    pub maps: Vec<MapRun>,
+    /// The kernel had more runs than `CF_MAX_MAPS` and sent only the first ones.
+    #[serde(default)]
+    pub maps_truncated: bool,
+    /// arm32 highmem: the PKMAP slot assigned last (`last_pkmap_nr`), when known.
+    #[serde(default)]
+    pub pkmap_last: Option<u32>,
 }
 
 #[cfg(test)]

@@ -52,6 +52,12 @@ pub enum Outcome {
         /// The page that could not be taken.
         pfn: Pfn,
     },
+    /// `kmap`: the driver took the page, `kmap()`ed and `kunmap()`ed it and gave it back; it
+    /// keeps a PKMAP slot (spec §5.6).
+    Kmapped {
+        /// The page.
+        pfn: Pfn,
+    },
     /// `unpin`: the driver gave the page back with `free_contig_range(pfn, 1)` (Linux 6.1
     /// `mm/page_alloc.c:9498-9509`).
     Unpinned {

@@ -134,6 +134,16 @@ pub enum Op {
         /// Page offset from `base_pfn`.
         off: i64,
     },
+    /// arm32 highmem only (a no-op elsewhere): the driver takes the free page at `base_pfn + off`
+    /// like `pin` does, `kmap()`s it (Linux 6.1 `mm/highmem.c:295-311` `kmap_high`), writes it,
+    /// `kunmap()`s it and gives it back: what any earlier owner of the page may have done. The
+    /// page keeps its PKMAP slot until a pkmap flush (spec §5.6). Refused like `pin`.
+    Kmap {
+        /// The area.
+        area: AreaRef,
+        /// Page offset from `base_pfn`.
+        off: i64,
+    },
     /// Emit one observation block (`CF_OP_OBSERVE`).
     Observe,
 }
@@ -242,6 +252,13 @@ pub enum ResolvedOp {
         /// Page offset from `base_pfn`.
         off: i64,
     },
+    /// `CF_OP_KMAP`: kmap+kunmap the free page at `cma_areas[area].base_pfn + off`.
+    Kmap {
+        /// Area index.
+        area: AreaId,
+        /// Page offset from `base_pfn`.
+        off: i64,
+    },
     /// `CF_OP_OBSERVE`.
     Observe,
 }
@@ -345,6 +362,7 @@ impl Program {
                 Op::DmaFree { h } => ResolvedOp::DmaFree { h: *h },
                 Op::Pin { area, off } => ResolvedOp::Pin { area: area_id(i, area)?, off: *off },
                 Op::Unpin { area, off } => ResolvedOp::Unpin { area: area_id(i, area)?, off: *off },
+                Op::Kmap { area, off } => ResolvedOp::Kmap { area: area_id(i, area)?, off: *off },
                 Op::Observe => ResolvedOp::Observe,
             };
             ops.push(resolved);

@@ -230,7 +230,7 @@ fn gfp(s: &str) -> Result<Gfp, String> {
     }
 }
 
-const OPS: &str = "cma_alloc, cma_release, cma_release_raw, dma_alloc, dma_free, pin, unpin or observe";
+const OPS: &str = "cma_alloc, cma_release, cma_release_raw, dma_alloc, dma_free, pin, unpin, kmap or observe";
 
 fn parse_op(line: usize, op: Token<'_>, raw: &[Token<'_>]) -> Result<Op, ParseError> {
     let known: &[&str] = match op.text {
@@ -238,7 +238,7 @@ fn parse_op(line: usize, op: Token<'_>, raw: &[Token<'_>]) -> Result<Op, ParseEr
         "cma_release" | "dma_free" => &["h"],
         "cma_release_raw" => &["area", "off", "count"],
         "dma_alloc" => &["size", "attrs", "gfp"],
-        "pin" | "unpin" => &["area", "off"],
+        "pin" | "unpin" | "kmap" => &["area", "off"],
         "observe" => &[],
         other => return Err(err(line, op.col, format!("unknown op `{other}` (expected {OPS})"))),
     };
@@ -266,6 +266,10 @@ fn parse_op(line: usize, op: Token<'_>, raw: &[Token<'_>]) -> Result<Op, ParseEr
             off: args.required("off", "page offset", offset)?,
         },
         "unpin" => Op::Unpin {
+            area: args.required("area", "name or index", area)?,
+            off: args.required("off", "page offset", offset)?,
+        },
+        "kmap" => Op::Kmap {
             area: args.required("area", "name or index", area)?,
             off: args.required("off", "page offset", offset)?,
         },
@@ -326,7 +330,7 @@ pub(super) fn check_bounds(prog: &Program) -> Result<(), (usize, String)> {
                 at("count", check_count(count.0))?;
             }
             Op::DmaAlloc { size, .. } => at("size", check_size(size.0))?,
-            Op::Pin { area, .. } | Op::Unpin { area, .. } => at("area", check_ref(area))?,
+            Op::Pin { area, .. } | Op::Unpin { area, .. } | Op::Kmap { area, .. } => at("area", check_ref(area))?,
             Op::Observe => {}
         }
     }
@@ -383,6 +387,7 @@ impl fmt::Display for Op {
             Op::DmaFree { h } => write!(f, "dma_free h={}", h.0),
             Op::Pin { area, off } => write!(f, "pin area={area} off={off}"),
             Op::Unpin { area, off } => write!(f, "unpin area={area} off={off}"),
+            Op::Kmap { area, off } => write!(f, "kmap area={area} off={off}"),
             Op::Observe => f.write_str("observe"),
         }
     }

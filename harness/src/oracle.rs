@@ -1,0 +1,581 @@
+//! The oracle: one place that turns everything known about one program run — both sides'
+//! outcomes and observations (already compared by `compare`), the alias scan of the kernel's own
+//! page tables, the console and any failure of the guest — into typed verdicts, each with a
+//! stable signature for de-duplication, and marks the ones a suppression accepts. A suppressed
+//! verdict is still reported (as suppressed), never dropped.
+//!
+//! Signatures are `kind:detail…`, built only from things that do not change between runs of
+//! the same bug: the verdict kind, the op kind, the kernel function of a console report, the
+//! mapping kinds and memory types involved — never pfns, addresses, seeds or timestamps.
+
+use crate::backend::BackendError;
+use crate::compare::{Divergence, Point};
+use crate::console::{self, Report};
+use crate::guest::GuestError;
+use reference_impl::program::{ResolvedOp, ResolvedProgram};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use thiserror::Error;
+
+/// What went wrong, in one word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerdictKind {
+    /// An op returned something else than the model predicts (pfn, success, status).
+    Layout,
+    /// A CMA bitmap differs from the model's.
+    Bitmap,
+    /// A page's kernel mappings (kind, memory type) differ from the model's.
+    Mapping,
+    /// One pfn mapped cacheable and non-cacheable at once, not accepted by any rule.
+    AliasViolation,
+    /// A cacheable/non-cacheable alias a rule of the model accepts by design.
+    AliasByDesign,
+    /// The kernel placed its CMA areas differently from the target's record.
+    Placement,
+    /// Kernel console reports.
+    Oops,
+    Bug,
+    Warning,
+    Panic,
+    /// The guest stopped answering within the watchdog time.
+    Hang,
+    /// The harness could not run or read the program (garbled frame, dead channel, …).
+    HarnessError,
+}
+
+impl VerdictKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerdictKind::Layout => "layout",
+            VerdictKind::Bitmap => "bitmap",
+            VerdictKind::Mapping => "mapping",
+            VerdictKind::AliasViolation => "alias-violation",
+            VerdictKind::AliasByDesign => "alias-by-design",
+            VerdictKind::Placement => "placement",
+            VerdictKind::Oops => "oops",
+            VerdictKind::Bug => "bug",
+            VerdictKind::Warning => "warning",
+            VerdictKind::Panic => "panic",
+            VerdictKind::Hang => "hang",
+            VerdictKind::HarnessError => "harness-error",
+        }
+    }
+}
+
+/// Why a verdict is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Suppressed {
+    /// The suppression's id.
+    pub id: String,
+    /// `by-design`, `expected-warning` or `kernel-bug` (a real kernel issue, known and listed).
+    pub class: String,
+    pub reason: String,
+    /// Where the known issue is written up, for `kernel-bug`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub known_issue: Option<String>,
+}
+
+/// One typed finding about one program.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub kind: VerdictKind,
+    /// Stable de-duplication key.
+    pub signature: String,
+    /// The op it is pinned to, where there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub op_index: Option<usize>,
+    /// Human-readable detail (pfns, bits, memory types).
+    pub detail: String,
+    /// Console excerpt for kernel reports and failures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub excerpt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<Suppressed>,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} [{}]: {}", self.kind.as_str(), self.signature, self.detail)?;
+        if let Some(s) = &self.suppressed {
+            write!(f, " (suppressed: {}, {}", s.id, s.class)?;
+            if let Some(k) = &s.known_issue {
+                write!(f, ", see {k}")?;
+            }
+            write!(f, ")")?;
+        }
+        Ok(())
+    }
+}
+
+/// An alias the scan of one kernel observation found (the alias function's answer, flattened).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasSeen {
+    pub at: Point,
+    pub first_pfn: u64,
+    pub pages: u64,
+    /// `pkmap:wb+vmap:nc`.
+    pub mappings: String,
+    /// The rule that accepts it, `None` for a violation.
+    pub rule: Option<String>,
+}
+
+/// Everything known about one program run.
+pub struct Evidence<'a> {
+    pub prog: &'a ResolvedProgram,
+    pub divergences: &'a [Divergence],
+    pub aliases: &'a [AliasSeen],
+    /// Console reports printed while the program ran.
+    pub console: &'a [Report],
+    /// The kernel backend's failure, if the program did not complete.
+    pub error: Option<&'a BackendError>,
+}
+
+/// The op kind as the text format spells it.
+pub fn op_kind(op: &ResolvedOp) -> &'static str {
+    match op {
+        ResolvedOp::CmaAlloc { .. } => "cma_alloc",
+        ResolvedOp::CmaRelease { .. } => "cma_release",
+        ResolvedOp::CmaReleaseRaw { .. } => "cma_release_raw",
+        ResolvedOp::DmaAlloc { .. } => "dma_alloc",
+        ResolvedOp::DmaFree { .. } => "dma_free",
+        ResolvedOp::Pin { .. } => "pin",
+        ResolvedOp::Unpin { .. } => "unpin",
+        ResolvedOp::Kmap { .. } => "kmap",
+        ResolvedOp::Observe => "observe",
+    }
+}
+
+/// The last op before `at` that is not an `observe`: what a state difference follows.
+fn op_before(prog: &ResolvedProgram, at: Point) -> &'static str {
+    let end = match at {
+        Point::Observe(i) => i.min(prog.ops.len()),
+        Point::End => prog.ops.len(),
+    };
+    prog.ops[..end].iter().rev().find(|o| !matches!(o, ResolvedOp::Observe)).map_or("start", op_kind)
+}
+
+fn op_index_of(at: Point) -> Option<usize> {
+    match at {
+        Point::Observe(i) => Some(i),
+        Point::End => None,
+    }
+}
+
+/// The outcome's variant name: `allocated`, `alloc_failed`, …
+fn outcome_class(shown: &str) -> &'static str {
+    if shown.starts_with("pfn ") {
+        "allocated"
+    } else if shown.starts_with("outside CMA") {
+        "outside-cma"
+    } else if shown == "failed" {
+        "failed"
+    } else if shown == "released" {
+        "released"
+    } else if shown == "rejected" {
+        "rejected"
+    } else if shown.starts_with("no-op") {
+        "noop"
+    } else if shown.starts_with("refused") {
+        "refused"
+    } else if shown.starts_with("pinned") {
+        "pinned"
+    } else if shown.starts_with("pin of") {
+        "pin-failed"
+    } else if shown.starts_with("unpinned") {
+        "unpinned"
+    } else if shown.starts_with("kmapped") {
+        "kmapped"
+    } else {
+        "other"
+    }
+}
+
+/// Judges one program run. Verdicts with the same signature within one program are merged
+/// (the first detail is kept).
+pub fn judge(e: &Evidence<'_>, sup: &Suppressions, target: &str) -> Vec<Verdict> {
+    let mut out: Vec<Verdict> = Vec::new();
+    let mut push = |v: Verdict| {
+        if !out.iter().any(|o| o.signature == v.signature) {
+            out.push(v);
+        }
+    };
+    for d in e.divergences {
+        let (kind, signature, op_index) = match d {
+            Divergence::Outcome { op_index, model, kernel } => {
+                let op = e.prog.ops.get(*op_index).map_or("?", op_kind);
+                (
+                    VerdictKind::Layout,
+                    format!("layout:{op}:{}-vs-{}", outcome_class(model), outcome_class(kernel)),
+                    Some(*op_index),
+                )
+            }
+            Divergence::Areas { at, .. } => (VerdictKind::Placement, "placement:areas".to_string(), op_index_of(*at)),
+            Divergence::Bitmap { at, area, .. } => {
+                (VerdictKind::Bitmap, format!("bitmap:{}:{area}", op_before(e.prog, *at)), op_index_of(*at))
+            }
+            Divergence::MissingObservation { at } => {
+                (VerdictKind::HarnessError, "harness-error:missing-observation".to_string(), op_index_of(*at))
+            }
+            Divergence::Mapping { at, detail, .. } => {
+                // The first group's "model X, kernel Y" names the bug class.
+                let class = detail
+                    .split_once(": model ")
+                    .map(|(_, rest)| rest.split(';').next().unwrap_or(rest))
+                    .map(|s| s.replace(", kernel ", "-vs-"))
+                    .unwrap_or_default();
+                (VerdictKind::Mapping, format!("mapping:{}:{class}", op_before(e.prog, *at)), op_index_of(*at))
+            }
+            Divergence::Pkmap { at, .. } => {
+                (VerdictKind::Mapping, format!("mapping:{}:pkmap-slot", op_before(e.prog, *at)), op_index_of(*at))
+            }
+        };
+        push(Verdict { kind, signature, op_index, detail: d.to_string(), excerpt: None, suppressed: None });
+    }
+    for a in e.aliases {
+        let (kind, signature) = match &a.rule {
+            Some(rule) => (VerdictKind::AliasByDesign, format!("alias-by-design:{rule}")),
+            None => (VerdictKind::AliasViolation, format!("alias-violation:{}", a.mappings)),
+        };
+        let range = if a.pages == 1 {
+            format!("pfn {:#x}", a.first_pfn)
+        } else {
+            format!("pfns {:#x}-{:#x}", a.first_pfn, a.first_pfn + a.pages - 1)
+        };
+        let why = a.rule.as_ref().map(|r| format!(" (accepted by rule {r})")).unwrap_or_default();
+        push(Verdict {
+            kind,
+            signature,
+            op_index: op_index_of(a.at),
+            detail: format!("{}: {range} mapped {} at once{why}", a.at, a.mappings),
+            excerpt: None,
+            suppressed: None,
+        });
+    }
+    for r in e.console {
+        let kind = match r.kind {
+            console::Kind::Panic => VerdictKind::Panic,
+            console::Kind::Oops => VerdictKind::Oops,
+            console::Kind::Bug => VerdictKind::Bug,
+            console::Kind::Warning => VerdictKind::Warning,
+        };
+        let func = r.function.clone().unwrap_or_else(|| r.title.clone());
+        push(Verdict {
+            kind,
+            signature: format!("{}:{func}", kind.as_str()),
+            op_index: None,
+            detail: r.title.clone(),
+            excerpt: Some(r.excerpt.clone()),
+            suppressed: None,
+        });
+    }
+    if let Some(err) = e.error {
+        let last = e.prog.ops.iter().rev().find(|o| !matches!(o, ResolvedOp::Observe)).map_or("start", op_kind);
+        let (kind, signature, excerpt) = match err {
+            BackendError::Guest { source, console } => {
+                let tail: String = {
+                    let lines: Vec<&str> = console.lines().collect();
+                    lines[lines.len().saturating_sub(40)..].join("\n")
+                };
+                match source {
+                    GuestError::Timeout { .. } => (VerdictKind::Hang, format!("hang:{last}"), Some(tail)),
+                    GuestError::Disconnected => {
+                        (VerdictKind::HarnessError, format!("harness-error:guest-died:{last}"), Some(tail))
+                    }
+                    GuestError::Agent(_) => (VerdictKind::HarnessError, "harness-error:agent".into(), Some(tail)),
+                    GuestError::Io(_) => (VerdictKind::HarnessError, "harness-error:channel-io".into(), Some(tail)),
+                    GuestError::Wire(_) | GuestError::Protocol(_) => {
+                        (VerdictKind::HarnessError, "harness-error:garbled-guest".into(), Some(tail))
+                    }
+                }
+            }
+            BackendError::Inconsistent { .. } => (VerdictKind::HarnessError, "harness-error:garbled-guest".into(), None),
+            BackendError::ResetMismatch(_) => (VerdictKind::HarnessError, "harness-error:reset".into(), None),
+            BackendError::Vm(_) => (VerdictKind::HarnessError, "harness-error:vm".into(), None),
+            BackendError::Model(_) => (VerdictKind::HarnessError, "harness-error:model".into(), None),
+        };
+        // A panic or Oops already explains a dead or silent guest.
+        let explained = matches!(kind, VerdictKind::Hang | VerdictKind::HarnessError)
+            && matches!(err, BackendError::Guest { source: GuestError::Timeout { .. } | GuestError::Disconnected, .. })
+            && e.console.iter().any(|r| matches!(r.kind, console::Kind::Panic | console::Kind::Oops | console::Kind::Bug));
+        if !explained {
+            push(Verdict { kind, signature, op_index: None, detail: err.to_string(), excerpt, suppressed: None });
+        }
+    }
+    for v in &mut out {
+        v.suppressed = sup.find(target, &v.signature);
+    }
+    out
+}
+
+/// Whether any verdict is not suppressed: what makes a program a finding.
+pub fn any_unsuppressed(vs: &[Verdict]) -> bool {
+    vs.iter().any(|v| v.suppressed.is_none())
+}
+
+// ------------------------------------------------------------------------------------------------
+// Suppressions
+
+/// The project's suppressions, embedded in the binary.
+pub const SUPPRESSIONS_TOML: &str = include_str!("../../kernel-configs/suppressions.toml");
+
+#[derive(Debug, Error)]
+pub enum SuppressionError {
+    #[error("{path}: {msg} (fix the file, or run without --suppressions to use the built-in list)")]
+    Parse { path: String, msg: String },
+    #[error("{path}: cannot read: {msg}")]
+    Read { path: String, msg: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    id: String,
+    /// Glob over the signature (`*` matches any run of characters).
+    signature: String,
+    class: String,
+    reason: String,
+    #[serde(default)]
+    known_issue: Option<String>,
+    /// Globs over target names; empty = every target.
+    #[serde(default)]
+    targets: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    suppression: Vec<Entry>,
+}
+
+/// A list of accepted behaviours, matched by signature (and optionally target).
+#[derive(Debug, Clone)]
+pub struct Suppressions {
+    entries: Vec<Entry>,
+}
+
+impl Suppressions {
+    /// The built-in list.
+    pub fn builtin() -> Result<Self, SuppressionError> {
+        Self::parse("kernel-configs/suppressions.toml (built in)", SUPPRESSIONS_TOML)
+    }
+
+    /// No suppressions at all.
+    pub fn none() -> Self {
+        Suppressions { entries: Vec::new() }
+    }
+
+    pub fn load(path: &Path) -> Result<Self, SuppressionError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| SuppressionError::Read { path: path.display().to_string(), msg: e.to_string() })?;
+        Self::parse(&path.display().to_string(), &text)
+    }
+
+    pub fn parse(path: &str, text: &str) -> Result<Self, SuppressionError> {
+        let f: File =
+            toml::from_str(text).map_err(|e| SuppressionError::Parse { path: path.into(), msg: e.to_string() })?;
+        for e in &f.suppression {
+            if !matches!(e.class.as_str(), "by-design" | "expected-warning" | "kernel-bug") {
+                return Err(SuppressionError::Parse {
+                    path: path.into(),
+                    msg: format!(
+                        "suppression {}: class `{}` (expected by-design, expected-warning or kernel-bug)",
+                        e.id, e.class
+                    ),
+                });
+            }
+            if e.class == "kernel-bug" && e.known_issue.is_none() {
+                return Err(SuppressionError::Parse {
+                    path: path.into(),
+                    msg: format!("suppression {}: a kernel-bug suppression must name its known_issue", e.id),
+                });
+            }
+        }
+        Ok(Suppressions { entries: f.suppression })
+    }
+
+    /// The first entry that accepts `signature` on `target`.
+    pub fn find(&self, target: &str, signature: &str) -> Option<Suppressed> {
+        self.entries
+            .iter()
+            .find(|e| glob(&e.signature, signature) && (e.targets.is_empty() || e.targets.iter().any(|t| glob(t, target))))
+            .map(|e| Suppressed {
+                id: e.id.clone(),
+                class: e.class.clone(),
+                reason: e.reason.clone(),
+                known_issue: e.known_issue.clone(),
+            })
+    }
+}
+
+/// `*` matches any run of characters (including none); everything else literally.
+pub fn glob(pattern: &str, s: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == s;
+    }
+    let mut rest = s;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            match rest.strip_prefix(part) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            match rest.find(part) {
+                Some(at) => rest = &rest[at + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reference_impl::program::{AreaId, Handle};
+    use reference_impl::units::{Order, Pages};
+
+    fn prog() -> ResolvedProgram {
+        ResolvedProgram {
+            ops: vec![
+                ResolvedOp::CmaAlloc { area: AreaId(0), h: Handle(0), count: Pages(3), align: Order(0) },
+                ResolvedOp::Observe,
+                ResolvedOp::CmaRelease { h: Handle(0) },
+            ],
+        }
+    }
+
+    fn judge_divs(divs: &[Divergence]) -> Vec<Verdict> {
+        let p = prog();
+        judge(
+            &Evidence { prog: &p, divergences: divs, aliases: &[], console: &[], error: None },
+            &Suppressions::none(),
+            "arm32-6.1",
+        )
+    }
+
+    #[test]
+    fn glob_matches_prefix_suffix_and_middle() {
+        assert!(glob("warning:__alloc_pages*", "warning:__alloc_pages_noprof"));
+        assert!(glob("*:arm64-linear-alias", "alias-by-design:arm64-linear-alias"));
+        assert!(glob("a*c*e", "abcde"));
+        assert!(!glob("a*c*e", "abcd"));
+        assert!(glob("exact", "exact"));
+        assert!(!glob("exact", "exactly"));
+    }
+
+    #[test]
+    fn signatures_carry_kind_and_op_kind_but_no_pfns() {
+        let v = judge_divs(&[
+            Divergence::Outcome { op_index: 0, model: "pfn 0x7e040 (3 pages)".into(), kernel: "failed".into() },
+            Divergence::Bitmap {
+                at: Point::Observe(1),
+                area: "reserved".into(),
+                model_used: 67,
+                kernel_used: 66,
+                only_model: "bits 66".into(),
+                only_kernel: "none".into(),
+            },
+        ]);
+        assert_eq!(v[0].kind, VerdictKind::Layout);
+        assert_eq!(v[0].signature, "layout:cma_alloc:allocated-vs-failed");
+        assert_eq!(v[0].op_index, Some(0));
+        assert_eq!(v[1].signature, "bitmap:cma_alloc:reserved");
+        assert!(!v.iter().any(|x| x.signature.contains("0x")));
+    }
+
+    #[test]
+    fn mapping_signature_names_the_memory_types_on_each_side() {
+        let v = judge_divs(&[Divergence::Mapping {
+            at: Point::End,
+            pages: 3,
+            detail: "pfns 0x7e040-0x7e042: model lin:nc, kernel lin:wb".into(),
+        }]);
+        assert_eq!(v[0].signature, "mapping:cma_release:lin:nc-vs-lin:wb");
+    }
+
+    #[test]
+    fn the_same_signature_twice_in_one_program_is_one_verdict() {
+        let d = Divergence::Bitmap {
+            at: Point::End,
+            area: "reserved".into(),
+            model_used: 1,
+            kernel_used: 2,
+            only_model: String::new(),
+            only_kernel: String::new(),
+        };
+        assert_eq!(judge_divs(&[d.clone(), d]).len(), 1);
+    }
+
+    #[test]
+    fn suppressed_verdicts_stay_in_the_list_with_their_reason() {
+        let sup = Suppressions::parse(
+            "t.toml",
+            r#"
+[[suppression]]
+id = "pkmap"
+signature = "alias-violation:pkmap:wb+vmap:nc"
+class = "kernel-bug"
+reason = "stale PKMAP slot"
+known_issue = "KNOWN-ISSUES.md#stale-pkmap-slot"
+targets = ["arm32-*"]
+"#,
+        )
+        .expect("parses");
+        let p = prog();
+        let aliases = [AliasSeen {
+            at: Point::End,
+            first_pfn: 0x7e040,
+            pages: 1,
+            mappings: "pkmap:wb+vmap:nc".into(),
+            rule: None,
+        }];
+        let e = Evidence { prog: &p, divergences: &[], aliases: &aliases, console: &[], error: None };
+        let v = judge(&e, &sup, "arm32-6.1");
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].kind, VerdictKind::AliasViolation);
+        let s = v[0].suppressed.as_ref().expect("suppressed");
+        assert_eq!(s.known_issue.as_deref(), Some("KNOWN-ISSUES.md#stale-pkmap-slot"));
+        assert!(!any_unsuppressed(&v));
+        // Not on another target.
+        let v = judge(&e, &sup, "arm64-6.1");
+        assert!(v[0].suppressed.is_none() && any_unsuppressed(&v));
+    }
+
+    #[test]
+    fn a_kernel_bug_suppression_without_known_issue_is_rejected() {
+        let e = Suppressions::parse(
+            "t.toml",
+            "[[suppression]]\nid = \"x\"\nsignature = \"*\"\nclass = \"kernel-bug\"\nreason = \"r\"\n",
+        )
+        .expect_err("must name the known issue");
+        assert!(e.to_string().contains("known_issue"), "{e}");
+        let e = Suppressions::parse("t.toml", "[[suppression]]\nid = 1\n").expect_err("bad type");
+        assert!(e.to_string().starts_with("t.toml:"), "{e}");
+    }
+
+    #[test]
+    fn builtin_suppressions_parse() {
+        let s = Suppressions::builtin().expect("built-in list parses");
+        assert!(!s.entries.is_empty());
+    }
+
+    #[test]
+    fn a_timeout_is_a_hang_named_after_the_last_op() {
+        let p = prog();
+        let err = BackendError::Guest {
+            source: GuestError::Timeout { what: "RESULT", secs: 10.0 },
+            console: "line\n".into(),
+        };
+        let e = Evidence { prog: &p, divergences: &[], aliases: &[], console: &[], error: Some(&err) };
+        let v = judge(&e, &Suppressions::none(), "arm32-6.1");
+        assert_eq!(v[0].kind, VerdictKind::Hang);
+        assert_eq!(v[0].signature, "hang:cma_release");
+        assert!(v[0].excerpt.is_some());
+    }
+}
