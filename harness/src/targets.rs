@@ -148,7 +148,8 @@ impl Target {
             pageblock_order: 10,
             max_low_pfn: Pfn(max_low_pfn),
             max_pfn: Pfn(max_pfn),
-            default_area: Some("reserved".to_string()),
+            // The kernel's default area is the first one it reports; `cma=0` leaves none.
+            default_area: self.boot.first().map(|a| a.name.clone()),
             coherent_dma_mask_bits: 32,
             atomic_pool_bytes: self.atomic_pool_kib * 1024,
             max_order: self.max_order,

@@ -1,8 +1,8 @@
 //! The injected-bug suite: every `benchmarks/bugs/*.patch` names, in its
 //! header, the target, a program that reaches the bug and the kind of the
-//! first divergence it must cause. Each is built into a real kernel (a
+//! first verdict it must cause. Each is built into a real kernel (a
 //! ccache variant build) and replayed against the model: the bug must be
-//! seen, as that kind of divergence, with exit code 1.
+//! seen, as that kind of verdict and not suppressed, with exit code 1.
 
 use cmafuzz::replay::{self, BackendChoice};
 use cmafuzz::session::KernelChoice;
@@ -13,7 +13,7 @@ struct Bug {
     patch: PathBuf,
     target: String,
     program: PathBuf,
-    divergence: String,
+    verdict: String,
 }
 
 fn bugs() -> Vec<Bug> {
@@ -39,7 +39,7 @@ fn bugs() -> Vec<Bug> {
             Bug {
                 target: field("Target:"),
                 program: root.join(field("Program:")),
-                divergence: field("Divergence:"),
+                verdict: field("Verdict:"),
                 patch,
             }
         })
@@ -49,18 +49,25 @@ fn bugs() -> Vec<Bug> {
 #[test]
 fn every_injected_bug_is_caught_as_its_declared_divergence() {
     let bugs = bugs();
-    assert!(bugs.len() >= 3, "the suite has {} bugs", bugs.len());
+    assert!(bugs.len() >= 6, "the suite has {} bugs", bugs.len());
+    let mapping = bugs.iter().filter(|b| b.verdict == "mapping").count();
+    assert!(mapping >= 3, "{mapping} mapping bugs; the suite needs at least 3");
     for b in bugs {
         let t = targets::find(Some(&b.target)).expect("target");
         let prog = replay::load(&b.program).expect("program");
         let kc = KernelChoice { src: None, patches: vec![b.patch.clone()] };
         let mut out = Vec::new();
-        let sum = replay::replay(&t, BackendChoice::Both, &kc, &[prog], true, None, &cmafuzz::oracle::Suppressions::builtin().expect("suppressions"), &mut out).expect("replay runs");
+        let sup = cmafuzz::oracle::Suppressions::builtin().expect("suppressions");
+        let sum = replay::replay(&t, BackendChoice::Both, &kc, &[prog], true, None, &sup, &mut out).expect("replay runs");
         let text = String::from_utf8_lossy(&out);
         let name = b.patch.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         assert_eq!(sum.exit_code(), 1, "{name}: not caught:\n{text}");
         let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or("")).expect("JSON line");
-        assert_eq!(v["verdict"], "diverge", "{name}");
-        assert_eq!(v["divergences"][0]["kind"], b.divergence.as_str(), "{name}: {}", v["divergences"]);
+        assert_eq!(v["verdict"], "finding", "{name}");
+        let first = v["verdicts"]
+            .as_array()
+            .and_then(|vs| vs.iter().find(|x| x["suppressed"].is_null()))
+            .unwrap_or_else(|| panic!("{name}: no unsuppressed verdict: {}", v["verdicts"]));
+        assert_eq!(first["kind"], b.verdict.as_str(), "{name}: {}", v["verdicts"]);
     }
 }

@@ -194,10 +194,10 @@ fn a_guest_that_dies_mid_session_is_an_error_and_the_next_program_gets_a_fresh_v
 }
 
 /// A real kernel that panics in the middle of a program (a test patch makes
-/// `cma_alloc(count=4242)` panic): `cmafuzz replay` reports one error line,
-/// keeps the console with the panic, and exits 2.
+/// `cma_alloc(count=4242)` panic): `cmafuzz replay` gives a panic verdict with the console
+/// excerpt, reports the dead run on one error line, keeps the console, and exits 1 (a finding).
 #[test]
-fn replay_on_a_kernel_that_panics_mid_program_exits_2_with_the_console_kept() {
+fn replay_on_a_kernel_that_panics_mid_program_is_a_panic_verdict_with_the_console_kept() {
     let dir = tempfile::tempdir().expect("tempdir");
     let prog = dir.path().join("dies.prog");
     std::fs::write(&prog, "cma_alloc area=reserved count=1\ncma_alloc area=reserved count=4242\nobserve\n")
@@ -211,7 +211,11 @@ fn replay_on_a_kernel_that_panics_mid_program_exits_2_with_the_console_kept() {
         .output()
         .expect("cmafuzz runs");
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{stdout}\n{stderr}");
+    let verdict = stdout.lines().find(|l| l.contains("VERDICT: panic")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(verdict.contains("panic on cma_alloc(count=4242)"), "{verdict}");
+    assert!(!stdout.contains("VERDICT: hang") && !stdout.contains("harness-error"), "{stdout}");
     let errs: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
     assert_eq!(errs.len(), 1, "{stderr}");
     assert!(errs[0].contains("dies.prog") && errs[0].contains("closed the channel"), "{}", errs[0]);
@@ -237,7 +241,106 @@ fn an_injected_alignment_bug_is_a_divergence_with_exit_1() {
         .expect("cmafuzz runs");
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
-    let first = out.lines().find(|l| l.contains("DIVERGENCE")).expect("a divergence line");
+    let first = out.lines().find(|l| l.contains("VERDICT")).expect("a verdict line");
     assert!(first.contains("op #11") && first.contains("model pfn 0x7d800"), "{first}");
     assert!(out.contains("bitmap differs"), "{out}");
+}
+
+/// Runs `cmafuzz replay --json` on one program and returns (exit code, the program's JSON line).
+fn replay_json(target: &str, program: &str, extra: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cmafuzz"))
+        .arg("replay")
+        .arg(root.join(program))
+        .args(["--target", target, "--json"])
+        .args(extra)
+        .output()
+        .expect("cmafuzz runs");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let line = out.lines().rfind(|l| l.contains("\"verdicts\"")).unwrap_or("{}").to_string();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {out}"));
+    (o.status.code(), v, format!("{out}\n{}", String::from_utf8_lossy(&o.stderr)))
+}
+
+/// Spec §5.6, KNOWN-ISSUES.md KI-1: a page kmap()ed by an earlier owner keeps its PKMAP slot, and
+/// a coherent buffer on it is then mapped write-back (PKMAP) and non-cacheable (vmap) at once. The
+/// kernel's own page tables show it, the model predicts it (no divergence), the alias scan flags
+/// it, and the suppression names the known issue; without suppressions it is a finding.
+#[test]
+fn a_stale_pkmap_slot_is_an_alias_violation_suppressed_as_a_known_kernel_issue() {
+    let prog = "corpora/regressions/stale-pkmap-slot.prog";
+    let (code, v, all) = replay_json("arm32-6.1", prog, &[]);
+    assert_eq!(code, Some(0), "{all}");
+    assert_eq!(v["divergences"].as_array().map(Vec::len), Some(0), "{all}");
+    let verdicts = v["verdicts"].as_array().expect("verdicts");
+    let alias = verdicts
+        .iter()
+        .find(|x| x["signature"] == "alias-violation:pkmap:wb+vmap:nc")
+        .unwrap_or_else(|| panic!("no PKMAP alias verdict: {all}"));
+    assert_eq!(alias["kind"], "alias-violation");
+    assert_eq!(alias["suppressed"]["class"], "kernel-bug");
+    let ki = alias["suppressed"]["known_issue"].as_str().expect("known issue");
+    assert!(ki.starts_with("KNOWN-ISSUES.md#ki-1"), "{ki}");
+    let known = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../KNOWN-ISSUES.md"))
+        .expect("KNOWN-ISSUES.md");
+    assert!(known.contains(prog), "KNOWN-ISSUES.md must name the reproducer");
+    // The PKMAP mapping is still there after dma_free (the last observation).
+    let end = &v["kernel_observations"].as_array().expect("observations").last().expect("end")["observation"];
+    assert!(end["maps"].as_array().expect("maps").iter().any(|m| m["kind"] == "pkmap" && m["mem"] == "wb"), "{all}");
+    let (code, v, all) = replay_json("arm32-6.1", prog, &["--no-suppressions"]);
+    assert_eq!(code, Some(1), "{all}");
+    assert_eq!(v["verdict"], "finding");
+}
+
+/// Spec §5.5 R/P: with `cma=0` a blocking dma_alloc takes the remap allocator and an atomic one
+/// the buddy-backed pool; both keep the cacheable linear alias of the uncached vmap. The scan
+/// reports it and the by-design suppression names it.
+#[test]
+fn cma_0_remap_keeps_a_cacheable_linear_alias_and_the_suppression_names_it() {
+    let (code, v, all) = replay_json("arm32-nocma-6.1", "corpora/regressions/nocma-remap-alias.prog", &[]);
+    assert_eq!(code, Some(0), "{all}");
+    assert_eq!(v["divergences"].as_array().map(Vec::len), Some(0), "{all}");
+    let alias = v["verdicts"]
+        .as_array()
+        .and_then(|vs| vs.iter().find(|x| x["signature"] == "alias-by-design:arm32-remap-linear-alias").cloned())
+        .unwrap_or_else(|| panic!("no remap alias verdict: {all}"));
+    assert_eq!(alias["suppressed"]["id"], "arm32-remap-linear-alias");
+    assert_eq!(alias["suppressed"]["class"], "by-design");
+    // The buffers came from outside every CMA area (there is none) and had both mappings.
+    let obs = &v["kernel_observations"][0]["observation"];
+    let kinds: Vec<(String, String)> = obs["maps"]
+        .as_array()
+        .expect("maps")
+        .iter()
+        .map(|m| (m["kind"].as_str().unwrap_or("").to_string(), m["mem"].as_str().unwrap_or("").to_string()))
+        .collect();
+    assert!(kinds.contains(&("lin".into(), "wb".into())) && kinds.contains(&("vmap".into(), "nc".into())), "{kinds:?}");
+}
+
+/// A kernel that stops answering mid-program (the fixture patch spins forever with interrupts off
+/// in `cma_alloc(count=4246)`) is a hang verdict named after the op, the VM is restarted, and the
+/// next program runs on the fresh VM and agrees with the model.
+#[test]
+fn a_hung_kernel_is_a_hang_verdict_and_the_next_program_runs_on_a_fresh_vm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hang = dir.path().join("1-hangs.prog");
+    std::fs::write(&hang, "cma_alloc area=reserved count=1\ncma_alloc area=reserved count=4246\n").expect("write");
+    let fine = dir.path().join("2-fine.prog");
+    std::fs::write(&fine, "cma_alloc area=reserved count=3\nobserve\n").expect("write");
+    let patch = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/panic-on-cma-alloc-4242.patch");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cmafuzz"))
+        .arg("replay")
+        .arg(dir.path())
+        .arg("--kernel-patch")
+        .arg(&patch)
+        .output()
+        .expect("cmafuzz runs");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stdout}\n{stderr}");
+    let hang_section = stdout.split("== ").find(|s| s.contains("1-hangs.prog")).expect("first program");
+    assert!(hang_section.contains("VERDICT: hang [hang:cma_alloc]"), "{hang_section}");
+    let fine_section = stdout.split("== ").find(|s| s.contains("2-fine.prog")).expect("second program");
+    assert!(fine_section.contains("=> agree"), "{fine_section}");
+    assert!(stdout.contains("2 programs") && stdout.contains("1 VM reboots"), "{stdout}");
 }
