@@ -77,6 +77,16 @@ impl ModelBackend {
     pub fn observe(&self) -> Observation {
         self.model.observe()
     }
+
+    /// The PKMAP slot the kernel's driver learnt at its last reset (arm32 highmem).
+    pub fn set_pkmap_last(&mut self, last: Option<u32>) {
+        self.model.set_pkmap_last(last);
+    }
+
+    /// The alias rules of the model's kernel profile and areas.
+    pub fn alias_rules(&self) -> reference_impl::alias::AliasRules {
+        self.model.alias_rules()
+    }
 }
 
 impl Backend for ModelBackend {

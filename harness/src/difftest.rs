@@ -2,10 +2,11 @@
 //! alone with its invariants checked after every op, or on the model and a real kernel side by
 //! side, one VM for all, reset between programs.
 
-use crate::backend::{Backend, BackendError, ModelBackend};
-use crate::compare;
+use crate::backend::{Backend, BackendError};
+use crate::exec::Executor;
+use crate::replay::BackendChoice;
 use crate::generate;
-use crate::session::{self, KernelChoice, SessionError};
+use crate::session::{KernelChoice, SessionError};
 use crate::targets::Target;
 use reference_impl::model::Model;
 use reference_impl::observation::Observation;
@@ -143,17 +144,24 @@ pub fn difftest(
     opts: &DifftestOptions,
     out: &mut dyn Write,
 ) -> Result<DifftestSummary, DifftestError> {
-    let mut kb = session::boot_kernel(target, kc, &mut |l| eprintln!("{l}"))?;
-    let boot = kb.boot_observation().clone();
-    let profile = session::profile_from_kernel(target, &kb)?;
-    let mut mb = ModelBackend::new(profile, boot.clone()).map_err(SessionError::Backend)?;
+    let sup = crate::oracle::Suppressions::builtin().map_err(|e| DifftestError::Model(e.to_string()))?;
+    let mut ex = Executor::start(target, BackendChoice::Both, kc, sup, &mut |l| eprintln!("{l}"))?;
+    let boot = ex.boot.clone();
     let mut sum = DifftestSummary::default();
     let t = Instant::now();
     let mut last_progress = Instant::now();
+    let mut suppressed: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
     for s in opts.seed..opts.seed.saturating_add(opts.count) {
         let prog = generate::program(s);
-        let resolved = match prog.resolve(&boot.areas) {
-            Ok(r) => r,
+        if let Some(m) = ex.model.as_mut() {
+            // What the reset will expect: boot, or boot plus arm64 pool growth.
+            m.reset().map_err(SessionError::Backend)?;
+            if !crate::backend::same_layout(&m.observe(), &boot) {
+                sum.grown_resets += 1;
+            }
+        }
+        let e = match ex.execute(&prog) {
+            Ok(e) => e,
             Err(e) => {
                 sum.errors += 1;
                 eprintln!("error: seed {s}: {e}");
@@ -161,75 +169,49 @@ pub fn difftest(
             }
         };
         sum.programs += 1;
-        sum.ops += resolved.ops.len() as u64;
-        if sum.programs > 1 {
-            mb.reset().map_err(SessionError::Backend)?;
-            let expected = mb.observe();
-            if !crate::backend::same_layout(&expected, &boot) {
-                sum.grown_resets += 1;
-            }
-            match kb.reset_expecting(&expected) {
-                Ok(true) => mb.reset_to_boot(),
-                Ok(false) => {}
-                Err(e) => {
-                    sum.errors += 1;
-                    eprintln!("error: seed {s}: reset: {e}");
-                    mb.reset_to_boot();
-                    continue;
-                }
-            }
+        sum.ops += e.resolved.ops.len() as u64;
+        for v in e.verdicts.iter().filter(|v| v.suppressed.is_some()) {
+            *suppressed.entry(v.signature.clone()).or_default() += 1;
         }
-        let mrun = mb.run(&resolved).map_err(SessionError::Backend)?;
-        let krun = match kb.run(&resolved) {
-            Ok(r) => r,
-            Err(e) => {
-                sum.errors += 1;
-                let why = match &e {
-                    BackendError::Guest { console: c, .. } => crate::console::scan(c)
-                        .first()
-                        .map(|r| format!(": kernel said {}", r.title))
-                        .unwrap_or_default(),
-                    _ => String::new(),
-                };
-                let kept = match save(&opts.out_dir, target, s, &prog.to_text()) {
-                    Ok(p) => format!(" (program: {})", p.display()),
-                    Err(_) => String::new(),
-                };
-                eprintln!("error: seed {s}: {}{why}{kept}", e.to_string().lines().next().unwrap_or_default());
-                continue;
+        if let Some(err) = &e.kernel_error {
+            let why = match err {
+                BackendError::Guest { console: c, .. } => {
+                    crate::console::scan(c).first().map(|r| format!(": kernel said {}", r.title)).unwrap_or_default()
+                }
+                _ => String::new(),
+            };
+            eprintln!("error: seed {s}: {}{why}", err.to_string().lines().next().unwrap_or_default());
+        }
+        if e.harness_error() {
+            sum.errors += 1;
+        }
+        if e.finding() || e.harness_error() {
+            if e.finding() {
+                sum.divergences += 1;
             }
-        };
-        let divs = compare::compare(&resolved, &mrun, &krun, &boot.areas);
-        if !divs.is_empty() {
-            sum.divergences += 1;
-            let _ = writeln!(out, "DIVERGENCE at seed {s}:");
-            for d in &divs {
-                let _ = writeln!(out, "  {d}");
+            let _ = writeln!(out, "FINDING at seed {s}:");
+            for v in e.verdicts.iter().filter(|v| v.suppressed.is_none()) {
+                let _ = writeln!(out, "  {v}");
             }
             match save(&opts.out_dir, target, s, &prog.to_text()) {
                 Ok(p) => {
                     let _ = writeln!(out, "  program: {}", p.display());
                     sum.reproducers.push(p);
                 }
-                Err(e) => eprintln!("error: cannot write the reproducer of seed {s}: {e}"),
+                Err(err) => eprintln!("error: cannot write the reproducer of seed {s}: {err}"),
             }
         }
         if last_progress.elapsed() > Duration::from_secs(5) {
             last_progress = Instant::now();
-            sum.reboots = kb.reboots;
+            sum.reboots = ex.kernel.as_ref().map_or(0, |k| k.reboots);
             sum.seconds = t.elapsed().as_secs_f64();
             eprintln!("progress: {}", sum.render());
         }
     }
-    sum.reboots = kb.reboots;
+    sum.reboots = ex.kernel.as_ref().map_or(0, |k| k.reboots);
     sum.seconds = t.elapsed().as_secs_f64();
-    // Notes, not verdicts (as in replay): e.g. the WARN of a > 4 MiB nokmap buffer.
-    let mut titles = std::collections::BTreeMap::<String, u32>::new();
-    for r in crate::console::scan(&kb.console()) {
-        *titles.entry(r.title).or_default() += 1;
-    }
-    for (title, n) in titles {
-        let _ = writeln!(out, "kernel console: {title} ({n}x, current VM)");
+    for (sig, n) in suppressed {
+        let _ = writeln!(out, "suppressed: {sig} ({n} programs)");
     }
     Ok(sum)
 }

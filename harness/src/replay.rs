@@ -1,10 +1,10 @@
 //! `cmafuzz replay`: runs program files on the model, the kernel or both,
 //! prints what each side returned per op and every disagreement.
 
-use crate::backend::{Backend, BackendError, KernelBackend, ModelBackend, ProgramRun};
-use crate::compare::{self, show_outcome, Divergence};
-use crate::console;
-use crate::oracle::{self, AliasSeen, Suppressions, Verdict};
+use crate::backend::{Backend, BackendError, ProgramRun};
+use crate::compare::{show_outcome, Divergence};
+use crate::exec::{ExecError, Executor};
+use crate::oracle::{self, Suppressions, Verdict};
 use crate::session::{self, SessionError};
 use crate::targets::Target;
 use reference_impl::observation::Observation;
@@ -12,7 +12,7 @@ use reference_impl::program::Program;
 use serde_json::json;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use thiserror::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -30,6 +30,8 @@ pub enum ReplayError {
     NoFiles,
     #[error(transparent)]
     Session(#[from] SessionError),
+    #[error("{0}")]
+    Model(String),
 }
 
 /// A program loaded from disk.
@@ -111,17 +113,10 @@ pub fn replay(
     sup: &Suppressions,
     out: &mut dyn Write,
 ) -> Result<Summary, ReplayError> {
-    let mut kb: Option<KernelBackend> = None;
-    let mut placement_finding = false;
-    let boot: Observation;
-    let profile;
-    if choice == BackendChoice::Model {
-        boot = target.boot_observation();
-        profile = target.profile().map_err(SessionError::from)?;
-    } else {
-        let k = session::boot_kernel(target, kernel, &mut |l| eprintln!("{l}"))?;
-        boot = k.boot_observation().clone();
-        profile = session::profile_from_kernel(target, &k)?;
+    let mut ex = Executor::start(target, choice, kernel, sup.clone(), &mut |l| eprintln!("{l}"))?;
+    let boot = ex.boot.clone();
+    let mut sum = Summary { kernel_boot: ex.kernel.as_ref().map(|k| k.boot_observation().clone()), ..Summary::default() };
+    if let Some(k) = ex.kernel.as_ref() {
         if !json_out {
             let hello = k.hello().map(|h| h.release.clone()).unwrap_or_default();
             let bt = k.boot_times.first().copied().unwrap_or_default();
@@ -138,152 +133,63 @@ pub fn replay(
                 );
             }
         }
-        if let Some(note) = session::placement_note(target, &boot) {
-            // A placement divergence is a finding about the kernel, not about one program.
-            let v = Verdict {
-                kind: oracle::VerdictKind::Placement,
-                signature: "placement:boot".into(),
-                op_index: None,
-                detail: note,
-                excerpt: None,
-                suppressed: sup.find(&target.name, "placement:boot"),
-            };
-            if json_out {
-                let _ = writeln!(out, "{}", json!({"file": "<boot>", "verdict": "finding", "verdicts": [v]}));
-            } else {
-                let _ = writeln!(out, "VERDICT: {v}");
-            }
-            if v.suppressed.is_none() {
-                placement_finding = true;
-            }
+    }
+    if let Some(v) = ex.placement_verdict() {
+        if json_out {
+            let _ = writeln!(out, "{}", json!({"file": "<boot>", "verdict": "finding", "verdicts": [v]}));
+        } else {
+            let _ = writeln!(out, "VERDICT: {v}");
         }
-        kb = Some(k);
+        if v.suppressed.is_none() {
+            sum.diverge += 1;
+        }
     }
-    // With `--backend kernel` the model still runs in lockstep, unseen, so that resets know where
-    // the kernel must be (arm64's pools keep their growth); if it cannot start, resets expect boot.
-    let mut mb = match ModelBackend::new(profile, boot.clone()) {
-        Ok(m) => Some(m),
-        Err(_) if choice == BackendChoice::Kernel => None,
-        Err(e) => return Err(SessionError::Backend(e).into()),
-    };
-
-    let mut sum = Summary { kernel_boot: kb.as_ref().map(|k| k.boot_observation().clone()), ..Summary::default() };
-    if placement_finding {
-        sum.diverge += 1;
-    }
-    let alias_rules = AliasRulesStub;
-    // Console reports already shown (the console only grows within one VM).
-    let mut seen_reports = 0usize;
-    let mut seen_reboots = 0u32;
-    for (pi, lp) in programs.iter().enumerate() {
+    for lp in programs {
         sum.programs += 1;
         let label = lp.path.display().to_string();
-        let resolved = match lp.program.resolve(&boot.areas) {
-            Ok(r) => r,
-            Err(e) => {
+        let e = match ex.execute(&lp.program) {
+            Ok(e) => e,
+            Err(ExecError::Resolve(msg)) => {
                 sum.errors += 1;
-                report_error(out, json_out, &label, &format!("{e}"));
+                report_error(out, json_out, &label, &msg);
                 continue;
             }
+            Err(e @ ExecError::Model(_)) => return Err(ReplayError::Model(e.to_string())),
         };
-        let mut reset_err = None;
-        if pi > 0 {
-            if let Some(m) = mb.as_mut() {
-                m.reset().map_err(SessionError::Backend)?;
-            }
-            if let Some(k) = kb.as_mut() {
-                // The kernel must be where the model is after a reset (boot plus pool growth).
-                let expected = mb.as_ref().map_or_else(|| boot.clone(), ModelBackend::observe);
-                match k.reset_expecting(&expected) {
-                    Ok(true) => mb.iter_mut().for_each(ModelBackend::reset_to_boot),
-                    Ok(false) => {}
-                    Err(e) => reset_err = Some(e),
-                }
-            }
+        if e.kernel.is_some() {
+            sum.kernel_time += e.kernel_time;
+            sum.kernel_ops += e.resolved.ops.len() as u64;
         }
-        let mrun = mb.as_mut().map(|m| m.run(&resolved)).transpose().map_err(SessionError::Backend)?;
-        // What the user asked to see.
-        let mrun = if choice == BackendChoice::Kernel { None } else { mrun };
-        let mut krun = None;
-        let mut kerr: Option<BackendError> = None;
-        if let Some(k) = kb.as_mut() {
-            let res = (|| -> Result<ProgramRun, BackendError> {
-                if let Some(e) = reset_err {
-                    return Err(e);
-                }
-                let t = Instant::now();
-                let r = k.run(&resolved)?;
-                sum.kernel_time += t.elapsed();
-                sum.kernel_ops += resolved.ops.len() as u64;
-                Ok(r)
-            })();
-            match res {
-                Ok(r) => krun = Some(r),
-                Err(e) => kerr = Some(e),
-            }
-        }
-        let mut kernel_reports = Vec::new();
-        if let Some(k) = kb.as_ref() {
-            if let Some(BackendError::Guest { console: c, .. }) = &kerr {
-                // The VM is gone; its whole console is in the error.
-                kernel_reports = console::scan(c).into_iter().skip(seen_reports).collect();
-                seen_reports = 0;
-            } else {
-                if k.reboots != seen_reboots {
-                    seen_reboots = k.reboots;
-                    seen_reports = 0;
-                }
-                let all = console::scan(&k.console());
-                kernel_reports = all.into_iter().skip(seen_reports).collect::<Vec<_>>();
-                seen_reports += kernel_reports.len();
-            }
-        }
-        let divs = match (&mrun, &krun) {
-            (Some(m), Some(k)) => compare::compare(&resolved, m, k, &boot.areas),
-            _ => vec![],
-        };
-        let aliases = krun.as_ref().map(|k| scan_aliases(&alias_rules, k)).unwrap_or_default();
-        let verdicts = oracle::judge(
-            &oracle::Evidence {
-                prog: &resolved,
-                divergences: &divs,
-                aliases: &aliases,
-                console: &kernel_reports,
-                error: kerr.as_ref(),
-            },
-            sup,
-            &target.name,
-        );
-        if let Some(e) = &kerr {
+        if let Some(err) = &e.kernel_error {
             // The run did not complete: say so on stderr, keep the console for the user.
-            let saved = save_console(e);
-            eprintln!("error: {label}: {}{saved}", e.to_string().lines().next().unwrap_or_default());
+            let saved = save_console(err);
+            eprintln!("error: {label}: {}{saved}", err.to_string().lines().next().unwrap_or_default());
         }
-        let harness_error = verdicts.iter().any(|v| v.kind == oracle::VerdictKind::HarnessError);
-        let finding = verdicts.iter().any(|v| v.suppressed.is_none() && v.kind != oracle::VerdictKind::HarnessError);
-        if harness_error {
+        if e.harness_error() {
             sum.errors += 1;
         }
-        if finding {
+        if e.finding() {
             sum.diverge += 1;
-        } else if kerr.is_some() {
+        } else if e.kernel_error.is_some() {
             // Counted as an error above (or explained by a suppressed report).
         } else if choice != BackendChoice::Both {
             sum.ran += 1;
         } else {
             sum.agree += 1;
         }
-        sum.suppressed += verdicts.iter().filter(|v| v.suppressed.is_some()).count();
+        sum.suppressed += e.verdicts.iter().filter(|v| v.suppressed.is_some()).count();
         let text = lp.program.to_text();
         let op_lines: Vec<&str> =
             text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+        let (m, k) = (e.model.as_ref(), e.kernel.as_ref());
         if json_out {
-            print_json(out, &label, target, choice, &op_lines, mrun.as_ref(), krun.as_ref(), &divs, &verdicts);
+            print_json(out, &label, target, choice, &op_lines, m, k, &e.divergences, &e.verdicts);
         } else {
-            print_text(out, &label, &op_lines, mrun.as_ref(), krun.as_ref(), &divs, &verdicts, &boot);
+            print_text(out, &label, &op_lines, m, k, &e.divergences, &e.verdicts, &boot);
         }
     }
-    if let (Some(path), Some(k)) = (console_log, kb.as_ref()) {
+    let kb = ex.kernel.as_ref();
+    if let (Some(path), Some(k)) = (console_log, kb) {
         if let Err(e) = std::fs::write(path, k.console()) {
             return Err(ReplayError::File {
                 path: path.to_path_buf(),
@@ -317,7 +223,7 @@ pub fn replay(
                 sum.kernel_ops as f64 / sum.kernel_time.as_secs_f64()
             );
         }
-        if let Some(k) = &kb {
+        if let Some(k) = kb {
             if k.reboots > 0 {
                 let _ = write!(out, "; {} VM reboots", k.reboots);
             }
@@ -325,14 +231,6 @@ pub fn replay(
         let _ = writeln!(out);
     }
     Ok(sum)
-}
-
-/// Placeholder until the model's alias rules land.
-struct AliasRulesStub;
-
-/// Runs the alias invariant over every kernel observation of one run.
-fn scan_aliases(_rules: &AliasRulesStub, _k: &ProgramRun) -> Vec<AliasSeen> {
-    Vec::new()
 }
 
 /// Keeps the console of a failed guest for the user; returns a note.
