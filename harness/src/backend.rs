@@ -42,6 +42,8 @@ pub struct ProgramRun {
     pub observations: Vec<(usize, Observation)>,
     /// The state after the last op.
     pub end: Observation,
+    /// Kernel code coverage (KCOV PCs) of the run; empty for the model and for kernels without it.
+    pub coverage: Vec<u64>,
 }
 
 pub trait Backend {
@@ -106,7 +108,7 @@ impl Backend for ModelBackend {
     fn run(&mut self, prog: &ResolvedProgram) -> Result<ProgramRun, BackendError> {
         let (outcomes, observations) = reference_impl::model::run(&mut self.model, prog);
         let raw = vec![None; outcomes.len()];
-        Ok(ProgramRun { outcomes, raw, observations, end: self.model.observe() })
+        Ok(ProgramRun { outcomes, raw, observations, end: self.model.observe(), coverage: Vec::new() })
     }
 }
 
@@ -401,7 +403,7 @@ impl Backend for KernelBackend {
             _ => return Err(BackendError::Inconsistent { index: prog.ops.len(), kind: wire::OP_OBSERVE, status: 0 }),
         };
         let raw = results.into_iter().take(prog.ops.len()).map(Some).collect();
-        Ok(ProgramRun { outcomes, raw, observations, end })
+        Ok(ProgramRun { outcomes, raw, observations, end, coverage: Vec::new() })
     }
 }
 

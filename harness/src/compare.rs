@@ -301,6 +301,7 @@ mod tests {
             outcomes,
             observations: vec![],
             end: Observation { areas: vec![area(end)], cma_free: None, ..Default::default() },
+            coverage: vec![],
         }
     }
 

@@ -27,6 +27,8 @@ pub struct Execution {
     pub kernel_error: Option<BackendError>,
     /// Time spent in the kernel's run (round trips included).
     pub kernel_time: Duration,
+    /// Kernel code coverage of the run (KCOV PCs, deduplicated), when the kernel collects it.
+    pub coverage: Vec<u64>,
 }
 
 impl Execution {
@@ -157,7 +159,8 @@ impl Executor {
             &self.sup,
             &self.target.name,
         );
-        Ok(Execution { resolved, model: mrun, kernel: krun, divergences, verdicts, kernel_error, kernel_time })
+        let coverage = krun.as_ref().map(|k| k.coverage.clone()).unwrap_or_default();
+        Ok(Execution { resolved, model: mrun, kernel: krun, divergences, verdicts, kernel_error, kernel_time, coverage })
     }
 
     /// Console reports printed since the last program (the console only grows within one VM).
