@@ -330,7 +330,14 @@ fn used_summary(o: &Observation, boot: &Observation) -> String {
         .map(|a| {
             let b = boot.areas.iter().find(|b| b.name == a.name).map_or(0, |b| b.used_bits());
             let free = o.cma_free.map(|p| format!(", CmaFree {} pages", p.0)).unwrap_or_default();
-            format!("{} {} bits used ({} at boot){free}", a.name, a.used_bits(), b)
+            format!(
+                "{} {} bits used ({} at boot), used {} pages, maxchunk {} pages{free}",
+                a.name,
+                a.used_bits(),
+                b,
+                a.used_pages(),
+                a.maxchunk_pages()
+            )
         })
         .collect::<Vec<_>>()
         .join("; ")

@@ -65,6 +65,28 @@ impl AreaObservation {
         used
     }
 
+    /// debugfs `cma/<name>/used` (`cma_used_get()`, Linux 6.1 `mm/cma_debug.c:34-47`, same in 6.12):
+    /// `bitmap_weight(bitmap, maxno) << order_per_bit` pages.
+    pub fn used_pages(&self) -> u64 {
+        self.used_bits() << self.order_per_bit.min(63)
+    }
+
+    /// debugfs `cma/<name>/maxchunk` (`cma_maxchunk_get()`, Linux 6.1 `mm/cma_debug.c:49-69`, same
+    /// in 6.12): the longest run of clear bits below `maxno`, shifted by `order_per_bit`, in pages.
+    pub fn maxchunk_pages(&self) -> u64 {
+        let maxno = self.bitmap_bits();
+        let (mut best, mut run) = (0u64, 0u64);
+        for i in 0..maxno {
+            if self.bit(i) {
+                run = 0;
+            } else {
+                run += 1;
+                best = best.max(run);
+            }
+        }
+        best << self.order_per_bit.min(63)
+    }
+
     /// `cma_pages_valid()`'s range test (Linux 6.1 `mm/cma.c:522-539`):
     /// `base_pfn <= pfn < base_pfn + count`. A disabled area contains nothing.
     pub fn contains(&self, pfn: Pfn) -> bool {
@@ -242,6 +264,23 @@ mod tests {
         let a = area(64, 2, vec![0b1011]);
         assert_eq!(a.bitmap_bits(), 16);
         assert_eq!(a.used_bits(), 3);
+    }
+
+    #[test]
+    fn used_and_maxchunk_follow_cma_debug_c() {
+        // bits 0-63 set (the arm32 pool), 64-95 clear, 96 set, the rest clear
+        let mut words = vec![0u32; 256];
+        words[0] = u32::MAX;
+        words[1] = u32::MAX;
+        words[3] = 1;
+        let a = area(8192, 0, words);
+        assert_eq!(a.used_pages(), 65);
+        assert_eq!(a.maxchunk_pages(), 8192 - 97);
+        // order_per_bit 2: figures are bits << 2; a full bitmap has no chunk
+        let b = area(64, 2, vec![0b1111_0000_0000_0011]);
+        assert_eq!(b.used_pages(), 6 << 2);
+        assert_eq!(b.maxchunk_pages(), 8 << 2);
+        assert_eq!(area(64, 0, vec![u32::MAX, u32::MAX]).maxchunk_pages(), 0);
     }
 
     #[test]
