@@ -279,7 +279,7 @@ mod tests {
         // order_per_bit 2: figures are bits << 2; a full bitmap has no chunk
         let b = area(64, 2, vec![0b1111_0000_0000_0011]);
         assert_eq!(b.used_pages(), 6 << 2);
-        assert_eq!(b.maxchunk_pages(), 8 << 2);
+        assert_eq!(b.maxchunk_pages(), 10 << 2);
         assert_eq!(area(64, 0, vec![u32::MAX, u32::MAX]).maxchunk_pages(), 0);
     }
 
