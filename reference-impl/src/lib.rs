@@ -11,7 +11,9 @@
 //! * [`observation`] — the per-area bitmaps either side reports.
 //! * [`outcome`] — per-op results and how a model prediction is compared with the kernel's.
 //! * [`profile`] — the kernel build and machine being imitated.
-//! * [`model`] — the state machine: [`model::Model::step`] and [`model::run`].
+//! * [`model`] — the state machine: [`model::Model::step`] and [`model::run`]; its observations
+//!   include the kernel mappings of the pages of interest (spec §5.5-§5.7, §6.3).
+//! * [`alias`] — the alias invariant over a mapping table, for the model's and the kernel's.
 //!
 //! Kernel facts come from the project's CMA specification (`shared/cma-spec.md`), cited by
 //! section (§) and by kernel `file:line` (6.1 unless marked).
@@ -26,6 +28,7 @@
 //! dma_free h=1
 //! pin area=reserved off=65                        # make one free page busy
 //! unpin area=reserved off=65
+//! kmap area=reserved off=64                       # kmap+kunmap a free highmem page
 //! observe
 //! ```
 //!
@@ -36,9 +39,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod alias;
 mod bitmap;
 mod cma;
 mod genpool;
+mod maps;
 pub mod model;
 pub mod observation;
 pub mod outcome;
@@ -47,6 +52,7 @@ pub mod program;
 mod runs;
 pub mod units;
 
+pub use alias::{Alias, AliasClass, AliasRule, AliasRules};
 pub use model::{run, Model, ModelError};
 pub use observation::{AreaObservation, Observation};
 pub use outcome::Outcome;

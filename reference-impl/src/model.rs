@@ -2,14 +2,18 @@
 //!
 //! It mirrors the kernel functions the in-kernel driver (`qemu/include/cmafuzz_wire.h`) calls,
 //! plus the driver's own rules: handle slots, refusing raw releases the kernel would turn into
-//! memory corruption (spec §3), and the pinned pages it holds busy (spec §2.5).
+//! memory corruption (spec §3), and the pinned pages it holds busy (spec §2.5). It also tracks the
+//! kernel mappings of the pages of interest (spec §5.5-§5.7, §6.3) and the PKMAP slots
+//! (spec §5.6), which [`Model::observe`] reports.
 
 mod dma;
 
+use crate::alias::AliasRules;
 use crate::bitmap::{Bitmap, LongWidth};
 use crate::cma::CmaArea;
 use crate::genpool::{GenPool, PoolAddr};
-use crate::observation::Observation;
+use crate::maps::{DmaMap, Maps};
+use crate::observation::{MemType, Observation};
 use crate::outcome::Outcome;
 use crate::profile::KernelProfile;
 use crate::program::{AreaId, Handle, ResolvedOp, ResolvedProgram, MAX_ALIGN, MAX_HANDLES, MAX_PINS};
@@ -117,8 +121,8 @@ enum PoolId {
 enum Holding {
     /// A `cma_alloc` allocation: the page offsets (from the area's `base_pfn`) not yet released.
     Cma { area: usize, held: RunSet },
-    /// A `dma_alloc_attrs` buffer of `pages` pages.
-    Dma { pages: u64, backing: DmaBacking },
+    /// A `dma_alloc_attrs` buffer of `pages` pages, mapped by its path as `map` says.
+    Dma { pages: u64, backing: DmaBacking, map: DmaMap },
 }
 
 /// Where a coherent buffer's pages came from, i.e. what `dma_free_attrs` gives back.
@@ -142,6 +146,8 @@ struct State {
     /// `alloc_contig_range()` over them fails with -EBUSY (spec §2.5). At most `MAX_PINS`.
     pinned: BTreeSet<Pfn>,
     pools: BTreeMap<PoolId, GenPool>,
+    /// Linear-map / vmalloc state of the CMA pages and the PKMAP slots.
+    maps: Maps,
 }
 
 /// The model of one booted kernel plus the in-kernel test driver.
@@ -176,7 +182,9 @@ impl Model {
     /// Boot: seed the areas and bitmaps from the kernel's boot observation (spec §1.8: the model
     /// must start from the bitmap the kernel reports, which already holds the atomic pools taken
     /// by `atomic_pool_init()` (arm32) / `dma_atomic_pool_init()` (arm64), Linux 6.1 and 6.12),
-    /// and rebuild the pools by replaying those boot allocations on empty areas.
+    /// and rebuild the pools by replaying those boot allocations on empty areas. The mappings
+    /// start as the boot code leaves them (free CMA pages `LIN WB` in lowmem, none in highmem;
+    /// pool chunks mapped NC for good) with no PKMAP slot in use and `last_pkmap_nr` unknown.
     pub fn new(profile: KernelProfile, boot: &Observation) -> Result<Model, ModelError> {
         check_profile(&profile)?;
         let areas = boot.areas.iter().map(CmaArea::from_observation).collect::<Result<Vec<_>, _>>()?;
@@ -190,8 +198,8 @@ impl Model {
             }
         };
         let env = Env { width: LongWidth::from_bits(profile.arch.bits_per_long()), profile, default_area };
-        let pools = dma::boot_pools(&env, &areas)?;
-        let state = State { areas, handles: BTreeMap::new(), pinned: BTreeSet::new(), pools };
+        let (pools, maps) = dma::boot_pools(&env, &areas)?;
+        let state = State { areas, handles: BTreeMap::new(), pinned: BTreeSet::new(), pools, maps };
         Ok(Model { env, boot: state.clone(), state })
     }
 
@@ -215,20 +223,56 @@ impl Model {
             ResolvedOp::DmaFree { h } => st.dma_free(env, *h),
             ResolvedOp::Pin { area, off } => st.pin(*area, *off),
             ResolvedOp::Unpin { area, off } => st.unpin(*area, *off),
+            ResolvedOp::Kmap { area, off } => st.kmap(env, *area, *off),
             ResolvedOp::Observe => Outcome::Observed,
         }
     }
 
-    /// The areas and bitmaps now, as the driver reads them under `cma->lock` (spec §7.2).
-    /// `cma_free` is `None`: the model does not predict `NR_FREE_CMA_PAGES`.
+    /// The areas and bitmaps now, as the driver reads them under `cma->lock` (spec §7.2), and
+    /// the kernel mappings of the pages of interest as its page-table walk would report them
+    /// (spec §7.3): `LIN`/`VMAP`/`PKMAP` runs, merged and sorted by (kind, first page), with `va`
+    /// for the linear map (when [`KernelProfile::page_offset`] is known) and PKMAP slots, `level`
+    /// `None`. Buffers whose pfn the model cannot predict appear as [`PageAddr::Buffer`] pages.
+    /// `cma_free` is `None`: the model does not predict `NR_FREE_CMA_PAGES`. `pkmap_last` is
+    /// `last_pkmap_nr` when known (see [`Model::set_pkmap_last`]).
+    ///
+    /// [`PageAddr::Buffer`]: crate::observation::PageAddr::Buffer
     pub fn observe(&self) -> Observation {
-        Observation { areas: self.state.areas.iter().map(CmaArea::observe).collect(), cma_free: None }
+        let st = &self.state;
+        Observation {
+            areas: st.areas.iter().map(CmaArea::observe).collect(),
+            cma_free: None,
+            maps: st.maps.table(&self.env.profile, &st.area_ranges(), &st.unknown_buffers()),
+            maps_truncated: false,
+            pkmap_last: st.maps.pkmap.last,
+        }
+    }
+
+    /// Tell the model the kernel's `last_pkmap_nr` (`Observation::pkmap_last` of the kernel's
+    /// observation), which the driver learns by a probe kmap after `kmap_flush_unused()` at
+    /// RESET (spec §5.6). The model starts (at boot and after [`Model::reset`]) not knowing it;
+    /// while it does not, a kmap that needs a new slot gets one whose address is unknown. `None`
+    /// or a value `>= LAST_PKMAP` means unknown; ignored on kernels without PKMAP.
+    pub fn set_pkmap_last(&mut self, last: Option<u32>) {
+        self.state.maps.pkmap.set_last(last);
+    }
+
+    /// The alias rules for this kernel: its architecture and the CMA areas (spec §5.7, §6.3).
+    /// The harness applies [`crate::alias::scan`] with them to either side's mapping table.
+    pub fn alias_rules(&self) -> AliasRules {
+        AliasRules::new(self.env.profile.arch, &self.observe_areas())
+    }
+
+    fn observe_areas(&self) -> Vec<crate::observation::AreaObservation> {
+        self.state.areas.iter().map(CmaArea::observe).collect()
     }
 
     /// The driver's `CF_OP_RESET`: free every live handle (`cma_release()` / `dma_free_attrs()`,
     /// as [`Model::step`] would) and unpin every pinned page (`free_contig_range()`). What the
     /// kernel does not undo stays: arm64 atomic-pool chunks added by `atomic_pool_expand()`
-    /// (Linux 6.1 `kernel/dma/pool.c:79-143`) keep their CMA pages for good (spec §6.3).
+    /// (Linux 6.1 `kernel/dma/pool.c:79-143`) keep their CMA pages for good (spec §6.3). The driver
+    /// then runs `kmap_flush_unused()`, clearing every PKMAP slot, and probes `last_pkmap_nr`,
+    /// which the model does not know until [`Model::set_pkmap_last`].
     pub fn reset(&mut self) {
         let env = &self.env;
         let st = &mut self.state;
@@ -242,6 +286,7 @@ impl Model {
             }
         }
         st.pinned.clear();
+        st.maps.pkmap.reset();
     }
 
     /// Back to the boot state: handles dropped, pins released, bitmaps and pools as at boot —
@@ -254,7 +299,83 @@ impl Model {
     /// `order_per_bit == 0`, the bitmap is exactly the disjoint union of the boot bits that are no
     /// pool's, the pool chunks taken from CMA, and the pages of live `cma_alloc` handles and
     /// CMA-backed DMA buffers; no two of those overlap, and no pinned page is under a set bit.
+    /// Mappings are consistent: every CMA page has exactly the mappings its owner gives it (free
+    /// pages and `cma_alloc` pages their boot state, pool chunks their permanent pool mapping,
+    /// live coherent buffers their path's), nothing outside the areas is tracked, and PKMAP slots
+    /// are unique, in range and held by arm32 highmem CMA pages only.
     pub fn check_invariants(&self) -> Result<(), String> {
+        self.check_bitmaps()?;
+        self.check_maps()
+    }
+
+    /// The mapping state a replay of the current owners on boot mappings gives, against the one
+    /// the ops built incrementally.
+    fn check_maps(&self) -> Result<(), String> {
+        let st = &self.state;
+        let env = &self.env;
+        let mut expect = Maps::new(&env.profile);
+        for (id, pool) in &st.pools {
+            for c in pool.chunks() {
+                if let Some(base) = c.base_pfn {
+                    expect.map_buffer(env.pool_map(*id, base), base, c.pages());
+                }
+            }
+        }
+        for (h, hold) in &st.handles {
+            if let Holding::Dma { pages, backing, map } = hold {
+                let ok = match (backing, map) {
+                    (DmaBacking::Cma { pfn, .. }, DmaMap::Lin) => {
+                        env.profile.arch.is_arm32() && !env.profile.is_highmem(Pfn(*pfn))
+                    }
+                    (DmaBacking::Cma { pfn, .. }, DmaMap::Vmap) => {
+                        !env.profile.arch.is_arm32() || env.profile.is_highmem(Pfn(*pfn))
+                    }
+                    (DmaBacking::Cma { .. } | DmaBacking::Buddy, DmaMap::Unchanged) => true,
+                    (DmaBacking::Buddy, DmaMap::Vmap) => true,
+                    (DmaBacking::Pool { .. }, DmaMap::Pool) => true,
+                    _ => false,
+                };
+                if !ok {
+                    return Err(format!("dma handle {h}: {backing:?} cannot have mapping {map:?}"));
+                }
+                if let DmaBacking::Cma { pfn, .. } = backing {
+                    expect.map_buffer(*map, *pfn, *pages);
+                }
+            }
+        }
+        let ranges = st.area_ranges();
+        for &(s, e) in &ranges {
+            let (got, want) = (st.maps.runs(s, e), expect.runs(s, e));
+            if got != want {
+                let diff = got.iter().zip(&want).find(|(g, w)| g != w).map_or_else(
+                    || format!("{} ranges vs {} expected", got.len(), want.len()),
+                    |(g, w)| {
+                        format!("pfns {:#x}..{:#x} {:?}, expected {:#x}..{:#x} {:?}", g.0, g.1, g.2, w.0, w.1, w.2)
+                    },
+                );
+                return Err(format!("mappings of pfns {s:#x}..{e:#x} differ from what their owners give: {diff}"));
+            }
+            for (a, b, v) in &got {
+                if v.lin == Some(MemType::Nc) && v.vmap.is_some() {
+                    return Err(format!("pfns {a:#x}..{b:#x}: NC linear map and a vmap at once"));
+                }
+            }
+        }
+        if let Some((s, e)) = st.maps.overrides_outside(&ranges) {
+            return Err(format!("mapping state kept for pfns {s:#x}..{e:#x}, outside every CMA area"));
+        }
+        st.maps.pkmap.check()?;
+        for (pfn, slot) in &st.maps.pkmap.slots {
+            let in_area = ranges.iter().any(|&(s, e)| s <= pfn.0 && pfn.0 < e);
+            if !env.profile.is_highmem(*pfn) || !in_area {
+                return Err(format!("pfn {:#x} holds PKMAP slot {slot:?} but is no highmem CMA page", pfn.0));
+            }
+        }
+        Ok(())
+    }
+
+    /// The bitmap bookkeeping part of [`Model::check_invariants`].
+    fn check_bitmaps(&self) -> Result<(), String> {
         let st = &self.state;
         // (area, first page offset, pages, owner)
         let mut owned: Vec<(usize, u64, u64, String)> = Vec::new();
@@ -279,7 +400,7 @@ impl Model {
                         owned.push((*area, s, e - s, format!("handle {h}")));
                     }
                 }
-                Holding::Dma { pages, backing: DmaBacking::Cma { area, pfn } } => {
+                Holding::Dma { pages, backing: DmaBacking::Cma { area, pfn }, .. } => {
                     let base = st.areas.get(*area).map_or(0, |a| a.base_pfn);
                     owned.push((*area, pfn - base, *pages, format!("dma handle {h}")));
                 }
@@ -474,6 +595,81 @@ impl State {
         }
         self.pinned.insert(pfn);
         Outcome::Pinned { pfn }
+    }
+
+    /// `CF_OP_KMAP` (`cf_op_kmap()` in the driver): the driver refuses a page outside the area,
+    /// under a set bitmap bit, or pinned (as for `pin`); a page below `max_low_pfn`, and any page
+    /// on a kernel without `CONFIG_HIGHMEM` (arm64), is a no-op (`kmap()` is `page_address()`);
+    /// else it takes the page with `alloc_contig_range()` (failing with -EBUSY on a page still
+    /// out of the buddy allocator, spec §2.5), calls `kmap()` + `kunmap()` — `kmap_high()` /
+    /// `kunmap_high()`, Linux 6.1 `mm/highmem.c:295-388`: the page keeps its PKMAP slot — and
+    /// gives it back.
+    fn kmap(&mut self, env: &Env, area: AreaId, off: i64) -> Outcome {
+        let Some(ai) = self.area_index(area) else {
+            return Outcome::BadOp;
+        };
+        let Some(a) = self.areas.get(ai) else {
+            return Outcome::BadOp;
+        };
+        let Some(off) = u64::try_from(off).ok().filter(|&o| o < a.count) else {
+            return Outcome::Refused;
+        };
+        let pfn = Pfn(a.base_pfn + off);
+        if a.bitmap.test(off >> a.order_per_bit) || self.pinned.contains(&pfn) {
+            return Outcome::Refused;
+        }
+        if !env.profile.is_highmem(pfn) {
+            return Outcome::Noop;
+        }
+        if a.taken.test(off) {
+            return Outcome::PinFailed { pfn };
+        }
+        self.maps.pkmap.kmap_high(pfn);
+        Outcome::Kmapped { pfn }
+    }
+
+    /// `[base_pfn, base_pfn + count)` of every area, sorted and merged: the CMA pages of
+    /// interest.
+    fn area_ranges(&self) -> Vec<(u64, u64)> {
+        let mut r: Vec<(u64, u64)> = self
+            .areas
+            .iter()
+            .filter(|a| a.count > 0)
+            .map(|a| (a.base_pfn, a.base_pfn.saturating_add(a.count)))
+            .collect();
+        r.sort_unstable();
+        let mut out: Vec<(u64, u64)> = Vec::with_capacity(r.len());
+        for (s, e) in r {
+            match out.last_mut() {
+                Some((_, le)) if s <= *le => *le = (*le).max(e),
+                _ => out.push((s, e)),
+            }
+        }
+        out
+    }
+
+    /// Live coherent buffers whose pfn the model cannot predict: (handle, pages, whether a
+    /// `VMAP NC` maps them). Buddy pages of paths R and V64 are vmapped, of G/G64 not; pool
+    /// slices of a chunk from the buddy allocator lie in that chunk's vmap.
+    fn unknown_buffers(&self) -> Vec<(Handle, u64, bool)> {
+        let mut out = Vec::new();
+        for (h, hold) in &self.handles {
+            let Holding::Dma { pages, backing, map } = hold else {
+                continue;
+            };
+            let vmapped = match backing {
+                DmaBacking::Cma { .. } => continue,
+                DmaBacking::Buddy => *map == DmaMap::Vmap,
+                DmaBacking::Pool { pool, addr } => {
+                    if self.pools.get(pool).and_then(|p| p.pfn(*addr)).is_some() {
+                        continue;
+                    }
+                    true
+                }
+            };
+            out.push((Handle(*h), *pages, vmapped));
+        }
+        out
     }
 
     /// `CF_OP_UNPIN`: `free_contig_range(pfn, 1)` (Linux 6.1 `mm/page_alloc.c:9498-9509`) of a

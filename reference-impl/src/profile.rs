@@ -3,6 +3,17 @@
 use crate::units::Pfn;
 use serde::{Deserialize, Serialize};
 
+/// Where qemu `virt` puts RAM (`hw/arm/virt.c` `VIRT_MEM`), on arm and arm64.
+const QEMU_VIRT_RAM_START: u64 = 0x4000_0000;
+/// arm32 `PAGE_OFFSET` with `CONFIG_VMSPLIT_3G`.
+const ARM32_PAGE_OFFSET: u64 = 0xc000_0000;
+/// arm64 `PAGE_OFFSET` with 39-bit virtual addresses: `-(1 << VA_BITS)`.
+const ARM64_39_PAGE_OFFSET: u64 = 0xffff_ff80_0000_0000;
+/// arm32 `PMD_SIZE` (2 MiB: a Linux PMD covers two 1 MiB hardware entries without LPAE).
+const ARM32_PMD_SIZE: u64 = 2 << 20;
+/// arm32 `LAST_PKMAP` = `PTRS_PER_PTE`.
+const ARM32_LAST_PKMAP: u32 = 512;
+
 /// Kernel version family. The ops the model covers behave the same in both (spec §8: the
 /// differences are accounting, log text, trace events and area order, none of which the model
 /// reports); the version is carried so that callers can label results and so that later ops
@@ -102,6 +113,66 @@ impl KernelProfile {
         }
     }
 
+    /// `PAGE_OFFSET`: the virtual address of the first page of the linear map. arm32
+    /// `CONFIG_VMSPLIT_3G` (`arch/arm/Kconfig`, 6.1 and 6.12): `0xc0000000`; arm64 6.1 with the
+    /// default `CONFIG_ARM64_VA_BITS_39` for 4 KiB pages: `-(1 << 39)` =
+    /// `0xffffff8000000000` (`arch/arm64/include/asm/memory.h:45`, spec §6.2 **[observed]**).
+    /// `None` for arm64 6.12, whose default VA size the model does not pin down.
+    pub fn page_offset(&self) -> Option<u64> {
+        match (self.arch, self.version) {
+            (Arch::Arm32 | Arch::Arm32Lpae, _) => Some(ARM32_PAGE_OFFSET),
+            (Arch::Arm64, Version::V6_1) => Some(ARM64_39_PAGE_OFFSET),
+            (Arch::Arm64, Version::V6_12) => None,
+        }
+    }
+
+    /// `PHYS_PFN_OFFSET`: the first pfn of RAM, which the linear map starts with. qemu `virt`
+    /// puts RAM at `0x40000000` (arm32 `__pv_phys_pfn_offset`, arm64 `memstart_addr`, which is
+    /// that address rounded down to `ARM64_MEMSTART_ALIGN` = 1 GiB).
+    pub fn phys_pfn_offset(&self) -> Pfn {
+        Pfn(QEMU_VIRT_RAM_START >> self.page_shift)
+    }
+
+    /// Whether `pfn` is a highmem page (`PageHighMem()`): arm32 only, `pfn >= max_low_pfn`
+    /// (`arm_lowmem_limit`, `arch/arm/mm/mmu.c`).
+    pub fn is_highmem(&self, pfn: Pfn) -> bool {
+        self.arch.is_arm32() && pfn >= self.max_low_pfn
+    }
+
+    /// `page_address()` of a lowmem page: `__va(PFN_PHYS(pfn))` = `PAGE_OFFSET + ((pfn -
+    /// PHYS_PFN_OFFSET) << PAGE_SHIFT)` (`arch/arm/include/asm/memory.h` `__phys_to_virt`,
+    /// arm64 `__phys_to_virt` with `PHYS_OFFSET`). `None` for a page outside the linear map or
+    /// when `PAGE_OFFSET` is unknown.
+    pub fn lin_va(&self, pfn: Pfn) -> Option<u64> {
+        if pfn >= self.max_low_pfn {
+            return None;
+        }
+        let off = pfn.checked_pages_since(self.phys_pfn_offset())?;
+        let bytes = off.checked_to_bytes(self.page_shift)?;
+        self.page_offset()?.checked_add(bytes.0)
+    }
+
+    /// `LAST_PKMAP` (`PTRS_PER_PTE` = 512, `arch/arm/include/asm/highmem.h:8-12`) on arm32,
+    /// whose harness kernels all have `CONFIG_HIGHMEM=y`; 0 (no PKMAP) on arm64.
+    pub fn last_pkmap(&self) -> u32 {
+        if self.arch.is_arm32() {
+            ARM32_LAST_PKMAP
+        } else {
+            0
+        }
+    }
+
+    /// `PKMAP_ADDR(slot)` = `PKMAP_BASE + (slot << PAGE_SHIFT)` with `PKMAP_BASE = PAGE_OFFSET -
+    /// PMD_SIZE` = `0xbfe00000` (`arch/arm/include/asm/highmem.h:8`, classic and LPAE: `PMD_SIZE`
+    /// is 2 MiB in both). `None` without PKMAP or for a slot past `LAST_PKMAP`.
+    pub fn pkmap_va(&self, slot: u32) -> Option<u64> {
+        if slot >= self.last_pkmap() {
+            return None;
+        }
+        let base = self.page_offset()?.checked_sub(ARM32_PMD_SIZE)?;
+        base.checked_add(u64::from(slot).checked_shl(self.page_shift)?)
+    }
+
     /// `min_not_zero(dev->coherent_dma_mask, dev->bus_dma_limit)` for the driver's device,
     /// i.e. `DMA_BIT_MASK(coherent_dma_mask_bits)` (`include/linux/dma-mapping.h`).
     pub fn coherent_dma_mask(&self) -> u64 {
@@ -124,5 +195,23 @@ mod tests {
         assert!(a32.max_low_pfn < a32.max_pfn);
         assert_eq!(a64.max_low_pfn, a64.max_pfn);
         assert_eq!(a32.coherent_dma_mask(), 0xffff_ffff);
+    }
+
+    #[test]
+    fn linear_and_pkmap_addresses_follow_page_offset_and_pkmap_base() {
+        let a32 = KernelProfile::qemu_virt_1g(Version::V6_1, Arch::Arm32);
+        assert_eq!(a32.lin_va(Pfn(0x40000)), Some(0xc000_0000));
+        assert_eq!(a32.lin_va(Pfn(0x68000)), Some(0xe800_0000));
+        assert_eq!(a32.lin_va(Pfn(0x70000)), None, "highmem has no linear address");
+        assert_eq!(a32.lin_va(Pfn(0x3ffff)), None, "below RAM");
+        assert_eq!(a32.pkmap_va(0), Some(0xbfe0_0000));
+        assert_eq!(a32.pkmap_va(511), Some(0xbfff_f000));
+        assert_eq!(a32.pkmap_va(512), None);
+        assert!(a32.is_highmem(Pfn(0x7e000)) && !a32.is_highmem(Pfn(0x6ffff)));
+        let a64 = KernelProfile::qemu_virt_1g(Version::V6_1, Arch::Arm64);
+        assert_eq!(a64.lin_va(Pfn(0x7cc00)), Some(0xffff_ff80_3cc0_0000));
+        assert_eq!(a64.pkmap_va(0), None);
+        assert!(!a64.is_highmem(Pfn(0x7cc00)));
+        assert_eq!(KernelProfile::qemu_virt_1g(Version::V6_12, Arch::Arm64).lin_va(Pfn(0x7cc00)), None);
     }
 }

@@ -14,6 +14,7 @@
 use super::{DmaBacking, Env, Holding, ModelError, PoolId, State};
 use crate::cma::CmaArea;
 use crate::genpool::GenPool;
+use crate::maps::{DmaMap, Maps};
 use crate::outcome::Outcome;
 use crate::program::{DmaAttrs, Gfp, Handle, MAX_DMA_SIZE, MAX_HANDLES};
 use crate::units::{Bytes, Pages, Pfn};
@@ -74,6 +75,27 @@ impl Env {
         end.saturating_sub(1) <= self.profile.coherent_dma_mask()
     }
 
+    /// How a pool chunk of CMA pages at `base` is mapped, for good: arm32 `atomic_pool_init()`
+    /// → `__alloc_from_contiguous()` (Linux 6.1 `arch/arm/mm/dma-mapping.c:200-249`, `:389-422`:
+    /// NC linear map in lowmem, NC vmap in highmem); arm64 `atomic_pool_expand()`
+    /// (`kernel/dma/pool.c:79-143`: `dma_common_contiguous_remap()`, NC vmap).
+    pub(super) fn pool_map(&self, id: PoolId, base: u64) -> DmaMap {
+        match id {
+            PoolId::Arm32 => self.contiguous_map(base),
+            PoolId::Kernel | PoolId::Dma | PoolId::Dma32 => DmaMap::Vmap,
+        }
+    }
+
+    /// `__alloc_from_contiguous()`'s choice (Linux 6.1 `arch/arm/mm/dma-mapping.c:407-416`): the
+    /// first page decides; `PageHighMem` → `dma_common_contiguous_remap()`, else `__dma_remap()`.
+    fn contiguous_map(&self, pfn: u64) -> DmaMap {
+        if self.profile.is_highmem(Pfn(pfn)) {
+            DmaMap::Vmap
+        } else {
+            DmaMap::Lin
+        }
+    }
+
     /// The allocation for the `alloc_pages*()` fallback: the model assumes the buddy allocator
     /// has memory, so only `order >= MAX_ORDER` fails (`__alloc_pages()` returns NULL).
     fn buddy(&self, bytes: u64) -> Option<DmaBacking> {
@@ -97,12 +119,14 @@ impl Env {
 /// Rebuild the atomic pools by replaying their boot-time allocations on empty areas (first fit
 /// from an empty bitmap, as `atomic_pool_init()` / `dma_atomic_pool_init()` ran right after
 /// `cma_init_reserved_areas()`), then check that the booted kernel's bitmap shows them.
-pub(super) fn boot_pools(env: &Env, areas: &[CmaArea]) -> Result<BTreeMap<PoolId, GenPool>, ModelError> {
+/// Returns the pools and the boot mappings with the pools' CMA chunks mapped.
+pub(super) fn boot_pools(env: &Env, areas: &[CmaArea]) -> Result<(BTreeMap<PoolId, GenPool>, Maps), ModelError> {
     let mut scratch = State {
         areas: areas.iter().map(CmaArea::empty_like).collect(),
         handles: BTreeMap::new(),
         pinned: Default::default(),
         pools: BTreeMap::new(),
+        maps: Maps::new(&env.profile),
     };
     if env.profile.arch.is_arm32() {
         scratch.arm32_atomic_pool_init(env);
@@ -129,7 +153,7 @@ pub(super) fn boot_pools(env: &Env, areas: &[CmaArea]) -> Result<BTreeMap<PoolId
             }
         }
     }
-    Ok(scratch.pools)
+    Ok((scratch.pools, scratch.maps))
 }
 
 impl State {
@@ -159,6 +183,9 @@ impl State {
             }
             None
         };
+        if let Some(pfn) = base {
+            self.maps.map_buffer(env.pool_map(PoolId::Arm32, pfn), pfn, pages);
+        }
         let mut pool = GenPool::default();
         pool.add(base, pages);
         self.pools.insert(PoolId::Arm32, pool);
@@ -210,6 +237,9 @@ impl State {
         }
         if let Some(pool) = self.pools.get_mut(&id) {
             pool.add(base, pages);
+            if let Some(pfn) = base {
+                self.maps.map_buffer(env.pool_map(id, pfn), pfn, pages);
+            }
         }
     }
 
@@ -335,24 +365,34 @@ impl State {
         };
         let pages = bytes >> env.page_shift();
         let blocking = gfp == Gfp::Kernel;
-        let backing = if attrs.nokmap {
+        let (backing, map) = if attrs.nokmap {
             // DMA_ATTR_NO_KERNEL_MAPPING is handled before the coherency test (direct.c:217-219).
-            self.dma_direct_alloc_pages(env, bytes, blocking)
+            (self.dma_direct_alloc_pages(env, bytes, blocking), DmaMap::Unchanged)
         } else if env.profile.arch.is_arm32() {
             match (blocking, env.default_area.is_some()) {
-                (true, true) => self.arm32_alloc_from_contiguous(env, bytes),
-                // __alloc_remap_buffer() -> alloc_pages(gfp, get_order(size))
-                (true, false) => env.buddy(bytes),
-                (false, _) => self.arm32_alloc_from_pool(pages),
+                (true, true) => {
+                    let b = self.arm32_alloc_from_contiguous(env, bytes);
+                    let map = match &b {
+                        Some(DmaBacking::Cma { pfn, .. }) => env.contiguous_map(*pfn),
+                        _ => DmaMap::Unchanged,
+                    };
+                    (b, map)
+                }
+                // __alloc_remap_buffer() -> alloc_pages(gfp, get_order(size)), then vmap NC.
+                (true, false) => (env.buddy(bytes), DmaMap::Vmap),
+                (false, _) => (self.arm32_alloc_from_pool(pages), DmaMap::Pool),
             }
         } else if blocking {
-            self.dma_direct_alloc_pages(env, bytes, true)
+            (self.dma_direct_alloc_pages(env, bytes, true), DmaMap::Vmap)
         } else {
-            self.arm64_alloc_from_pool(env, pages)
+            (self.arm64_alloc_from_pool(env, pages), DmaMap::Pool)
         };
         let Some(backing) = backing else {
             return Outcome::AllocFailed;
         };
+        if let DmaBacking::Cma { pfn, .. } = backing {
+            self.maps.map_buffer(map, pfn, pages);
+        }
         let outcome = match &backing {
             DmaBacking::Cma { pfn, .. } => Outcome::Allocated { pfn: Pfn(*pfn), pages: Pages(pages) },
             DmaBacking::Buddy => Outcome::AllocatedOutsideCma { pages: Pages(pages) },
@@ -361,14 +401,16 @@ impl State {
                 None => Outcome::AllocatedOutsideCma { pages: Pages(pages) },
             },
         };
-        self.handles.insert(h.0, Holding::Dma { pages, backing });
+        self.handles.insert(h.0, Holding::Dma { pages, backing, map });
         outcome
     }
 
     /// `CF_OP_DMA_FREE`: `dma_free_attrs()` with the size and attrs of the allocation:
     /// `cma_release()` for CMA pages (`__free_from_contiguous()` / `dma_free_contiguous()`),
     /// `gen_pool_free()` for pool buffers (the worker is never scheduled by a free), nothing the
-    /// model tracks for buddy pages.
+    /// model tracks for buddy pages. A CMA buffer's mapping is undone first, as
+    /// `__free_from_contiguous()` (Linux 6.1 `arch/arm/mm/dma-mapping.c:424-434`) and
+    /// `dma_direct_free()` (`kernel/dma/direct.c:320-363`) do; pool mappings stay.
     pub(super) fn dma_free(&mut self, env: &Env, h: Handle) -> Outcome {
         if h.0 >= MAX_HANDLES {
             return Outcome::BadOp;
@@ -376,11 +418,12 @@ impl State {
         if !matches!(self.handles.get(&h.0), Some(Holding::Dma { .. })) {
             return Outcome::Noop;
         }
-        let Some(Holding::Dma { pages, backing }) = self.handles.remove(&h.0) else {
+        let Some(Holding::Dma { pages, backing, map }) = self.handles.remove(&h.0) else {
             return Outcome::Noop;
         };
         match backing {
             DmaBacking::Cma { area, pfn } => {
+                self.maps.unmap_buffer(map, pfn, pages);
                 if let Some(a) = self.areas.get_mut(area) {
                     a.release(pfn, pages, env.width);
                 }

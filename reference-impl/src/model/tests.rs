@@ -1,10 +1,13 @@
 use super::*;
 use crate::bitmap::Bitmap;
 use crate::observation::AreaObservation;
+use crate::observation::{MapKind, PageAddr};
 use crate::profile::{Arch, Version};
 use crate::program::{DmaAttrs, Gfp, Program};
 use crate::units::Bytes;
 use proptest::prelude::*;
+
+mod maps;
 
 const A32_BASE: u64 = 0x7e000;
 const A64_BASE: u64 = 0x7cc00;
@@ -23,12 +26,30 @@ fn area_obs(name: &str, base: u64, count: u64, opb: u32, used: u64) -> AreaObser
 
 /// spec §9.1: arm32 highmem area, boot bits 0-63 (the atomic pool).
 fn arm32_boot() -> Observation {
-    Observation { areas: vec![area_obs("reserved", A32_BASE, 8192, 0, 64)], cma_free: None }
+    Observation { areas: vec![area_obs("reserved", A32_BASE, 8192, 0, 64)], cma_free: None, ..Default::default() }
 }
 
 /// spec §9.1: arm64 area, boot bits 0-95 (pools kernel, dma, dma32).
 fn arm64_boot() -> Observation {
-    Observation { areas: vec![area_obs("reserved", A64_BASE, 8192, 0, 96)], cma_free: None }
+    Observation { areas: vec![area_obs("reserved", A64_BASE, 8192, 0, 96)], cma_free: None, ..Default::default() }
+}
+
+/// spec §9.1 / target arm32-lowmem-6.1: 512 MiB, no highmem, the area at pfn 0x5e000 in lowmem.
+const A32L_BASE: u64 = 0x5e000;
+
+fn lowmem_profile() -> KernelProfile {
+    let mut p = KernelProfile::qemu_virt_1g(Version::V6_1, Arch::Arm32);
+    p.max_pfn = Pfn(0x60000);
+    p.max_low_pfn = Pfn(0x60000);
+    p
+}
+
+fn lowmem_model() -> Model {
+    let boot = Observation { areas: vec![area_obs("reserved", A32L_BASE, 8192, 0, 64)], ..Default::default() };
+    match Model::new(lowmem_profile(), &boot) {
+        Ok(m) => m,
+        Err(e) => panic!("boot rejected: {e}"),
+    }
 }
 
 fn model(arch: Arch) -> Model {
@@ -304,7 +325,7 @@ fn arm32_dma_reproduces_the_highmem_probe_rows() {
         ]
     );
     assert_eq!(obs[0].1, obs[1].1, "pool allocations do not touch the CMA bitmap");
-    assert_eq!(obs[2].1, arm32_boot(), "frees restore the boot bitmap");
+    assert_eq!(obs[2].1, model(Arch::Arm32).observe(), "frees restore the boot bitmap and mappings");
     assert_eq!(o[o.len() - 3..], [Outcome::AllocFailed, Outcome::AllocFailed, Outcome::AllocFailed]);
 }
 
@@ -335,7 +356,8 @@ fn arm32_atomic_pool_exhaustion_fails_and_frees_make_room() {
 fn arm32_without_a_default_area_uses_the_buddy_allocator_everywhere() {
     let mut p = KernelProfile::qemu_virt_1g(Version::V6_1, Arch::Arm32);
     p.default_area = None;
-    let boot = Observation { areas: vec![area_obs("linux,cma", 0x60000, 4096, 0, 0)], cma_free: None };
+    let boot =
+        Observation { areas: vec![area_obs("linux,cma", 0x60000, 4096, 0, 0)], cma_free: None, ..Default::default() };
     let mut m = match Model::new(p, &boot) {
         Ok(m) => m,
         Err(e) => panic!("{e}"),
@@ -441,7 +463,8 @@ fn arm64_wide_mask_uses_the_kernel_pool_first() {
 
 #[test]
 fn model_new_refuses_a_boot_bitmap_without_the_atomic_pool() {
-    let boot = Observation { areas: vec![area_obs("reserved", A32_BASE, 8192, 0, 32)], cma_free: None };
+    let boot =
+        Observation { areas: vec![area_obs("reserved", A32_BASE, 8192, 0, 32)], cma_free: None, ..Default::default() };
     let r = Model::new(KernelProfile::qemu_virt_1g(Version::V6_1, Arch::Arm32), &boot);
     assert!(matches!(r, Err(ModelError::PoolNotInBootBitmap { first_bit: 0, end_bit: 64, .. })), "{r:?}");
     let r = Model::new(KernelProfile::qemu_virt_1g(Version::V6_1, Arch::Arm64), &arm32_boot());
@@ -473,6 +496,7 @@ fn disabled_area_fails_every_alloc_and_rejects_every_release() {
     let boot = Observation {
         areas: vec![area_obs("reserved", A32_BASE, 8192, 0, 64), area_obs("broken", 0x50000, 0, 0, 0)],
         cma_free: None,
+        ..Default::default()
     };
     let mut m = match Model::new(KernelProfile::qemu_virt_1g(Version::V6_1, Arch::Arm32), &boot) {
         Ok(m) => m,
@@ -486,9 +510,9 @@ fn disabled_area_fails_every_alloc_and_rejects_every_release() {
 fn reset_to_boot_restores_the_boot_state_and_drops_handles() {
     let mut m = model(Arch::Arm64);
     outcomes(&mut m, "cma_alloc area=reserved count=7\ndma_alloc size=8K gfp=atomic");
-    assert_ne!(m.observe(), arm64_boot());
+    assert_ne!(m.observe(), model(Arch::Arm64).observe());
     m.reset_to_boot();
-    assert_eq!(m.observe(), arm64_boot());
+    assert_eq!(m.observe(), model(Arch::Arm64).observe());
     assert_eq!(outcomes(&mut m, "cma_release h=0\ndma_free h=1"), vec![Outcome::Noop, Outcome::Noop]);
     assert_eq!(outcomes(&mut m, "dma_alloc size=4K gfp=atomic"), vec![at(A64_BASE, 32, 1)]);
 }
@@ -505,7 +529,7 @@ fn reset_frees_every_handle_but_keeps_the_pool_growth_of_atomic_pool_expand() {
     assert_eq!(m.check_invariants(), Ok(()));
     assert_eq!(outcomes(&mut m, "cma_release h=0\ndma_free h=1"), vec![Outcome::Noop, Outcome::Noop]);
     m.reset_to_boot();
-    assert_eq!(m.observe(), arm64_boot());
+    assert_eq!(m.observe(), model(Arch::Arm64).observe());
 }
 
 #[test]
@@ -535,7 +559,7 @@ fn run_reports_one_observation_per_observe_op_with_its_index() {
 fn order_per_bit_area_releases_clear_floor_and_ceil_bits() {
     // model-only: opb 2, 64 pages = 16 bits; alloc 5 pages -> 2 bits; raw release of pages 3..5
     // clears bit floor(3/4)=0 .. +ceil(2/4)=1 -> bit 0 only, although page 4 lives under bit 1.
-    let boot = Observation { areas: vec![area_obs("big", 0x10000, 64, 2, 0)], cma_free: None };
+    let boot = Observation { areas: vec![area_obs("big", 0x10000, 64, 2, 0)], cma_free: None, ..Default::default() };
     let mut p = KernelProfile::qemu_virt_1g(Version::V6_1, Arch::Arm32);
     p.default_area = None;
     let mut m = match Model::new(p, &boot) {
@@ -773,7 +797,7 @@ fn pin_of_a_page_still_held_under_a_cleared_bit_fails_in_alloc_contig_range() {
     // model-only, order_per_bit 2: a partial release of pages 3..5 clears bit 0 while pages 0-2
     // stay allocated; pinning page 1 passes the driver's bitmap check but test_pages_isolated()
     // fails (-EBUSY), so the kernel returns an error and nothing is pinned.
-    let boot = Observation { areas: vec![area_obs("big", 0x10000, 64, 2, 0)], cma_free: None };
+    let boot = Observation { areas: vec![area_obs("big", 0x10000, 64, 2, 0)], cma_free: None, ..Default::default() };
     let mut p = KernelProfile::qemu_virt_1g(Version::V6_1, Arch::Arm32);
     p.default_area = None;
     let mut m = match Model::new(p, &boot) {
@@ -815,6 +839,7 @@ enum Step {
     DmaFree { pick: usize },
     Pin { off: i64 },
     Unpin { pick: usize },
+    Kmap { off: i64 },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -829,6 +854,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => any::<usize>().prop_map(|pick| Step::DmaFree { pick }),
         2 => (-2i64..400).prop_map(|off| Step::Pin { off }),
         1 => any::<usize>().prop_map(|pick| Step::Unpin { pick }),
+        2 => (-2i64..400).prop_map(|off| Step::Kmap { off }),
     ]
 }
 
@@ -873,6 +899,7 @@ fn concrete(m: &Model, next_h: &mut u32, s: &Step) -> ResolvedOp {
         Step::Dma { kib, attrs, gfp } => ResolvedOp::DmaAlloc { h: new_h(), size: Bytes(kib * 1024), attrs, gfp },
         Step::DmaFree { pick: i } => ResolvedOp::DmaFree { h: pick(false, i) },
         Step::Pin { off } => ResolvedOp::Pin { area, off },
+        Step::Kmap { off } => ResolvedOp::Kmap { area, off },
         Step::Unpin { pick: i } => {
             let base = m.state.areas[0].base_pfn;
             let off = m.state.pinned.iter().nth(i % m.state.pinned.len().max(1)).map_or(300, |p| p.0 - base);
@@ -897,7 +924,7 @@ fn ownership(m: &Model) -> Vec<u32> {
                     mark(s, e - s);
                 }
             }
-            Holding::Dma { pages, backing: DmaBacking::Cma { area: 0, pfn } } => mark(pfn - a.base_pfn, *pages),
+            Holding::Dma { pages, backing: DmaBacking::Cma { area: 0, pfn }, .. } => mark(pfn - a.base_pfn, *pages),
             _ => {}
         }
     }
@@ -942,12 +969,22 @@ fn check_invariants(m: &Model) -> Result<(), TestCaseError> {
 }
 
 fn scenario(arch: Arch, steps: &[Step]) -> Result<(), TestCaseError> {
-    let mut m = model(arch);
+    scenario_on(model(arch), steps)
+}
+
+fn scenario_on(mut m: Model, steps: &[Step]) -> Result<(), TestCaseError> {
+    let arch = m.profile().arch;
+    let boot = m.clone();
+    let rules = m.alias_rules();
+    let mut kmapped = BTreeSet::new();
     let mut next_h = 0u32;
     for s in steps {
         let op = concrete(&m, &mut next_h, s);
         let before = m.clone();
         let outcome = m.step(&op);
+        if let Outcome::Kmapped { pfn } = outcome {
+            kmapped.insert(pfn);
+        }
         if let (ResolvedOp::CmaAlloc { count, align, .. }, Outcome::Allocated { pfn, pages }) = (&op, &outcome) {
             prop_assert_eq!(pages, count);
             prop_assert_eq!(pfn.0 % (1u64 << align.0), 0, "physical alignment");
@@ -962,6 +999,8 @@ fn scenario(arch: Arch, steps: &[Step]) -> Result<(), TestCaseError> {
             prop_assert_eq!(&m, &before, "{:?} -> {:?} changed the state", op, outcome);
         }
         check_invariants(&m)?;
+        prop_assert_eq!(m.check_invariants(), Ok(()), "after {:?} -> {:?}", op, outcome);
+        check_no_violation_but_kmap_aliases(&m, &rules, &kmapped)?;
     }
     // Releasing every live handle restores the boot bitmap plus the pool chunks added since.
     for h in live(&m, true) {
@@ -976,10 +1015,71 @@ fn scenario(arch: Arch, steps: &[Step]) -> Result<(), TestCaseError> {
         prop_assert_eq!(m.step(&unpin), Outcome::Unpinned { pfn: p });
     }
     check_invariants(&m)?;
+    prop_assert_eq!(m.check_invariants(), Ok(()));
     prop_assert!(ownership(&m).iter().all(|&n| n == 0 || arch == Arch::Arm64));
-    if arch != Arch::Arm64 {
-        prop_assert_eq!(m.observe(), arm32_boot());
+    check_release_restores_mappings(&m, &boot)?;
+    m.reset();
+    prop_assert_eq!(m.observe().pkmap_last, None);
+    prop_assert!(m.observe().maps.iter().all(|r| r.kind != MapKind::Pkmap), "kmap_flush_unused at reset");
+    Ok(())
+}
+
+/// The alias scan of a model observation finds violations only where a kmap left a PKMAP slot on
+/// a page that a coherent allocation then vmapped NC (spec §5.6).
+fn check_no_violation_but_kmap_aliases(
+    m: &Model,
+    rules: &AliasRules,
+    kmapped: &BTreeSet<Pfn>,
+) -> Result<(), TestCaseError> {
+    for a in crate::alias::scan(&m.observe().maps, rules) {
+        if a.class != crate::alias::AliasClass::Violation {
+            continue;
+        }
+        prop_assert_eq!(&a.mappings, &vec![(MapKind::Vmap, MemType::Nc), (MapKind::Pkmap, MemType::Wb)], "{:?}", a);
+        let PageAddr::Pfn(first) = a.first else {
+            return Err(TestCaseError::fail(format!("violation on a buffer page: {a:?}")));
+        };
+        for p in first.0..first.0 + a.pages {
+            prop_assert!(kmapped.contains(&Pfn(p)), "violation on pfn {:#x}, never kmapped: {:?}", p, a);
+        }
     }
+    Ok(())
+}
+
+/// With every handle freed and every page unpinned, the mappings are the boot ones (PKMAP slots
+/// aside), plus on arm64 the NC vmap of every pool chunk added since.
+fn check_release_restores_mappings(m: &Model, boot: &Model) -> Result<(), TestCaseError> {
+    let no_pkmap = |o: Observation| o.maps.into_iter().filter(|r| r.kind != MapKind::Pkmap).collect::<Vec<_>>();
+    let now = no_pkmap(m.observe());
+    if m.profile().arch.is_arm32() {
+        prop_assert_eq!(now, no_pkmap(boot.observe()));
+        prop_assert_eq!(m.observe().areas, boot.observe().areas);
+        return Ok(());
+    }
+    let a = &m.state.areas[0];
+    let mut pool_pages = Bitmap::zeroed(a.count);
+    for pool in m.state.pools.values() {
+        for c in pool.chunks() {
+            if let Some(base) = c.base_pfn {
+                pool_pages.set(base - a.base_pfn, c.pages());
+            }
+        }
+    }
+    for r in &now {
+        let PageAddr::Pfn(first) = r.first else {
+            return Err(TestCaseError::fail(format!("buffer page after release: {r:?}")));
+        };
+        match (r.kind, r.mem) {
+            (MapKind::Lin, MemType::Wb) => prop_assert_eq!((first.0, r.pages), (a.base_pfn, a.count)),
+            (MapKind::Vmap, MemType::Nc) => {
+                let off = first.0 - a.base_pfn;
+                prop_assert_eq!(pool_pages.find_next_zero_bit(off + r.pages, off), off + r.pages, "{:?}", r);
+                pool_pages.clear(off, r.pages);
+            }
+            _ => return Err(TestCaseError::fail(format!("unexpected mapping after release: {r:?}"))),
+        }
+    }
+    prop_assert_eq!(pool_pages.weight(), 0, "pool chunk pages without their vmap");
     Ok(())
 }
 
@@ -991,6 +1091,23 @@ proptest! {
         steps in proptest::collection::vec(step(), 0..60)
     ) {
         scenario(Arch::Arm32, &steps)?;
+    }
+
+    #[test]
+    fn arm32_lowmem_bitmap_and_mappings_stay_consistent(
+        steps in proptest::collection::vec(step(), 0..60)
+    ) {
+        scenario_on(lowmem_model(), &steps)?;
+    }
+
+    #[test]
+    fn arm32_highmem_with_a_known_pkmap_cursor_stays_consistent(
+        last in 0u32..512,
+        steps in proptest::collection::vec(step(), 0..60)
+    ) {
+        let mut m = model(Arch::Arm32);
+        m.set_pkmap_last(Some(last));
+        scenario_on(m, &steps)?;
     }
 
     #[test]
@@ -1030,7 +1147,7 @@ proptest! {
         opb in 0u32..4,
         ops in proptest::collection::vec((0u64..40, 0u32..8, -3i64..70, 0u64..20, any::<bool>()), 0..40),
     ) {
-        let boot = Observation { areas: vec![area_obs("big", 0x10000, 64, opb, 1)], cma_free: None };
+        let boot = Observation { areas: vec![area_obs("big", 0x10000, 64, opb, 1)], cma_free: None, ..Default::default() };
         let mut p = KernelProfile::qemu_virt_1g(Version::V6_1, Arch::Arm32);
         p.default_area = None;
         let mut m = Model::new(p, &boot).map_err(|e| TestCaseError::fail(e.to_string()))?;
