@@ -66,7 +66,7 @@ pub fn run(
 ) -> Result<Figures, SessionError> {
     let k = session::build_kernel(target, kc, progress)?;
     let g = crate::guest_build::build(target, &[])?;
-    let spec = session::vm_spec(target, &k, g.initramfs);
+    let spec = session::vm_spec(target, &k, g.initramfs)?;
     let mut boot_times = Vec::new();
     for _ in 0..boots.max(1) {
         let vm = Vm::boot(&spec).map_err(|e| SessionError::Backend(e.into()))?;

@@ -41,10 +41,11 @@ pub fn model_check(target: &Target, count: u64, seed: u64) -> Result<ModelCheckS
     let boot = target.boot_observation();
     let profile = target.profile().map_err(SessionError::from)?;
     let mut model = Model::new(profile, &boot).map_err(|e| DifftestError::Model(e.to_string()))?;
+    let areas = generate::GenArea::of(&boot.areas);
     let mut sum = ModelCheckSummary::default();
     let t = Instant::now();
     for s in seed..seed.saturating_add(count) {
-        let prog = generate::program(s);
+        let prog = generate::program_for(s, &areas);
         let resolved = prog.resolve(&boot.areas).map_err(|e| DifftestError::Model(format!("seed {s}: {e}")))?;
         let fail = |why: String| Some((s, prog.to_text(), why));
         let before = model.observe();
@@ -147,12 +148,13 @@ pub fn difftest(
     let sup = crate::oracle::Suppressions::builtin().map_err(|e| DifftestError::Model(e.to_string()))?;
     let mut ex = Executor::start(target, BackendChoice::Both, kc, sup, &mut |l| eprintln!("{l}"))?;
     let boot = ex.boot.clone();
+    let areas = generate::GenArea::of(&boot.areas);
     let mut sum = DifftestSummary::default();
     let t = Instant::now();
     let mut last_progress = Instant::now();
     let mut suppressed: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
     for s in opts.seed..opts.seed.saturating_add(opts.count) {
-        let prog = generate::program(s);
+        let prog = generate::program_for(s, &areas);
         if let Some(m) = ex.model.as_mut() {
             // What the reset will expect: boot, or boot plus arm64 pool growth.
             m.reset().map_err(SessionError::Backend)?;

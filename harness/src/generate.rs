@@ -6,11 +6,32 @@
 //! allocations and the area's ends, DMA sizes around page multiples with every attr/gfp mix,
 //! and handles that are mostly live but sometimes freed, failed or not yet defined.
 
+use reference_impl::observation::AreaObservation;
 use reference_impl::program::{AreaRef, DmaAttrs, Gfp, Handle, Op, Program};
 use reference_impl::units::{Bytes, Order, Pages};
 
-/// Pages in the `reserved` area of every current target (32 MiB of 4 KiB pages).
+/// Pages in the `reserved` area of the single-area targets (32 MiB of 4 KiB pages).
 const AREA_PAGES: i64 = 8192;
+
+/// An area programs may name, and its size in pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenArea {
+    pub name: String,
+    pub pages: i64,
+}
+
+impl GenArea {
+    /// The areas of a layout, the default area (`reserved`) first; disabled areas are left out.
+    pub fn of(areas: &[AreaObservation]) -> Vec<GenArea> {
+        let mut v: Vec<GenArea> = areas
+            .iter()
+            .filter(|a| a.count.0 > 0)
+            .map(|a| GenArea { name: a.name.clone(), pages: i64::try_from(a.count.0).unwrap_or(i64::MAX) })
+            .collect();
+        v.sort_by_key(|a| a.name != "reserved");
+        v
+    }
+}
 /// Pages in a pageblock (order 10).
 const PAGEBLOCK: u64 = 1024;
 const PAGE: u64 = 4096;
@@ -56,11 +77,17 @@ struct Plan {
     pins: Vec<i64>,
 }
 
-fn area() -> AreaRef {
-    AreaRef::Name("reserved".into())
+/// The area of the next op: the default one mostly, another one a third of the time. With a
+/// single area no random number is drawn, so single-area programs do not depend on the list.
+fn pick_area<'a>(r: &mut Rng, areas: &'a [GenArea]) -> &'a GenArea {
+    if areas.len() > 1 && r.chance(1, 3) {
+        &areas[1 + r.below(areas.len() as u64 - 1) as usize]
+    } else {
+        &areas[0]
+    }
 }
 
-fn cma_count(r: &mut Rng) -> u64 {
+fn cma_count(r: &mut Rng, area_pages: i64) -> u64 {
     match r.below(20) {
         0 => 0,
         1..=3 => 1,
@@ -69,7 +96,7 @@ fn cma_count(r: &mut Rng) -> u64 {
         14 => PAGEBLOCK + r.below(3) - 1,
         15 => 2 * PAGEBLOCK + r.below(3) - 1,
         16 => r.range(1025, 4096),
-        17 => AREA_PAGES as u64 + r.below(3) - 1,
+        17 => area_pages as u64 + r.below(3) - 1,
         18 => r.range(4097, 8000),
         _ => r.pick(&[1u64 << 20, 0xffff_ffff, 100_000]),
     }
@@ -96,13 +123,13 @@ fn dma_size(r: &mut Rng) -> u64 {
     }
 }
 
-fn offset(r: &mut Rng, p: &Plan) -> i64 {
+fn offset(r: &mut Rng, p: &Plan, area_pages: i64) -> i64 {
     match r.below(10) {
         0..=4 => r.range(0, 2048) as i64,
-        5 => AREA_PAGES + r.range(0, 4) as i64 - 2,
+        5 => area_pages + r.range(0, 4) as i64 - 2,
         6 => -(r.range(1, 3) as i64),
         7 if !p.pins.is_empty() => p.pins[r.below(p.pins.len() as u64) as usize],
-        _ => r.range(0, AREA_PAGES as u64 - 1) as i64,
+        _ => r.range(0, area_pages.max(1) as u64 - 1) as i64,
     }
 }
 
@@ -123,8 +150,15 @@ fn handle(r: &mut Rng, p: &Plan, cma: bool) -> Handle {
     Handle(live[r.below(live.len() as u64) as usize])
 }
 
-/// The program of `seed`: 5..=60 ops over the area `reserved`, every op kind represented.
+/// The program of `seed`: 5..=60 ops over the area `reserved` (8192 pages), every op kind
+/// represented.
 pub fn program(seed: u64) -> Program {
+    program_for(seed, &[GenArea { name: "reserved".into(), pages: AREA_PAGES }])
+}
+
+/// The program of `seed` over `areas` (default area first). Without any area (`cma=0`) the
+/// ops that name an area become `dma_alloc`s.
+pub fn program_for(seed: u64, areas: &[GenArea]) -> Program {
     let mut r = Rng(seed ^ 0x636d_6166_757a_7a00);
     let len = r.range(5, 60);
     let mut p = Plan::default();
@@ -132,11 +166,16 @@ pub fn program(seed: u64) -> Program {
     // Big nokmap buffers WARN in the kernel; allow one now and then.
     let mut big_nokmap = r.chance(1, 20);
     for _ in 0..len {
-        let op = match r.below(100) {
+        let mut kind = r.below(100);
+        if areas.is_empty() && !(50..=79).contains(&kind) && kind < 94 {
+            kind = 50 + kind % 20;
+        }
+        let op = match kind {
             0..=29 => {
-                let count = cma_count(&mut r);
+                let a = pick_area(&mut r, areas);
+                let count = cma_count(&mut r, a.pages);
                 p.handles.push((true, count));
-                Op::CmaAlloc { area: area(), count: Pages(count), align: Order(cma_align(&mut r)) }
+                Op::CmaAlloc { area: AreaRef::Name(a.name.clone()), count: Pages(count), align: Order(cma_align(&mut r)) }
             }
             30..=41 => {
                 let h = handle(&mut r, &p, true);
@@ -144,14 +183,15 @@ pub fn program(seed: u64) -> Program {
                 Op::CmaRelease { h }
             }
             42..=49 => {
-                let off = offset(&mut r, &p);
+                let a = pick_area(&mut r, areas);
+                let off = offset(&mut r, &p, a.pages);
                 let count = match r.below(6) {
                     0 => 0,
                     1..=3 => r.range(1, 8),
                     4 => r.range(9, 1100),
-                    _ => cma_count(&mut r),
+                    _ => cma_count(&mut r, a.pages),
                 };
-                Op::CmaReleaseRaw { area: area(), off, count: Pages(count) }
+                Op::CmaReleaseRaw { area: AreaRef::Name(a.name.clone()), off, count: Pages(count) }
             }
             50..=69 => {
                 let mut size = dma_size(&mut r);
@@ -181,23 +221,26 @@ pub fn program(seed: u64) -> Program {
                 Op::DmaFree { h }
             }
             80..=85 => {
-                let off = offset(&mut r, &p);
+                let a = pick_area(&mut r, areas);
+                let off = offset(&mut r, &p, a.pages);
                 p.pins.push(off);
-                Op::Pin { area: area(), off }
+                Op::Pin { area: AreaRef::Name(a.name.clone()), off }
             }
             86..=90 => {
+                let a = pick_area(&mut r, areas);
                 // Mostly a page pinned earlier (whether or not the pin succeeded).
                 let off = if !p.pins.is_empty() && r.chance(2, 3) {
                     p.pins[r.below(p.pins.len() as u64) as usize]
                 } else {
-                    offset(&mut r, &p)
+                    offset(&mut r, &p, a.pages)
                 };
-                Op::Unpin { area: area(), off }
+                Op::Unpin { area: AreaRef::Name(a.name.clone()), off }
             }
             91..=93 => {
+                let a = pick_area(&mut r, areas);
                 // Mostly just past the boot pools, where the next dma_alloc lands (spec §5.6).
-                let off = if r.chance(1, 2) { r.range(60, 200) as i64 } else { offset(&mut r, &p) };
-                Op::Kmap { area: area(), off }
+                let off = if r.chance(1, 2) { r.range(60, 200) as i64 } else { offset(&mut r, &p, a.pages) };
+                Op::Kmap { area: AreaRef::Name(a.name.clone()), off }
             }
             _ => Op::Observe,
         };

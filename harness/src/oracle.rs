@@ -114,7 +114,7 @@ pub struct AliasSeen {
     pub at: Point,
     pub first_pfn: u64,
     pub pages: u64,
-    /// `pkmap:wb+vmap:nc`.
+    /// `vmap:nc+pkmap:wb`.
     pub mappings: String,
     /// The rule that accepts it, `None` for a violation.
     pub rule: Option<String>,
@@ -519,7 +519,7 @@ mod tests {
             r#"
 [[suppression]]
 id = "pkmap"
-signature = "alias-violation:pkmap:wb+vmap:nc"
+signature = "alias-violation:vmap:nc+pkmap:wb"
 class = "kernel-bug"
 reason = "stale PKMAP slot"
 known_issue = "KNOWN-ISSUES.md#stale-pkmap-slot"
@@ -532,7 +532,7 @@ targets = ["arm32-*"]
             at: Point::End,
             first_pfn: 0x7e040,
             pages: 1,
-            mappings: "pkmap:wb+vmap:nc".into(),
+            mappings: "vmap:nc+pkmap:wb".into(),
             rule: None,
         }];
         let e = Evidence { prog: &p, divergences: &[], aliases: &aliases, console: &[], error: None };

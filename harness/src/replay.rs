@@ -325,13 +325,13 @@ pub fn maps_summary(o: &Observation) -> String {
 }
 
 fn used_summary(o: &Observation, boot: &Observation) -> String {
-    o.areas
+    let mut s = o
+        .areas
         .iter()
         .map(|a| {
             let b = boot.areas.iter().find(|b| b.name == a.name).map_or(0, |b| b.used_bits());
-            let free = o.cma_free.map(|p| format!(", CmaFree {} pages", p.0)).unwrap_or_default();
             format!(
-                "{} {} bits used ({} at boot), used {} pages, maxchunk {} pages{free}",
+                "{} {} bits used ({} at boot), used {} pages, maxchunk {} pages",
                 a.name,
                 a.used_bits(),
                 b,
@@ -340,7 +340,11 @@ fn used_summary(o: &Observation, boot: &Observation) -> String {
             )
         })
         .collect::<Vec<_>>()
-        .join("; ")
+        .join("; ");
+    if let Some(p) = o.cma_free {
+        s.push_str(&format!("; CmaFree {} pages", p.0));
+    }
+    s
 }
 
 #[allow(clippy::too_many_arguments)]

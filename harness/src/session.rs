@@ -25,6 +25,8 @@ pub enum SessionError {
     Guest(#[from] GuestBuildError),
     #[error(transparent)]
     Backend(#[from] BackendError),
+    #[error("device tree: {0}")]
+    Dtb(#[from] crate::dtb::DtbError),
     #[error("target {target} is {want} but the booted kernel reports {got}: wrong image for the target")]
     ArchMismatch { target: String, want: String, got: String },
 }
@@ -46,9 +48,9 @@ pub fn build_kernel(
     Ok(kernel_build::build(&req, progress)?)
 }
 
-/// The qemu spec of a target with built artifacts.
-pub fn vm_spec(target: &Target, kernel: &KernelArtifacts, initrd: PathBuf) -> VmSpec {
-    VmSpec {
+/// The qemu spec of a target with built artifacts (and its device tree, for targets with pools).
+pub fn vm_spec(target: &Target, kernel: &KernelArtifacts, initrd: PathBuf) -> Result<VmSpec, SessionError> {
+    let mut spec = VmSpec {
         qemu: target.qemu.clone(),
         machine: target.machine.clone(),
         cpu: target.cpu.clone(),
@@ -57,9 +59,12 @@ pub fn vm_spec(target: &Target, kernel: &KernelArtifacts, initrd: PathBuf) -> Vm
         kernel: kernel.image.clone(),
         initrd,
         cmdline: target.cmdline.clone(),
+        dtb: None,
         boot_timeout: Duration::from_secs(60),
         op_timeout: Duration::from_secs(10),
-    }
+    };
+    spec.dtb = crate::dtb::build(&spec, &target.pools)?;
+    Ok(spec)
 }
 
 /// Builds everything needed and boots the target's kernel.
@@ -70,7 +75,7 @@ pub fn boot_kernel(
 ) -> Result<KernelBackend, SessionError> {
     let k = build_kernel(target, kc, progress)?;
     let g = guest_build::build(target, &[])?;
-    let kb = KernelBackend::boot(vm_spec(target, &k, g.initramfs))?;
+    let kb = KernelBackend::boot(vm_spec(target, &k, g.initramfs)?)?;
     Ok(kb)
 }
 

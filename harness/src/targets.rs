@@ -57,6 +57,9 @@ pub struct Target {
     pub cmdline: String,
     pub atomic_pool_kib: u64,
     pub max_order: u32,
+    /// Extra CMA areas from reusable `shared-dma-pool` regions added to qemu's device tree.
+    #[serde(default)]
+    pub pools: Vec<crate::dtb::Pool>,
     pub boot: Vec<BootArea>,
 }
 
@@ -148,8 +151,8 @@ impl Target {
             pageblock_order: 10,
             max_low_pfn: Pfn(max_low_pfn),
             max_pfn: Pfn(max_pfn),
-            // The kernel's default area is the first one it reports; `cma=0` leaves none.
-            default_area: self.boot.first().map(|a| a.name.clone()),
+            // dma_contiguous_reserve() names the default area "reserved"; `cma=0` leaves none.
+            default_area: self.boot.iter().find(|a| a.name == "reserved").map(|a| a.name.clone()),
             coherent_dma_mask_bits: 32,
             atomic_pool_bytes: self.atomic_pool_kib * 1024,
             max_order: self.max_order,

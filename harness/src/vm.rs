@@ -43,6 +43,8 @@ pub struct VmSpec {
     pub kernel: PathBuf,
     pub initrd: PathBuf,
     pub cmdline: String,
+    /// A device tree to boot with instead of qemu's own (targets with extra CMA pools).
+    pub dtb: Option<PathBuf>,
     pub boot_timeout: Duration,
     pub op_timeout: Duration,
 }
@@ -98,8 +100,11 @@ impl Vm {
             .arg(&spec.kernel)
             .arg("-initrd")
             .arg(&spec.initrd)
-            .args(["-append", &spec.cmdline])
-            .stdin(Stdio::null())
+            .args(["-append", &spec.cmdline]);
+        if let Some(dtb) = &spec.dtb {
+            cmd.arg("-dtb").arg(dtb);
+        }
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2));
         // SAFETY: prctl is async-signal-safe; it only sets a flag on the child.

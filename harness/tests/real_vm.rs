@@ -275,7 +275,7 @@ fn a_stale_pkmap_slot_is_an_alias_violation_suppressed_as_a_known_kernel_issue()
     let verdicts = v["verdicts"].as_array().expect("verdicts");
     let alias = verdicts
         .iter()
-        .find(|x| x["signature"] == "alias-violation:pkmap:wb+vmap:nc")
+        .find(|x| x["signature"] == "alias-violation:vmap:nc+pkmap:wb")
         .unwrap_or_else(|| panic!("no PKMAP alias verdict: {all}"));
     assert_eq!(alias["kind"], "alias-violation");
     assert_eq!(alias["suppressed"]["class"], "kernel-bug");
