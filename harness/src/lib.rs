@@ -12,6 +12,7 @@ pub mod compare;
 pub mod console;
 pub mod difftest;
 pub mod doctor;
+pub mod dtb;
 pub mod exec;
 pub mod generate;
 pub mod guest;
