@@ -125,27 +125,78 @@ fn bits_only_in(a: &[u32], b: &[u32]) -> String {
 /// The mappings of one page: (kind, memory type) pairs, sorted, with repeats.
 pub type PageMaps = Vec<(MapKind, MemType)>;
 
-/// Expands a mapping table into per-page mapping sets. Model-side `Buffer` addresses become pfns
-/// through `handles` (the kernel's first pfn for each handle); a buffer the kernel has no pfn for
-/// is left out (its outcome already diverged).
-pub fn per_page(obs: &Observation, handles: &BTreeMap<Handle, Pfn>) -> BTreeMap<Pfn, PageMaps> {
-    let mut pages: BTreeMap<Pfn, PageMaps> = BTreeMap::new();
+/// Start/end events of a mapping table's runs, in pfns: `(pfn, +1 | -1, mapping)`. Model-side
+/// `Buffer` addresses become pfns through `handles` (the kernel's first pfn for each handle); a
+/// buffer the kernel has no pfn for is left out (its outcome already diverged).
+fn events(obs: &Observation, handles: &BTreeMap<Handle, Pfn>) -> Vec<(u64, i32, (MapKind, MemType))> {
+    let mut ev = Vec::with_capacity(obs.maps.len() * 2);
     for run in &obs.maps {
         let first = match run.first {
-            PageAddr::Pfn(p) => p,
+            PageAddr::Pfn(p) => p.0,
             PageAddr::Buffer { handle, index } => match handles.get(&handle) {
-                Some(p) => Pfn(p.0.saturating_add(index)),
+                Some(p) => p.0.saturating_add(index),
                 None => continue,
             },
         };
-        for i in 0..run.pages {
-            pages.entry(Pfn(first.0.saturating_add(i))).or_default().push((run.kind, run.mem));
+        if run.pages == 0 {
+            continue;
+        }
+        ev.push((first, 1, (run.kind, run.mem)));
+        ev.push((first.saturating_add(run.pages), -1, (run.kind, run.mem)));
+    }
+    ev.sort();
+    ev
+}
+
+/// The multiset as a sorted list with repeats.
+fn flatten(m: &BTreeMap<(MapKind, MemType), i64>) -> PageMaps {
+    let mut v = PageMaps::new();
+    for (k, n) in m {
+        for _ in 0..*n {
+            v.push(*k);
         }
     }
-    for v in pages.values_mut() {
-        v.sort();
+    v
+}
+
+/// Segments `[lo, hi)` of pfns over which the two tables map differently, with each side's
+/// mapping set: a sweep over run boundaries, so a 1 GiB area costs as much as one page.
+pub fn map_differences(
+    model: &Observation,
+    kernel: &Observation,
+    handles: &BTreeMap<Handle, Pfn>,
+) -> Vec<(u64, u64, PageMaps, PageMaps)> {
+    let me = events(model, handles);
+    let ke = events(kernel, &BTreeMap::new());
+    let mut all: Vec<(u64, i32, (MapKind, MemType), bool)> = me.iter().map(|&(p, d, k)| (p, d, k, true)).collect();
+    all.extend(ke.iter().map(|&(p, d, k)| (p, d, k, false)));
+    all.sort();
+    let mut mset: BTreeMap<(MapKind, MemType), i64> = BTreeMap::new();
+    let mut kset: BTreeMap<(MapKind, MemType), i64> = BTreeMap::new();
+    let mut out: Vec<(u64, u64, PageMaps, PageMaps)> = Vec::new();
+    let mut i = 0;
+    while i < all.len() {
+        let pos = all[i].0;
+        while i < all.len() && all[i].0 == pos {
+            let (_, d, k, is_model) = all[i];
+            let set = if is_model { &mut mset } else { &mut kset };
+            let n = set.entry(k).or_default();
+            *n += i64::from(d);
+            if *n == 0 {
+                set.remove(&k);
+            }
+            i += 1;
+        }
+        let Some(next) = all.get(i).map(|e| e.0) else { break };
+        if mset != kset {
+            let (ms, ks) = (flatten(&mset), flatten(&kset));
+            match out.last_mut() {
+                Some((_, hi, lm, lk)) if *hi == pos && *lm == ms && *lk == ks => *hi = next,
+                _ => out.push((pos, next, ms, ks)),
+            }
+        }
     }
-    pages
+    out
 }
 
 /// `lin:wb+vmap:nc`, or `none`.
@@ -185,36 +236,19 @@ pub fn compare_maps(
         // Cannot judge half a table; the kernel said so.
         return;
     }
-    let m = per_page(model, handles);
-    let k = per_page(kernel, &BTreeMap::new());
-    let empty = PageMaps::new();
-    let mut groups: Vec<(u64, u64, String, String)> = Vec::new();
-    let mut total = 0u64;
-    let pfns: std::collections::BTreeSet<Pfn> = m.keys().chain(k.keys()).copied().collect();
-    for p in pfns {
-        let mm = m.get(&p).unwrap_or(&empty);
-        let km = k.get(&p).unwrap_or(&empty);
-        if mm == km {
-            continue;
-        }
-        total += 1;
-        let (ms, ks) = (show_page_maps(mm), show_page_maps(km));
-        match groups.last_mut() {
-            Some((_, hi, gm, gk)) if *hi + 1 == p.0 && *gm == ms && *gk == ks => *hi = p.0,
-            _ => groups.push((p.0, p.0, ms, ks)),
-        }
-    }
+    let diffs = map_differences(model, kernel, handles);
+    let total: u64 = diffs.iter().map(|(lo, hi, _, _)| hi - lo).sum();
     if total > 0 {
-        let mut parts: Vec<String> = groups
+        let mut parts: Vec<String> = diffs
             .iter()
             .take(8)
             .map(|(lo, hi, ms, ks)| {
-                let range = if lo == hi { format!("pfn {lo:#x}") } else { format!("pfns {lo:#x}-{hi:#x}") };
-                format!("{range}: model {ms}, kernel {ks}")
+                let range = if hi - lo == 1 { format!("pfn {lo:#x}") } else { format!("pfns {lo:#x}-{:#x}", hi - 1) };
+                format!("{range}: model {}, kernel {}", show_page_maps(ms), show_page_maps(ks))
             })
             .collect();
-        if groups.len() > 8 {
-            parts.push(format!("… ({} groups)", groups.len()));
+        if diffs.len() > 8 {
+            parts.push(format!("… ({} groups)", diffs.len()));
         }
         out.push(Divergence::Mapping { at, pages: total, detail: parts.join("; ") });
     }
@@ -328,6 +362,63 @@ mod tests {
         let d = compare(&ResolvedProgram::default(), &m, &k, &m.end.areas);
         let text = d[0].to_string();
         assert!(text.contains("set only in model: bits 0") && text.contains("set only in kernel: bits 3"), "{text}");
+    }
+
+    fn maps(runs: &[(u64, u64, MapKind, MemType)]) -> Observation {
+        Observation {
+            maps: runs
+                .iter()
+                .map(|&(pfn, pages, kind, mem)| reference_impl::observation::MapRun {
+                    kind,
+                    first: PageAddr::Pfn(Pfn(pfn)),
+                    pages,
+                    mem,
+                    va: None,
+                    level: None,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn mapping_differences_are_found_page_exactly_whatever_the_run_split() {
+        use MapKind::*;
+        use MemType::*;
+        // The same 1 GiB of LIN Wb, split differently, plus a vmap on 3 pages in the kernel only.
+        let m = maps(&[(0x40000, 1 << 18, Lin, Wb)]);
+        let k = maps(&[(0x40000, 512, Lin, Wb), (0x40200, (1 << 18) - 512, Lin, Wb), (0x40010, 3, Vmap, Nc)]);
+        let d = map_differences(&m, &k, &BTreeMap::new());
+        assert_eq!(d, vec![(0x40010, 0x40013, vec![(Lin, Wb)], vec![(Lin, Wb), (Vmap, Nc)])]);
+        assert!(map_differences(&m, &m.clone(), &BTreeMap::new()).is_empty());
+        let mut out = Vec::new();
+        compare_maps(Point::End, &m, &k, &BTreeMap::new(), &mut out);
+        assert_eq!(out.len(), 1);
+        let text = out[0].to_string();
+        assert!(
+            text.contains("3 page(s)") && text.contains("pfns 0x40010-0x40012: model lin:wb, kernel lin:wb+vmap:nc"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn model_buffer_addresses_resolve_through_the_kernels_pfn_for_the_handle() {
+        use reference_impl::observation::MapRun;
+        let mut m = maps(&[]);
+        m.maps.push(MapRun {
+            kind: MapKind::Vmap,
+            first: PageAddr::Buffer { handle: Handle(2), index: 0 },
+            pages: 2,
+            mem: MemType::Nc,
+            va: None,
+            level: None,
+        });
+        let k = maps(&[(0x50000, 2, MapKind::Vmap, MemType::Nc)]);
+        let handles: BTreeMap<Handle, Pfn> = [(Handle(2), Pfn(0x50000))].into_iter().collect();
+        assert!(map_differences(&m, &k, &handles).is_empty());
+        // At another pfn it is a difference on both places.
+        let handles: BTreeMap<Handle, Pfn> = [(Handle(2), Pfn(0x50001))].into_iter().collect();
+        assert_eq!(map_differences(&m, &k, &handles).len(), 2);
     }
 
     #[test]
