@@ -346,6 +346,7 @@ static int print_result(const uint8_t *p, size_t len)
 	struct cf_result r;
 	struct cf_obs_hdr oh;
 	struct cf_area ar;
+	struct cf_map m;
 	uint32_t i, a, w, word, used;
 	char name[CF_NAME_LEN + 1];
 
@@ -400,6 +401,18 @@ static int print_result(const uint8_t *p, size_t len)
 				first = 0;
 			}
 			printf("\n");
+		}
+		printf("cmafuzz-local: obs %u maps=%u flags=%#x pkmap_last=%d\n",
+		       oh.op_index, oh.nmaps, oh.flags, (int)oh.pkmap_last);
+		for (a = 0; a < oh.nmaps; a++) {
+			if ((size_t)(end - p) < sizeof(m))
+				return -1;
+			memcpy(&m, p, sizeof(m));
+			p += sizeof(m);
+			printf("cmafuzz-local: obs %u map kind=%u level=%u attr=%u va=%#llx pfn=%#llx pages=%u\n",
+			       oh.op_index, m.kind, m.level, m.attr,
+			       (unsigned long long)m.va,
+			       (unsigned long long)m.pfn, m.pages);
 		}
 	}
 	fflush(stdout);

@@ -9,12 +9,15 @@
  *
  * /dev/cmafuzz takes a RUN payload (struct cf_run + ops, see cmafuzz_wire.h),
  * executes the ops in order against the real kernel and returns one result
- * per op plus one snapshot of every CMA bitmap per OBSERVE op.  Every field
- * of every op is range checked; an op that could corrupt the kernel under
- * test (freeing pages nobody holds) is refused without calling the kernel.
+ * per op plus one observation block per OBSERVE op (or per op, with
+ * CF_RUN_OBSERVE_EACH): every CMA bitmap and every kernel page-table leaf
+ * that maps a CMA page or a page of a live buffer.  Every field of every op
+ * is range checked; an op that could corrupt the kernel under test (freeing
+ * pages nobody holds) is refused without calling the kernel.
  *
  * Allocations live in a global handle table that survives close(), pinned
- * pages in a small global table; RESET frees and unpins them all.
+ * pages in a small global table; RESET frees and unpins them all and empties
+ * the unused PKMAP slots.
  */
 
 #define pr_fmt(fmt) "cmafuzz: " fmt
@@ -25,6 +28,7 @@
 #include <linux/dma-mapping.h>
 #include <linux/fs.h>
 #include <linux/gfp.h>
+#include <linux/highmem.h>
 #include <linux/init.h>
 #include <linux/memblock.h>
 #include <linux/miscdevice.h>
@@ -32,8 +36,10 @@
 #include <linux/mutex.h>
 #include <linux/overflow.h>
 #include <linux/pageblock-flags.h>
+#include <linux/pgtable.h>
 #include <linux/platform_device.h>
 #include <linux/slab.h>
+#include <linux/sort.h>
 #include <linux/spinlock.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
@@ -42,6 +48,11 @@
 #include <linux/vmalloc.h>
 #include <linux/vmstat.h>
 #include <linux/workqueue.h>
+
+#include <asm/fixmap.h>
+#ifdef CONFIG_ARM64
+#include <asm/sysreg.h>
+#endif
 
 #include "cma.h"
 
@@ -52,6 +63,9 @@
 #endif
 #ifdef __BIG_ENDIAN
 #error "the cmafuzz wire format is little-endian"
+#endif
+#if !defined(CONFIG_ARM) && !defined(CONFIG_ARM64)
+#error "cmafuzz walks ARM page tables"
 #endif
 
 #ifdef CONFIG_CMA_ALIGNMENT
@@ -86,12 +100,26 @@ struct cf_handle {
 	gfp_t gfp;
 };
 
+/* A pfn range [start, end) whose mappings the observation reports. */
+struct cf_range {
+	unsigned long start;
+	unsigned long end;
+};
+
+#define CF_MAX_RANGES		(CF_MAX_HANDLES + MAX_CMA_AREAS)
+
 static DEFINE_MUTEX(cf_lock);
 static struct cf_handle *cf_handles;
 static struct platform_device *cf_pdev;
 /* Pages taken by CF_OP_PIN, unordered; cf_pins[0..cf_npins) are live. */
 static unsigned long cf_pins[CF_MAX_PINS];
 static u32 cf_npins;
+/* Scratch for one observation's pfns of interest, under cf_lock. */
+static struct cf_range *cf_ranges;
+/* The RESULT payload being built, CF_MAX_FRAME bytes, under cf_lock. */
+static u8 *cf_out;
+/* mm/highmem.c last_pkmap_nr as far as we know it (cmafuzz_wire.h). */
+static u32 cf_pkmap_last = CF_PKMAP_UNKNOWN;
 
 /*
  * The generic atomic pools (arm64) refill themselves from a work item that
@@ -131,8 +159,11 @@ static u32 cf_area_nwords(const struct cma *cma)
 	return min_t(unsigned long, DIV_ROUND_UP(bits, 32), CF_MAX_BITMAP_WORDS);
 }
 
-/* Bytes of one observation block; the area table is fixed after boot. */
-static size_t cf_obs_size(void)
+/*
+ * Bytes of one observation block without its mapping table; the area table
+ * is fixed after boot.
+ */
+static size_t cf_obs_fixed_size(void)
 {
 	size_t sz = sizeof(struct cf_obs_hdr);
 	u32 i;
@@ -494,6 +525,94 @@ static void cf_op_unpin(const struct cf_op *op, struct cf_result *r)
 	r->status = CF_ST_OK;
 }
 
+#ifdef CONFIG_HIGHMEM
+static u32 cf_pkmap_slot(const void *addr)
+{
+	return ((unsigned long)addr - PKMAP_BASE) >> PAGE_SHIFT;
+}
+
+/*
+ * What any earlier owner of a free highmem page may have left behind: take
+ * the page like CF_OP_PIN, kmap() it, write to it, kunmap() it and give it
+ * back.  kunmap() keeps the PKMAP PTE until the next pkmap flush
+ * (cma-spec 5.6), so the page stays mapped cacheable while it is free.
+ */
+static void cf_kmap_pfn(unsigned long pfn, struct cf_result *r)
+{
+	struct page *page = pfn_to_page(pfn);
+	bool had_slot;
+	u8 *addr;
+	int ret;
+
+	ret = alloc_contig_range(pfn, pfn + 1, MIGRATE_CMA, GFP_KERNEL);
+	if (ret) {
+		pr_info("kmap: alloc_contig_range(%lu, %lu) returned %d\n",
+			pfn, pfn + 1, ret);
+		r->status = CF_ST_FAILED;
+		return;
+	}
+	had_slot = page_address(page);
+	addr = kmap(page);
+	if (!had_slot)
+		cf_pkmap_last = cf_pkmap_slot(addr);
+	WRITE_ONCE(*addr, 0x5a);
+	kunmap(page);
+	free_contig_range(pfn, 1);
+	r->status = CF_ST_OK;
+}
+#endif
+
+static void cf_op_kmap(const struct cf_op *op, struct cf_result *r)
+{
+	struct cma *cma = &cma_areas[op->area];
+	unsigned long pfn;
+
+	if (!cf_pin_pfn(op, r, &pfn) || cf_bitmap_bit_set(cma, pfn) ||
+	    cf_pin_find(pfn) >= 0) {
+		r->status = CF_ST_REFUSED;
+		return;
+	}
+#ifdef CONFIG_HIGHMEM
+	if (pfn >= max_low_pfn) {
+		cf_kmap_pfn(pfn, r);
+		return;
+	}
+#endif
+	/* lowmem, or no highmem at all: kmap() is page_address(), no slot */
+	r->status = CF_ST_NOOP;
+}
+
+/*
+ * Empty every unused PKMAP slot and learn where the kernel's slot cursor
+ * stands: after the flush all slots are free, so a probe kmap() gets the
+ * slot after last_pkmap_nr and becomes the new last_pkmap_nr.  The probe
+ * page comes from highmem but never from CMA (GFP_HIGHUSER is unmovable).
+ */
+static void cf_pkmap_reset(void)
+{
+#ifdef CONFIG_HIGHMEM
+	struct page *page;
+	u32 slot;
+
+	kmap_flush_unused();
+	page = alloc_page(GFP_HIGHUSER);
+	if (!page) {
+		pr_warn("reset: no page for the pkmap probe\n");
+		return;
+	}
+	if (!PageHighMem(page)) {
+		/* No highmem zone: there are no PKMAP slots to track. */
+		__free_page(page);
+		return;
+	}
+	slot = cf_pkmap_slot(kmap(page));
+	kunmap(page);
+	__free_page(page);
+	kmap_flush_unused();
+	cf_pkmap_last = slot;
+#endif
+}
+
 static void cf_op_reset(struct cf_result *r)
 {
 	unsigned long failed = 0;
@@ -517,20 +636,418 @@ static void cf_op_reset(struct cf_result *r)
 		cf_unpin_at(cf_npins - 1);
 	if (failed)
 		pr_err("reset: cma_release refused %lu handles\n", failed);
+	cf_pkmap_reset();
 	r->status = CF_ST_OK;
 }
 
-/* Append one observation block at @p; returns the byte after it. */
+/*
+ * The mapping table of one observation block.  The walkers visit kernel
+ * page-table leaves in ascending va, one region (= one CF_MAP_* kind) at a
+ * time and the regions in kind order, so runs come out sorted by (kind, va)
+ * and each needs merging only with the one before it.
+ */
+struct cf_mapper {
+	const struct cf_range *ranges;	/* pfns of interest, sorted, disjoint */
+	u32 nranges;
+	u8 kind;			/* CF_MAP_* of the region being walked */
+	struct cf_map cur;		/* the open run, not yet written */
+	bool have_cur;
+	u8 *p, *end;			/* output cursor and bound */
+	u32 nmaps;			/* runs written */
+	u32 flags;			/* CF_OBS_* */
+	bool nospace;			/* the runs did not fit before @end */
+	bool stop;			/* nospace or CF_MAX_MAPS reached */
+};
+
+static int cf_range_cmp(const void *a, const void *b)
+{
+	const struct cf_range *x = a, *y = b;
+
+	if (x->start != y->start)
+		return x->start < y->start ? -1 : 1;
+	return 0;
+}
+
+/*
+ * The pfns of interest: every page of every CMA area and of every live
+ * buffer (CMA handles lie inside their area; DMA buffers may be buddy pages
+ * anywhere).  Sorted and merged into disjoint ranges in cf_ranges[].
+ */
+static u32 cf_build_ranges(void)
+{
+	struct cf_range *r = cf_ranges;
+	u32 n = 0, i, k;
+
+	for (i = 0; i < cma_area_count && n < CF_MAX_RANGES; i++) {
+		if (!cma_areas[i].count)
+			continue;
+		r[n].start = cma_areas[i].base_pfn;
+		r[n].end = cma_areas[i].base_pfn + cma_areas[i].count;
+		n++;
+	}
+	for (k = 0; k < CF_MAX_HANDLES && n < CF_MAX_RANGES; k++) {
+		const struct cf_handle *h = &cf_handles[k];
+
+		if (h->kind != CF_H_DMA || !h->pages)
+			continue;
+		r[n].start = h->pfn;
+		r[n].end = h->pfn + h->pages;
+		n++;
+	}
+	sort(r, n, sizeof(*r), cf_range_cmp, NULL);
+	for (i = 0, k = 0; i < n; i++) {
+		if (k && r[i].start <= r[k - 1].end)
+			r[k - 1].end = max(r[k - 1].end, r[i].end);
+		else
+			r[k++] = r[i];
+	}
+	return k;
+}
+
+static void cf_map_flush(struct cf_mapper *m)
+{
+	if (!m->have_cur || m->stop)
+		return;
+	m->have_cur = false;
+	if (m->nmaps >= CF_MAX_MAPS) {
+		m->flags |= CF_OBS_MAPS_TRUNCATED;
+		m->stop = true;
+		return;
+	}
+	if (m->end - m->p < sizeof(m->cur)) {
+		m->nospace = true;
+		m->stop = true;
+		return;
+	}
+	memcpy(m->p, &m->cur, sizeof(m->cur));
+	m->p += sizeof(m->cur);
+	m->nmaps++;
+}
+
+/* Add @n pages at @va -> @pfn, all of interest, to the table. */
+static void cf_map_add(struct cf_mapper *m, u8 level, u8 attr,
+		       unsigned long va, unsigned long pfn, unsigned long n)
+{
+	struct cf_map *c = &m->cur;
+
+	if (m->have_cur && c->kind == m->kind && c->level == level &&
+	    c->attr == attr &&
+	    c->va + ((u64)c->pages << PAGE_SHIFT) == va &&
+	    c->pfn + c->pages == pfn && n <= U32_MAX - c->pages) {
+		c->pages += n;
+		return;
+	}
+	cf_map_flush(m);
+	if (m->stop)
+		return;
+	memset(c, 0, sizeof(*c));
+	c->va = va;
+	c->pfn = pfn;
+	c->pages = n;
+	c->kind = m->kind;
+	c->level = level;
+	c->attr = attr;
+	m->have_cur = true;
+}
+
+/*
+ * A present leaf maps the @n pages at @va to @pfn.. (the caller has clipped
+ * it to the window being walked): add the parts that are of interest.
+ */
+static void cf_map_leaf(struct cf_mapper *m, u8 level, u8 attr,
+			unsigned long va, unsigned long pfn, unsigned long n)
+{
+	unsigned long end = pfn + n, a, b;
+	u32 lo = 0, hi = m->nranges, mid;
+
+	/* first range that ends above @pfn */
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (m->ranges[mid].end <= pfn)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < m->nranges && m->ranges[lo].start < end && !m->stop;
+	     lo++) {
+		a = max(pfn, m->ranges[lo].start);
+		b = min(end, m->ranges[lo].end);
+		cf_map_add(m, level, attr, va + ((a - pfn) << PAGE_SHIFT), a,
+			   b - a);
+	}
+}
+
+#if defined(CONFIG_ARM) && !defined(CONFIG_ARM_LPAE)
+
+/* The next @size boundary after @va, or @end if that comes first. */
+static unsigned long cf_addr_end(unsigned long va, unsigned long end,
+				 unsigned long size)
+{
+	unsigned long next = (va + size) & ~(size - 1);
+
+	return next - 1 < end - 1 ? next : end;
+}
+
+/*
+ * arm32 2-level: memory type n = TEX[0]:C:B of a hardware descriptor, TEX[0]
+ * at bit @tex0 (12 in sections and large pages, 6 in small pages).
+ */
+static u8 cf_arm_attr(u32 d, unsigned int tex0)
+{
+	return ((d >> tex0) & 1) << 2 | ((d >> 3) & 1) << 1 | ((d >> 2) & 1);
+}
+
+/*
+ * The second-level table of one 1 MiB L1 entry: read the hardware table the
+ * L1 entry points at (Linux keeps its own PTEs 2048 bytes before it, with
+ * software bits the MMU never sees).
+ */
+static void cf_walk_l2(struct cf_mapper *m, u32 l1, unsigned long va,
+		       unsigned long end)
+{
+	const u32 *hw = phys_to_virt(l1 & ~0x3ffu);
+	unsigned long pfn;
+	u32 d;
+
+	for (; va < end && !m->stop; va += PAGE_SIZE) {
+		d = READ_ONCE(hw[(va >> PAGE_SHIFT) & 0xff]);
+		if (d & 2) {		/* small page */
+			pfn = d >> PAGE_SHIFT;
+			cf_map_leaf(m, CF_LVL_PTE, cf_arm_attr(d, 6), va, pfn,
+				    1);
+		} else if (d & 1) {	/* 64 KiB large page: unused by Linux */
+			pfn = ((d & 0xffff0000u) >> PAGE_SHIFT) +
+			      ((va >> PAGE_SHIFT) & 0xf);
+			cf_map_leaf(m, CF_LVL_PTE, cf_arm_attr(d, 12), va, pfn,
+				    1);
+		}
+	}
+}
+
+static void cf_walk(struct cf_mapper *m, unsigned long va, unsigned long end)
+{
+	unsigned long next, pfn;
+	pmd_t *pmdp;
+	u32 l1;
+
+	for (; va < end && !m->stop; va = next) {
+		next = cf_addr_end(va, end, SECTION_SIZE);
+		/* pmd_off_k() gives the first of a pair of 1 MiB entries */
+		pmdp = pmd_off_k(va) + ((va >> SECTION_SHIFT) & 1);
+		l1 = pmd_val(READ_ONCE(*pmdp));
+		switch (l1 & 3) {
+		case 1:
+			cf_walk_l2(m, l1, va, next);
+			break;
+		case 2:
+			if (l1 & PMD_SECT_SUPER) {
+				/* 16 MiB; PA[35:32] in bits 23:20 */
+				pfn = (l1 >> PAGE_SHIFT) & 0xff000;
+				pfn |= (unsigned long)((l1 >> 20) & 0xf)
+				       << (32 - PAGE_SHIFT);
+				pfn += (va & ~SUPERSECTION_MASK) >> PAGE_SHIFT;
+			} else {
+				pfn = (l1 & SECTION_MASK) >> PAGE_SHIFT;
+				pfn += (va & ~SECTION_MASK) >> PAGE_SHIFT;
+			}
+			cf_map_leaf(m, CF_LVL_SECTION, cf_arm_attr(l1, 12), va,
+				    pfn, (next - va) >> PAGE_SHIFT);
+			break;
+		}
+	}
+}
+
+#else /* LPAE or arm64: long descriptors, AttrIndx in bits 4:2 */
+
+#ifdef CONFIG_ARM64
+#define CF_LVL_BLOCK2M		CF_LVL_PMD
+#else
+#define CF_LVL_BLOCK2M		CF_LVL_SECTION
+#endif
+
+static u8 cf_attr_indx(u64 d)
+{
+	return (d >> 2) & 7;
+}
+
+static void cf_walk_pte(struct cf_mapper *m, pmd_t *pmdp, unsigned long va,
+			unsigned long end)
+{
+	pte_t *ptep = pte_offset_kernel(pmdp, va);
+	pte_t pte;
+	u64 d;
+
+	for (; va < end && !m->stop; va += PAGE_SIZE, ptep++) {
+		pte = ptep_get(ptep);
+		d = pte_val(pte);
+		if ((d & 3) == 3)	/* page descriptor */
+			cf_map_leaf(m, CF_LVL_PTE, cf_attr_indx(d), va,
+				    pte_pfn(pte), 1);
+	}
+}
+
+static void cf_walk_pmd(struct cf_mapper *m, pud_t *pudp, unsigned long va,
+			unsigned long end)
+{
+	pmd_t *pmdp = pmd_offset(pudp, va);
+	unsigned long next, pfn;
+	pmd_t pmd;
+	u64 d;
+
+	for (; va < end && !m->stop; va = next, pmdp++) {
+		next = pmd_addr_end(va, end);
+		pmd = READ_ONCE(*pmdp);
+		d = pmd_val(pmd);
+		if ((d & 3) == 1) {	/* 2 MiB block */
+			pfn = pmd_pfn(pmd) + ((va & ~PMD_MASK) >> PAGE_SHIFT);
+			cf_map_leaf(m, CF_LVL_BLOCK2M, cf_attr_indx(d), va, pfn,
+				    (next - va) >> PAGE_SHIFT);
+		} else if ((d & 3) == 3) {
+			cf_walk_pte(m, pmdp, va, next);
+		}
+	}
+}
+
+static void cf_walk_pud(struct cf_mapper *m, p4d_t *p4dp, unsigned long va,
+			unsigned long end)
+{
+	pud_t *pudp = pud_offset(p4dp, va);
+	unsigned long next;
+	pud_t pud;
+	u64 d;
+
+	for (; va < end && !m->stop; va = next, pudp++) {
+		next = pud_addr_end(va, end);
+		pud = READ_ONCE(*pudp);
+		d = pud_val(pud);
+		if ((d & 3) == 3) {
+			cf_walk_pmd(m, pudp, va, next);
+#ifdef CONFIG_ARM64
+		} else if ((d & 3) == 1) {	/* 1 GiB block */
+			cf_map_leaf(m, CF_LVL_PUD, cf_attr_indx(d), va,
+				    pud_pfn(pud) +
+				    ((va & ~PUD_MASK) >> PAGE_SHIFT),
+				    (next - va) >> PAGE_SHIFT);
+#endif
+		}
+	}
+}
+
+static void cf_walk_p4d(struct cf_mapper *m, pgd_t *pgdp, unsigned long va,
+			unsigned long end)
+{
+	p4d_t *p4dp = p4d_offset(pgdp, va);
+	unsigned long next;
+	p4d_t p4d;
+
+	for (; va < end && !m->stop; va = next, p4dp++) {
+		next = p4d_addr_end(va, end);
+		p4d = READ_ONCE(*p4dp);
+		if (p4d_none(p4d) || p4d_bad(p4d))
+			continue;
+		cf_walk_pud(m, p4dp, va, next);
+	}
+}
+
+static void cf_walk(struct cf_mapper *m, unsigned long va, unsigned long end)
+{
+	pgd_t *pgdp = pgd_offset_k(va);
+	unsigned long next;
+	pgd_t pgd;
+
+	for (; va < end && !m->stop; va = next, pgdp++) {
+		next = pgd_addr_end(va, end);
+		pgd = READ_ONCE(*pgdp);
+		if (pgd_none(pgd) || pgd_bad(pgd))
+			continue;
+		cf_walk_p4d(m, pgdp, va, next);
+	}
+}
+
+#endif
+
+static void cf_walk_region(struct cf_mapper *m, u8 kind, unsigned long start,
+			   unsigned long end)
+{
+	m->kind = kind;
+	cf_walk(m, PAGE_ALIGN(start), end & PAGE_MASK);
+}
+
+/*
+ * The linear map holds nothing but __va(pfn) for lowmem pfns, so walk just
+ * the VAs of the pfns of interest.  Not [PAGE_OFFSET, high_memory): an
+ * arm64 kernel built for 52-bit VAs that runs with 48 (6.12 with LPA2 on a
+ * CPU without it) has its linear map well above PAGE_OFFSET, and the
+ * addresses below would wrap around the top-level table.
+ */
+static void cf_walk_linear(struct cf_mapper *m)
+{
+	unsigned long lo, hi;
+	u32 i;
+
+	m->kind = CF_MAP_LIN;
+	for (i = 0; i < m->nranges && !m->stop; i++) {
+		lo = m->ranges[i].start;
+		hi = min(m->ranges[i].end, max_low_pfn);
+		if (lo >= hi)
+			break;		/* sorted: the rest is highmem */
+		cf_walk(m, (unsigned long)pfn_to_kaddr(lo),
+			(unsigned long)pfn_to_kaddr(hi));
+	}
+}
+
+/*
+ * Write the mapping table at @p, at most up to @end; returns the number of
+ * runs, or -ENOSPC.  Full walks of the vmalloc, PKMAP and fixmap areas find
+ * every alias of a pfn of interest, not just the ones the DMA code made;
+ * the linear map cannot hold any but the obvious one.
+ */
+static int cf_maps(u8 **p, u8 *end, u32 *flags)
+{
+	struct cf_mapper m = {
+		.ranges = cf_ranges,
+		.nranges = cf_build_ranges(),
+		.p = *p,
+		.end = end,
+	};
+
+	cf_walk_linear(&m);
+	cf_walk_region(&m, CF_MAP_VMAP, VMALLOC_START, VMALLOC_END);
+#ifdef CONFIG_HIGHMEM
+	cf_walk_region(&m, CF_MAP_PKMAP, PKMAP_BASE,
+		       PKMAP_BASE + LAST_PKMAP * PAGE_SIZE);
+#endif
+#ifdef CONFIG_ARM64
+	cf_walk_region(&m, CF_MAP_FIXMAP, FIXADDR_START, FIXADDR_TOP);
+#else
+	cf_walk_region(&m, CF_MAP_FIXMAP, FIXADDR_START, FIXADDR_END);
+#endif
+	cf_map_flush(&m);
+	if (m.nospace)
+		return -ENOSPC;
+	*p = m.p;
+	*flags = m.flags;
+	return m.nmaps;
+}
+
+/*
+ * Append one observation block at @p, at most up to @end; returns the byte
+ * after it, or NULL if it does not fit.
+ */
 static u8 *cf_observe(u8 *p, u8 *end, u32 op_index)
 {
 	struct cf_obs_hdr oh = {
 		.op_index = op_index,
 		.nareas = cf_nareas(),
 		.cma_free_pages = global_zone_page_state(NR_FREE_CMA_PAGES),
+		.pkmap_last = cf_pkmap_last,
 	};
+	u8 *hdr = p;
 	u32 i, w, nwords;
+	int nmaps;
 
-	memcpy(p, &oh, sizeof(oh));
+	if (end - p < sizeof(oh))
+		return NULL;
 	p += sizeof(oh);
 	for (i = 0; i < oh.nareas; i++) {
 		struct cma *cma = &cma_areas[i];
@@ -538,11 +1055,8 @@ static u8 *cf_observe(u8 *p, u8 *end, u32 op_index)
 		u32 word;
 
 		nwords = cf_area_nwords(cma);
-		if (p + sizeof(ar) + (size_t)nwords * sizeof(u32) > end) {
-			/* cannot happen: sized by cf_obs_size() */
-			WARN_ON_ONCE(1);
-			nwords = 0;
-		}
+		if (end - p < sizeof(ar) + (size_t)nwords * sizeof(u32))
+			return NULL;
 		memcpy(ar.name, cma->name,
 		       strnlen(cma->name, min_t(size_t, CF_NAME_LEN,
 						sizeof(cma->name))));
@@ -563,6 +1077,12 @@ static u8 *cf_observe(u8 *p, u8 *end, u32 op_index)
 		}
 		spin_unlock_irq(&cma->lock);
 	}
+
+	nmaps = cf_maps(&p, end, &oh.flags);
+	if (nmaps < 0)
+		return NULL;
+	oh.nmaps = nmaps;
+	memcpy(hdr, &oh, sizeof(oh));
 	return p;
 }
 
@@ -576,6 +1096,7 @@ static bool cf_op_valid(const struct cf_op *op)
 	case CF_OP_CMA_RELEASE_RAW:
 	case CF_OP_PIN:
 	case CF_OP_UNPIN:
+	case CF_OP_KMAP:
 		return op->area < cma_area_count && !op->flags;
 	case CF_OP_CMA_RELEASE:
 	case CF_OP_DMA_FREE:
@@ -590,17 +1111,99 @@ static bool cf_op_valid(const struct cf_op *op)
 	}
 }
 
+static void cf_run_op(const struct cf_op *op, struct cf_result *r)
+{
+	r->kind = op->kind;
+	if (!cf_op_valid(op)) {
+		r->status = CF_ST_BADOP;
+		return;
+	}
+	switch (op->kind) {
+	case CF_OP_CMA_ALLOC:
+		cf_op_cma_alloc(op, r);
+		break;
+	case CF_OP_CMA_RELEASE:
+		cf_op_cma_release(op, r);
+		break;
+	case CF_OP_CMA_RELEASE_RAW:
+		cf_op_cma_release_raw(op, r);
+		break;
+	case CF_OP_DMA_ALLOC:
+		cf_op_dma_alloc(op, r);
+		break;
+	case CF_OP_DMA_FREE:
+		cf_op_dma_free(op, r);
+		break;
+	case CF_OP_PIN:
+		cf_op_pin(op, r);
+		break;
+	case CF_OP_UNPIN:
+		cf_op_unpin(op, r);
+		break;
+	case CF_OP_KMAP:
+		cf_op_kmap(op, r);
+		break;
+	case CF_OP_OBSERVE:
+		/* the block itself is written by the caller */
+		r->status = CF_ST_OK;
+		break;
+	case CF_OP_RESET:
+		cf_op_reset(r);
+		break;
+	}
+}
+
+/* Does op @op (already run into @r) end with an observation block? */
+static bool cf_observes(const struct cf_op *op, const struct cf_result *r,
+			u32 run_flags)
+{
+	if (run_flags & CF_RUN_OBSERVE_EACH)
+		return true;
+	return op->kind == CF_OP_OBSERVE && r->status == CF_ST_OK;
+}
+
+/*
+ * Run the ops into cf_out (@cap bytes); returns the payload length or
+ * -ENOSPC if an observation block does not fit.  The fixed part of the
+ * answer was checked before, so only the mapping tables can overflow; the
+ * ops up to that point have run, the rest are not run.
+ */
+static long cf_run_ops(const struct cf_op *ops, u32 nops, u32 run_flags,
+		       size_t cap)
+{
+	struct cf_result_hdr rh = { .nresults = nops };
+	struct cf_result *res;
+	u8 *p, *end = cf_out + cap;
+	u32 i;
+
+	memset(cf_out, 0, sizeof(rh) + (size_t)nops * sizeof(*res));
+	res = (struct cf_result *)(cf_out + sizeof(rh));
+	p = cf_out + sizeof(rh) + (size_t)nops * sizeof(*res);
+	for (i = 0; i < nops; i++) {
+		cf_run_op(&ops[i], &res[i]);
+		if (cf_observes(&ops[i], &res[i], run_flags)) {
+			p = cf_observe(p, end, i);
+			if (!p) {
+				pr_warn("op %u: observation does not fit in %zu bytes\n",
+					i, cap);
+				return -ENOSPC;
+			}
+			rh.nobs++;
+		}
+		cond_resched();
+	}
+	memcpy(cf_out, &rh, sizeof(rh));
+	return p - cf_out;
+}
+
 static long cf_ioctl_run(struct cf_ioc_run __user *uarg)
 {
-	struct cf_result_hdr rh = { };
 	struct cf_ioc_run arg;
-	struct cf_result *res;
 	struct cf_op *ops = NULL;
 	struct cf_run run;
-	size_t need;
-	u8 *out, *p;
+	size_t need, cap;
 	u32 i, nobs = 0;
-	long ret = 0;
+	long ret, len;
 
 	if (copy_from_user(&arg, uarg, sizeof(arg)))
 		return -EFAULT;
@@ -608,7 +1211,7 @@ static long cf_ioctl_run(struct cf_ioc_run __user *uarg)
 		return -EINVAL;
 	if (copy_from_user(&run, u64_to_user_ptr(arg.in), sizeof(run)))
 		return -EFAULT;
-	if (run.nops > CF_MAX_OPS || run.flags ||
+	if (run.nops > CF_MAX_OPS || (run.flags & ~CF_RUN_FLAGS_MASK) ||
 	    arg.in_len != sizeof(run) + (u64)run.nops * sizeof(*ops))
 		return -EINVAL;
 	if (run.nops) {
@@ -617,77 +1220,37 @@ static long cf_ioctl_run(struct cf_ioc_run __user *uarg)
 		if (IS_ERR(ops))
 			return PTR_ERR(ops);
 	}
-	for (i = 0; i < run.nops; i++)
-		if (ops[i].kind == CF_OP_OBSERVE && cf_op_valid(&ops[i]))
-			nobs++;
+	if (run.flags & CF_RUN_OBSERVE_EACH)
+		nobs = run.nops;
+	else
+		for (i = 0; i < run.nops; i++)
+			if (ops[i].kind == CF_OP_OBSERVE &&
+			    cf_op_valid(&ops[i]))
+				nobs++;
 
-	/* Size the whole answer first: never run ops we cannot report. */
-	need = sizeof(rh) + (size_t)run.nops * sizeof(*res) +
-	       (size_t)nobs * cf_obs_size();
-	if (need > arg.out_cap || need > CF_MAX_FRAME) {
+	/*
+	 * Never start ops whose answer cannot fit without its mapping
+	 * tables; those are checked as they are written.
+	 */
+	cap = min_t(u64, arg.out_cap, CF_MAX_FRAME);
+	need = sizeof(struct cf_result_hdr) +
+	       (size_t)run.nops * sizeof(struct cf_result) +
+	       (size_t)nobs * cf_obs_fixed_size();
+	if (need > cap) {
 		ret = -ENOSPC;
 		goto free_ops;
 	}
-	out = kvzalloc(need, GFP_KERNEL);
-	if (!out) {
-		ret = -ENOMEM;
-		goto free_ops;
-	}
-	res = (struct cf_result *)(out + sizeof(rh));
-	p = out + sizeof(rh) + (size_t)run.nops * sizeof(*res);
 
 	mutex_lock(&cf_lock);
-	for (i = 0; i < run.nops; i++) {
-		const struct cf_op *op = &ops[i];
-		struct cf_result *r = &res[i];
-
-		r->kind = op->kind;
-		if (!cf_op_valid(op)) {
-			r->status = CF_ST_BADOP;
-			continue;
-		}
-		switch (op->kind) {
-		case CF_OP_CMA_ALLOC:
-			cf_op_cma_alloc(op, r);
-			break;
-		case CF_OP_CMA_RELEASE:
-			cf_op_cma_release(op, r);
-			break;
-		case CF_OP_CMA_RELEASE_RAW:
-			cf_op_cma_release_raw(op, r);
-			break;
-		case CF_OP_DMA_ALLOC:
-			cf_op_dma_alloc(op, r);
-			break;
-		case CF_OP_DMA_FREE:
-			cf_op_dma_free(op, r);
-			break;
-		case CF_OP_PIN:
-			cf_op_pin(op, r);
-			break;
-		case CF_OP_UNPIN:
-			cf_op_unpin(op, r);
-			break;
-		case CF_OP_OBSERVE:
-			p = cf_observe(p, out + need, i);
-			rh.nobs++;
-			r->status = CF_ST_OK;
-			break;
-		case CF_OP_RESET:
-			cf_op_reset(r);
-			break;
-		}
-		cond_resched();
-	}
-	mutex_unlock(&cf_lock);
-
-	rh.nresults = run.nops;
-	WARN_ON_ONCE(rh.nobs != nobs);
-	memcpy(out, &rh, sizeof(rh));
-	if (copy_to_user(u64_to_user_ptr(arg.out), out, p - out) ||
-	    put_user((u64)(p - out), &uarg->out_len))
+	len = cf_run_ops(ops, run.nops, run.flags, cap);
+	if (len < 0)
+		ret = len;
+	else if (copy_to_user(u64_to_user_ptr(arg.out), cf_out, len) ||
+		 put_user((u64)len, &uarg->out_len))
 		ret = -EFAULT;
-	kvfree(out);
+	else
+		ret = 0;
+	mutex_unlock(&cf_lock);
 free_ops:
 	kvfree(ops);
 	return ret;
@@ -696,6 +1259,21 @@ free_ops:
 static u32 cf_pageblock_order(void)
 {
 	return pageblock_order;
+}
+
+/* The registers that give a descriptor's memory-type index its meaning. */
+static u64 cf_attr_regs(void)
+{
+#ifdef CONFIG_ARM64
+	return read_sysreg(mair_el1);
+#else
+	u32 lo, hi;
+
+	/* PRRR and NMRR; the same encodings are MAIR0 and MAIR1 under LPAE */
+	asm volatile("mrc p15, 0, %0, c10, c2, 0" : "=r" (lo));
+	asm volatile("mrc p15, 0, %0, c10, c2, 1" : "=r" (hi));
+	return lo | (u64)hi << 32;
+#endif
 }
 
 static long cf_ioctl_hello(struct cf_ioc_hello __user *uarg)
@@ -720,6 +1298,10 @@ static long cf_ioctl_hello(struct cf_ioc_hello __user *uarg)
 	h->max_low_pfn = max_low_pfn;
 	h->max_pfn = max_pfn;
 	strscpy_pad(h->release, utsname()->release, sizeof(h->release));
+	h->attr_regs = cf_attr_regs();
+#ifdef CONFIG_HIGHMEM
+	h->pkmap_slots = LAST_PKMAP;
+#endif
 	if (copy_to_user(uarg, &arg, sizeof(arg)))
 		return -EFAULT;
 	return 0;
@@ -756,8 +1338,12 @@ static int __init cmafuzz_init(void)
 	int ret;
 
 	cf_handles = vzalloc(array_size(CF_MAX_HANDLES, sizeof(*cf_handles)));
-	if (!cf_handles)
-		return -ENOMEM;
+	cf_ranges = vmalloc(array_size(CF_MAX_RANGES, sizeof(*cf_ranges)));
+	cf_out = vmalloc(CF_MAX_FRAME);
+	if (!cf_handles || !cf_ranges || !cf_out) {
+		ret = -ENOMEM;
+		goto free_handles;
+	}
 
 	/* No DT node, no dma_ops: a non-coherent device on the direct path. */
 	cf_pdev = platform_device_register_simple("cmafuzz-dma", -1, NULL, 0);
@@ -779,6 +1365,8 @@ static int __init cmafuzz_init(void)
 unregister_pdev:
 	platform_device_unregister(cf_pdev);
 free_handles:
+	vfree(cf_out);
+	vfree(cf_ranges);
 	vfree(cf_handles);
 	pr_err("init failed: %d\n", ret);
 	return ret;
