@@ -60,12 +60,15 @@ pub trait Backend {
 pub struct ModelBackend {
     model: Model,
     boot: Observation,
+    /// Observe after every op, not only at `observe` ops (as `CF_RUN_OBSERVE_EACH` makes the
+    /// driver do).
+    pub observe_each: bool,
 }
 
 impl ModelBackend {
     pub fn new(profile: KernelProfile, boot: Observation) -> Result<Self, BackendError> {
         let model = Model::new(profile, &boot).map_err(|e| BackendError::Model(e.to_string()))?;
-        Ok(ModelBackend { model, boot })
+        Ok(ModelBackend { model, boot, observe_each: false })
     }
 }
 
@@ -106,7 +109,17 @@ impl Backend for ModelBackend {
     }
 
     fn run(&mut self, prog: &ResolvedProgram) -> Result<ProgramRun, BackendError> {
-        let (outcomes, observations) = reference_impl::model::run(&mut self.model, prog);
+        let (outcomes, observations) = if self.observe_each {
+            let mut outcomes = Vec::with_capacity(prog.ops.len());
+            let mut observations = Vec::with_capacity(prog.ops.len());
+            for (i, op) in prog.ops.iter().enumerate() {
+                outcomes.push(self.model.step(op));
+                observations.push((i, self.model.observe()));
+            }
+            (outcomes, observations)
+        } else {
+            reference_impl::model::run(&mut self.model, prog)
+        };
         let raw = vec![None; outcomes.len()];
         Ok(ProgramRun { outcomes, raw, observations, end: self.model.observe(), coverage: Vec::new() })
     }
@@ -125,6 +138,8 @@ pub struct KernelBackend {
     last_console: String,
     /// The PKMAP slot the driver learnt at the last reset (arm32 highmem), for the model.
     pub pkmap_last: Option<u32>,
+    /// Ask the driver for an observation after every op (`CF_RUN_OBSERVE_EACH`).
+    pub observe_each: bool,
 }
 
 impl KernelBackend {
@@ -141,6 +156,7 @@ impl KernelBackend {
             boot_times: vec![boot_time],
             last_console: String::new(),
             pkmap_last: None,
+            observe_each: false,
         })
     }
 
@@ -381,10 +397,13 @@ impl Backend for KernelBackend {
         ops.push(WireOp { kind: wire::OP_OBSERVE, ..Default::default() });
         let mut results = Vec::with_capacity(ops.len());
         let mut obs = Vec::new();
-        // Handles live in the driver across runs, so long programs go in chunks.
-        for (ci, chunk) in ops.chunks(wire::MAX_OPS as usize).enumerate() {
-            let base = ci * wire::MAX_OPS as usize;
-            let r = match self.vm()?.chan.run(chunk) {
+        // Handles live in the driver across runs, so long programs go in chunks; with an
+        // observation after every op, small ones, so that a RESULT stays far below CF_MAX_FRAME.
+        let (per_run, flags) =
+            if self.observe_each { (64, wire::RUN_OBSERVE_EACH) } else { (wire::MAX_OPS as usize, 0) };
+        for (ci, chunk) in ops.chunks(per_run).enumerate() {
+            let base = ci * per_run;
+            let r = match self.vm()?.chan.run_flags(chunk, flags) {
                 Ok(r) => r,
                 Err(e) => return Err(self.guest_err(e)),
             };

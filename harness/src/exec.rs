@@ -96,6 +96,16 @@ impl Executor {
         })
     }
 
+    /// Observe after every op on both sides (`--observe-each`).
+    pub fn set_observe_each(&mut self, on: bool) {
+        if let Some(k) = self.kernel.as_mut() {
+            k.observe_each = on;
+        }
+        if let Some(m) = self.model.as_mut() {
+            m.observe_each = on;
+        }
+    }
+
     /// Resets both sides to the boot state (the kernel to where the model is: boot plus arm64
     /// pool growth), runs `prog` on both and judges it. `Err` only when the program does not
     /// resolve (an unknown area) or the model cannot run it.

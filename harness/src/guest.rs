@@ -89,7 +89,12 @@ impl Channel {
     /// Sends one RUN and waits for its RESULT. The deadline grows with the
     /// number of ops: `op_timeout` per op plus one for the round trip.
     pub fn run(&mut self, ops: &[WireOp]) -> Result<RunResult, GuestError> {
-        let payload = wire::encode_run(ops)?;
+        self.run_flags(ops, 0)
+    }
+
+    /// `run` with `CF_RUN_*` flags (`CF_RUN_OBSERVE_EACH`: an observation after every op).
+    pub fn run_flags(&mut self, ops: &[WireOp], flags: u32) -> Result<RunResult, GuestError> {
+        let payload = wire::encode_run_flags(ops, flags)?;
         self.seq = self.seq.wrapping_add(1);
         let hdr = FrameHdr { kind: wire::FRAME_RUN, len: payload.len() as u32, seq: self.seq };
         let mut frame = hdr.encode().to_vec();

@@ -111,9 +111,11 @@ pub fn replay(
     json_out: bool,
     console_log: Option<&Path>,
     sup: &Suppressions,
+    observe_each: bool,
     out: &mut dyn Write,
 ) -> Result<Summary, ReplayError> {
     let mut ex = Executor::start(target, choice, kernel, sup.clone(), &mut |l| eprintln!("{l}"))?;
+    ex.set_observe_each(observe_each);
     let boot = ex.boot.clone();
     let mut sum = Summary { kernel_boot: ex.kernel.as_ref().map(|k| k.boot_observation().clone()), ..Summary::default() };
     if let Some(k) = ex.kernel.as_ref() {

@@ -15,6 +15,7 @@ pub const FRAGMENTS: &[(&str, &str)] = &[
     ("base.config", include_str!("../../kernel-configs/fragments/base.config")),
     ("arm32.config", include_str!("../../kernel-configs/fragments/arm32.config")),
     ("arm64.config", include_str!("../../kernel-configs/fragments/arm64.config")),
+    ("hugetlb.config", include_str!("../../kernel-configs/fragments/hugetlb.config")),
 ];
 
 #[derive(Debug, Error)]

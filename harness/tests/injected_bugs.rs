@@ -58,7 +58,7 @@ fn every_injected_bug_is_caught_as_its_declared_divergence() {
         let kc = KernelChoice { src: None, patches: vec![b.patch.clone()] };
         let mut out = Vec::new();
         let sup = cmafuzz::oracle::Suppressions::builtin().expect("suppressions");
-        let sum = replay::replay(&t, BackendChoice::Both, &kc, &[prog], true, None, &sup, &mut out).expect("replay runs");
+        let sum = replay::replay(&t, BackendChoice::Both, &kc, &[prog], true, None, &sup, false, &mut out).expect("replay runs");
         let text = String::from_utf8_lossy(&out);
         let name = b.patch.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         assert_eq!(sum.exit_code(), 1, "{name}: not caught:\n{text}");

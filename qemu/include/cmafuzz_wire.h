@@ -120,10 +120,11 @@ struct cf_run {
  * CF_OP_KMAP (arm32 kernels with highmem): the free highmem page at
  * base_pfn + offset is taken like CF_OP_PIN takes it, kmap()ed, written,
  * kunmap()ed and given back: what any earlier owner of the page may have
- * done.  Its PKMAP slot stays until a pkmap flush.  A page below the
- * highmem start, or any page on a kernel without highmem, is a NOOP;
- * outside the area, a set bitmap bit or a pinned page is REFUSED.
- * Answers pfn and pages = 1 like CF_OP_PIN.
+ * done.  Its PKMAP slot stays until a pkmap flush.  Checked in this order:
+ * outside the area, a set bitmap bit or a pinned page is REFUSED (on every
+ * kernel, like CF_OP_PIN); then a page below the highmem start, or any page
+ * on a kernel without highmem, is a NOOP.  A page alloc_contig_range()
+ * cannot take is FAILED.  Answers pfn and pages = 1 like CF_OP_PIN.
  */
 
 /*
