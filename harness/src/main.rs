@@ -69,6 +69,9 @@ enum Cmd {
         /// Report every verdict as a finding (no suppressions at all).
         #[arg(long)]
         no_suppressions: bool,
+        /// Compare bitmaps and mappings after every op, not only at `observe` and the end.
+        #[arg(long)]
+        observe_each: bool,
         #[command(flatten)]
         kernel: KernelArgs,
     },
@@ -205,7 +208,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Cmd::Replay { files, target, backend, json, console_log, suppressions, no_suppressions, kernel } => {
+        Cmd::Replay { files, target, backend, json, console_log, suppressions, no_suppressions, observe_each, kernel } => {
             let t = targets::find(target.as_deref())?;
             let sup = match (&suppressions, no_suppressions) {
                 (_, true) => cmafuzz::oracle::Suppressions::none(),
@@ -238,6 +241,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 json,
                 console_log.as_deref(),
                 &sup,
+                observe_each,
                 &mut out,
             )
                 .with_context(|| format!("replay on {}", t.name))?;
