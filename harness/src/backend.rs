@@ -4,10 +4,10 @@
 //! sees this trait's outputs.
 
 use crate::guest::GuestError;
+use crate::memtype::AttrDecoder;
 use crate::vm::{Vm, VmError, VmSpec};
 use crate::wire::{self, WireObs, WireOp, WireResult};
 use reference_impl::model::Model;
-use crate::memtype::AttrDecoder;
 use reference_impl::observation::{AreaObservation, MapKind, MapLevel, MapRun, Observation, PageAddr};
 use reference_impl::outcome::Outcome;
 use reference_impl::profile::KernelProfile;

@@ -4,8 +4,8 @@
 
 use crate::backend::{Backend, BackendError};
 use crate::exec::Executor;
-use crate::replay::BackendChoice;
 use crate::generate;
+use crate::replay::BackendChoice;
 use crate::session::{KernelChoice, SessionError};
 use crate::targets::Target;
 use reference_impl::model::Model;

@@ -84,9 +84,8 @@ pub fn validate(pools: &[Pool], ram_start: u64, ram_bytes: u64) -> Result<(), Dt
 
 /// The `/reserved-memory` node for `pools` (2 address and 2 size cells, as qemu `virt` has).
 pub fn reserved_memory_node(pools: &[Pool]) -> String {
-    let mut s = String::from(
-        "\treserved-memory {\n\t\t#address-cells = <0x02>;\n\t\t#size-cells = <0x02>;\n\t\tranges;\n",
-    );
+    let mut s =
+        String::from("\treserved-memory {\n\t\t#address-cells = <0x02>;\n\t\t#size-cells = <0x02>;\n\t\tranges;\n");
     for p in pools {
         s.push_str(&format!(
             "\t\t{}@{:x} {{\n\t\t\tcompatible = \"shared-dma-pool\";\n\t\t\treusable;\n\t\t\treg = <{:#x} {:#x} {:#x} {:#x}>;\n\t\t}};\n",
@@ -129,7 +128,8 @@ pub fn build(spec: &VmSpec, pools: &[Pool]) -> Result<Option<PathBuf>, DtbError>
     if out.is_file() {
         return Ok(Some(out));
     }
-    std::fs::create_dir_all(&dir).map_err(|e| DtbError::Io { what: format!("creating {}", dir.display()), source: e })?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| DtbError::Io { what: format!("creating {}", dir.display()), source: e })?;
     let tmp = tempfile::Builder::new()
         .prefix("cmafuzz-dtb-")
         .tempdir()
@@ -147,7 +147,11 @@ pub fn build(spec: &VmSpec, pools: &[Pool]) -> Result<Option<PathBuf>, DtbError>
         "qemu dumpdtb",
         "qemu-system-arm",
     )?;
-    let dts = run(Command::new("dtc").args(["-q", "-I", "dtb", "-O", "dts"]).arg(&base), "dtc (decompile)", "device-tree-compiler")?;
+    let dts = run(
+        Command::new("dtc").args(["-q", "-I", "dtb", "-O", "dts"]).arg(&base),
+        "dtc (decompile)",
+        "device-tree-compiler",
+    )?;
     let dts = String::from_utf8_lossy(&dts);
     if dts.contains("reserved-memory") {
         return Err(DtbError::Tool {
@@ -165,9 +169,12 @@ pub fn build(spec: &VmSpec, pools: &[Pool]) -> Result<Option<PathBuf>, DtbError>
         "device-tree-compiler",
     )?;
     // Publish atomically: another process may be building the same tree.
-    let part = dir.join(format!(".{}.{}", std::process::id(), out.file_name().map_or("x".into(), |n| n.to_string_lossy())));
-    std::fs::copy(&staged, &part).map_err(|e| DtbError::Io { what: format!("writing {}", part.display()), source: e })?;
-    std::fs::rename(&part, &out).map_err(|e| DtbError::Io { what: format!("publishing {}", out.display()), source: e })?;
+    let part =
+        dir.join(format!(".{}.{}", std::process::id(), out.file_name().map_or("x".into(), |n| n.to_string_lossy())));
+    std::fs::copy(&staged, &part)
+        .map_err(|e| DtbError::Io { what: format!("writing {}", part.display()), source: e })?;
+    std::fs::rename(&part, &out)
+        .map_err(|e| DtbError::Io { what: format!("publishing {}", out.display()), source: e })?;
     Ok(Some(out))
 }
 
@@ -209,10 +216,7 @@ mod tests {
     fn the_node_goes_last_into_the_root() {
         let dts = "/dts-v1/;\n\n/ {\n\tcompatible = \"linux,dummy-virt\";\n\n\tpsci {\n\t};\n};\n";
         let out = insert_into_root(dts, "\tX;\n").expect("has a root");
-        assert_eq!(
-            out,
-            "/dts-v1/;\n\n/ {\n\tcompatible = \"linux,dummy-virt\";\n\n\tpsci {\n\t};\n\n\tX;\n};\n"
-        );
+        assert_eq!(out, "/dts-v1/;\n\n/ {\n\tcompatible = \"linux,dummy-virt\";\n\n\tpsci {\n\t};\n\n\tX;\n};\n");
         assert!(insert_into_root("nothing", "x").is_err());
     }
 }

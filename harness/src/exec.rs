@@ -170,7 +170,16 @@ impl Executor {
             &self.target.name,
         );
         let coverage = krun.as_ref().map(|k| k.coverage.clone()).unwrap_or_default();
-        Ok(Execution { resolved, model: mrun, kernel: krun, divergences, verdicts, kernel_error, kernel_time, coverage })
+        Ok(Execution {
+            resolved,
+            model: mrun,
+            kernel: krun,
+            divergences,
+            verdicts,
+            kernel_error,
+            kernel_time,
+            coverage,
+        })
     }
 
     /// Console reports printed since the last program (the console only grows within one VM).

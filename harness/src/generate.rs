@@ -175,7 +175,11 @@ pub fn program_for(seed: u64, areas: &[GenArea]) -> Program {
                 let a = pick_area(&mut r, areas);
                 let count = cma_count(&mut r, a.pages);
                 p.handles.push((true, count));
-                Op::CmaAlloc { area: AreaRef::Name(a.name.clone()), count: Pages(count), align: Order(cma_align(&mut r)) }
+                Op::CmaAlloc {
+                    area: AreaRef::Name(a.name.clone()),
+                    count: Pages(count),
+                    align: Order(cma_align(&mut r)),
+                }
             }
             30..=41 => {
                 let h = handle(&mut r, &p, true);

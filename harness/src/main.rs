@@ -208,7 +208,17 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Cmd::Replay { files, target, backend, json, console_log, suppressions, no_suppressions, observe_each, kernel } => {
+        Cmd::Replay {
+            files,
+            target,
+            backend,
+            json,
+            console_log,
+            suppressions,
+            no_suppressions,
+            observe_each,
+            kernel,
+        } => {
             let t = targets::find(target.as_deref())?;
             let sup = match (&suppressions, no_suppressions) {
                 (_, true) => cmafuzz::oracle::Suppressions::none(),
@@ -238,13 +248,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 backend,
                 &kernel.choice(),
                 &programs,
-                json,
-                console_log.as_deref(),
-                &sup,
-                observe_each,
+                &replay::ReplayOptions { json, console_log, suppressions: sup, observe_each },
                 &mut out,
             )
-                .with_context(|| format!("replay on {}", t.name))?;
+            .with_context(|| format!("replay on {}", t.name))?;
             Ok(sum.exit_code())
         }
         Cmd::Bench { files, target, rounds, boots, kernel } => {

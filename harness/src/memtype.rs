@@ -85,16 +85,8 @@ mod tests {
     fn arm32_classic_decodes_the_l_pte_mt_types_of_spec_5_1() {
         let d = AttrDecoder::new(wire::ARCH_ARM32, V7_2LEVEL);
         // UNCACHED, BUFFERABLE, WRITETHROUGH, WRITEBACK, DEV_SHARED, -, MINICACHE, WRITEALLOC
-        let want = [
-            MemType::So,
-            MemType::Nc,
-            MemType::Wb,
-            MemType::Wb,
-            MemType::Dev,
-            MemType::So,
-            MemType::So,
-            MemType::Wb,
-        ];
+        let want =
+            [MemType::So, MemType::Nc, MemType::Wb, MemType::Wb, MemType::Dev, MemType::So, MemType::So, MemType::Wb];
         for (n, w) in want.iter().enumerate() {
             assert_eq!(d.decode(n as u8), *w, "n = {n}");
         }

@@ -289,7 +289,9 @@ pub fn judge(e: &Evidence<'_>, sup: &Suppressions, target: &str) -> Vec<Verdict>
                     }
                 }
             }
-            BackendError::Inconsistent { .. } => (VerdictKind::HarnessError, "harness-error:garbled-guest".into(), None),
+            BackendError::Inconsistent { .. } => {
+                (VerdictKind::HarnessError, "harness-error:garbled-guest".into(), None)
+            }
             BackendError::ResetMismatch(_) => (VerdictKind::HarnessError, "harness-error:reset".into(), None),
             BackendError::Vm(_) => (VerdictKind::HarnessError, "harness-error:vm".into(), None),
             BackendError::Model(_) => (VerdictKind::HarnessError, "harness-error:model".into(), None),
@@ -297,7 +299,9 @@ pub fn judge(e: &Evidence<'_>, sup: &Suppressions, target: &str) -> Vec<Verdict>
         // A panic or Oops already explains a dead or silent guest.
         let explained = matches!(kind, VerdictKind::Hang | VerdictKind::HarnessError)
             && matches!(err, BackendError::Guest { source: GuestError::Timeout { .. } | GuestError::Disconnected, .. })
-            && e.console.iter().any(|r| matches!(r.kind, console::Kind::Panic | console::Kind::Oops | console::Kind::Bug));
+            && e.console
+                .iter()
+                .any(|r| matches!(r.kind, console::Kind::Panic | console::Kind::Oops | console::Kind::Bug));
         if !explained {
             push(Verdict { kind, signature, op_index: None, detail: err.to_string(), excerpt, suppressed: None });
         }
@@ -399,7 +403,9 @@ impl Suppressions {
     pub fn find(&self, target: &str, signature: &str) -> Option<Suppressed> {
         self.entries
             .iter()
-            .find(|e| glob(&e.signature, signature) && (e.targets.is_empty() || e.targets.iter().any(|t| glob(t, target))))
+            .find(|e| {
+                glob(&e.signature, signature) && (e.targets.is_empty() || e.targets.iter().any(|t| glob(t, target)))
+            })
             .map(|e| Suppressed {
                 id: e.id.clone(),
                 class: e.class.clone(),

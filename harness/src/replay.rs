@@ -101,6 +101,25 @@ impl Summary {
     }
 }
 
+/// How `replay` reports and what it compares.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    /// One JSON object per program instead of text.
+    pub json: bool,
+    /// Where to write the kernel's console at the end.
+    pub console_log: Option<PathBuf>,
+    pub suppressions: Suppressions,
+    /// Observe after every op, not only at `observe` ops and the end.
+    pub observe_each: bool,
+}
+
+impl ReplayOptions {
+    /// Text output, the built-in suppressions, observations where the program asks.
+    pub fn new(json: bool) -> Result<Self, crate::oracle::SuppressionError> {
+        Ok(ReplayOptions { json, console_log: None, suppressions: Suppressions::builtin()?, observe_each: false })
+    }
+}
+
 /// Replays `programs` on `target`. Per-program failures (a dead guest, an
 /// unknown area) are reported and counted, and the replay goes on.
 pub fn replay(
@@ -108,16 +127,16 @@ pub fn replay(
     choice: BackendChoice,
     kernel: &session::KernelChoice,
     programs: &[LoadedProgram],
-    json_out: bool,
-    console_log: Option<&Path>,
-    sup: &Suppressions,
-    observe_each: bool,
+    opts: &ReplayOptions,
     out: &mut dyn Write,
 ) -> Result<Summary, ReplayError> {
-    let mut ex = Executor::start(target, choice, kernel, sup.clone(), &mut |l| eprintln!("{l}"))?;
-    ex.set_observe_each(observe_each);
+    let json_out = opts.json;
+    let console_log = opts.console_log.as_deref();
+    let mut ex = Executor::start(target, choice, kernel, opts.suppressions.clone(), &mut |l| eprintln!("{l}"))?;
+    ex.set_observe_each(opts.observe_each);
     let boot = ex.boot.clone();
-    let mut sum = Summary { kernel_boot: ex.kernel.as_ref().map(|k| k.boot_observation().clone()), ..Summary::default() };
+    let mut sum =
+        Summary { kernel_boot: ex.kernel.as_ref().map(|k| k.boot_observation().clone()), ..Summary::default() };
     if let Some(k) = ex.kernel.as_ref() {
         if !json_out {
             let hello = k.hello().map(|h| h.release.clone()).unwrap_or_default();
@@ -257,6 +276,7 @@ fn report_error(out: &mut dyn Write, json_out: bool, label: &str, msg: &str) {
     eprintln!("error: {label}: {one_line}");
 }
 
+#[allow(clippy::too_many_arguments)]
 fn print_text(
     out: &mut dyn Write,
     label: &str,
@@ -319,7 +339,8 @@ pub fn maps_summary(o: &Observation) -> String {
     if per.is_empty() {
         return "none".into();
     }
-    let mut s: Vec<String> = per.iter().map(|(k, n)| format!("{k} {n} page{}", if *n == 1 { "" } else { "s" })).collect();
+    let mut s: Vec<String> =
+        per.iter().map(|(k, n)| format!("{k} {n} page{}", if *n == 1 { "" } else { "s" })).collect();
     if o.maps_truncated {
         s.push("(truncated)".into());
     }

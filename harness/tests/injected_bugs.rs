@@ -36,12 +36,7 @@ fn bugs() -> Vec<Bug> {
                     .unwrap_or_else(|| panic!("{}: no `{k}` header line", patch.display()))
             };
             assert!(head.starts_with("Breaks: "), "{}: first line must say what it breaks", patch.display());
-            Bug {
-                target: field("Target:"),
-                program: root.join(field("Program:")),
-                verdict: field("Verdict:"),
-                patch,
-            }
+            Bug { target: field("Target:"), program: root.join(field("Program:")), verdict: field("Verdict:"), patch }
         })
         .collect()
 }
@@ -57,8 +52,8 @@ fn every_injected_bug_is_caught_as_its_declared_divergence() {
         let prog = replay::load(&b.program).expect("program");
         let kc = KernelChoice { src: None, patches: vec![b.patch.clone()] };
         let mut out = Vec::new();
-        let sup = cmafuzz::oracle::Suppressions::builtin().expect("suppressions");
-        let sum = replay::replay(&t, BackendChoice::Both, &kc, &[prog], true, None, &sup, false, &mut out).expect("replay runs");
+        let opts = replay::ReplayOptions::new(true).expect("options");
+        let sum = replay::replay(&t, BackendChoice::Both, &kc, &[prog], &opts, &mut out).expect("replay runs");
         let text = String::from_utf8_lossy(&out);
         let name = b.patch.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         assert_eq!(sum.exit_code(), 1, "{name}: not caught:\n{text}");

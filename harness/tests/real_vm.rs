@@ -28,8 +28,15 @@ fn replay_seeds(target: &str) {
     let programs: Vec<_> = files.iter().map(|f| replay::load(f).expect("seed parses")).collect();
     assert!(programs.len() >= 20, "seed corpus has {} programs", programs.len());
     let mut out = Vec::new();
-    let sum = replay::replay(&t, BackendChoice::Both, &KernelChoice::default(), &programs, false, None, &cmafuzz::oracle::Suppressions::builtin().expect("suppressions"), false, &mut out)
-        .expect("replay runs");
+    let sum = replay::replay(
+        &t,
+        BackendChoice::Both,
+        &KernelChoice::default(),
+        &programs,
+        &replay::ReplayOptions::new(false).expect("options"),
+        &mut out,
+    )
+    .expect("replay runs");
     let text = String::from_utf8_lossy(&out);
     println!("{text}");
     assert_eq!((sum.diverge, sum.errors), (0, 0), "seed corpus on {target}:\n{text}");
@@ -84,8 +91,15 @@ fn pin_forces_the_spec_retry(target: &str, base: u64, pin_bit: u64, retry_bit: u
     let program = Program::parse(&text).expect("parses");
     let programs = [replay::LoadedProgram { path: PathBuf::from(format!("pin-{target}.prog")), program }];
     let mut out = Vec::new();
-    let sum = replay::replay(&t, BackendChoice::Both, &KernelChoice::default(), &programs, true, None, &cmafuzz::oracle::Suppressions::builtin().expect("suppressions"), false, &mut out)
-        .expect("replay runs");
+    let sum = replay::replay(
+        &t,
+        BackendChoice::Both,
+        &KernelChoice::default(),
+        &programs,
+        &replay::ReplayOptions::new(true).expect("options"),
+        &mut out,
+    )
+    .expect("replay runs");
     let text = String::from_utf8_lossy(&out);
     println!("{text}");
     assert_eq!((sum.agree, sum.diverge, sum.errors), (1, 0, 0), "{text}");
