@@ -14,6 +14,7 @@ pub mod difftest;
 pub mod doctor;
 pub mod dtb;
 pub mod exec;
+pub mod fuzz;
 pub mod generate;
 pub mod guest;
 pub mod guest_build;

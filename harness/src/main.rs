@@ -104,6 +104,38 @@ enum Cmd {
         #[command(flatten)]
         kernel: KernelArgs,
     },
+    /// Coverage-guided campaign (LibAFL): one VM per core, findings in OUT/findings, queue in
+    /// OUT/corpus (a campaign on an existing OUT resumes from it). Exit 1 if OUT holds findings.
+    Fuzz {
+        #[arg(long)]
+        target: Option<String>,
+        /// How long to run: 30s, 10m, 8h, 1d.
+        #[arg(long, default_value = "10m")]
+        duration: String,
+        /// Cores: a count (2) or a list (0,2-3); one client and one VM per core.
+        #[arg(long, default_value = "1")]
+        cores: String,
+        /// Seed programs.
+        #[arg(long, value_name = "DIR", default_value = "corpora/seed")]
+        corpus: PathBuf,
+        /// Campaign directory: corpus/, findings/, stats.json, clients.log.
+        #[arg(long, value_name = "DIR", default_value = "out")]
+        out: PathBuf,
+        /// Random seed of the clients (client i uses seed + i).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Append every status line as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json_stats: Option<PathBuf>,
+        /// Address of this campaign's LLMP broker (loopback unless built with `public-broker`).
+        #[arg(long, value_name = "IP:PORT", default_value = cmafuzz::fuzz::DEFAULT_LISTEN)]
+        listen: String,
+        /// Join another machine's campaign: connect this broker to its broker.
+        #[arg(long, value_name = "HOST:PORT")]
+        broker: Option<String>,
+        #[command(flatten)]
+        kernel: KernelArgs,
+    },
     /// Check the host tools cmafuzz needs and print how to install the missing ones.
     Doctor,
     /// Print speed figures: boot-to-ready, kernel ops/s over the channel, model ops/s.
@@ -298,6 +330,37 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let sum = difftest::difftest(&t, &kernel.choice(), &opts, &mut w)
                 .with_context(|| format!("difftest on {}", t.name))?;
             println!("{}: {}", t.name, sum.render());
+            Ok(sum.exit_code())
+        }
+        Cmd::Fuzz { target, duration, cores, corpus, out, seed, json_stats, listen, broker, kernel } => {
+            use cmafuzz::fuzz;
+            let opts = fuzz::FuzzOptions {
+                target: targets::find(target.as_deref())?,
+                kernel: kernel.choice(),
+                duration: fuzz::parse_duration(&duration)?,
+                cores: fuzz::parse_cores(&cores)?,
+                corpus,
+                out,
+                seed,
+                json_stats,
+                listen: fuzz::parse_listen(&listen)?,
+                broker: broker.as_deref().map(fuzz::parse_broker).transpose()?,
+                sup: cmafuzz::oracle::Suppressions::builtin()?,
+            };
+            let sum = fuzz::run(&opts).with_context(|| format!("fuzz on {}", opts.target.name))?;
+            if let Some(s) = &sum.last_status {
+                println!("{}", s.line());
+            }
+            println!(
+                "{} corpus entries in {}; {} findings in {}",
+                sum.corpus,
+                sum.out.join("corpus").display(),
+                sum.findings.len(),
+                sum.out.join("findings").display()
+            );
+            for m in &sum.findings {
+                println!("  {} (seen {} times)", m.signature, m.count);
+            }
             Ok(sum.exit_code())
         }
         Cmd::Doctor => {

@@ -1,0 +1,260 @@
+//! LibAFL's executor over cmafuzz's spine: every input goes through [`exec::Executor::execute`]
+//! (reset, model and kernel, compare, alias scan, oracle) on this client's own VM. The executor
+//! fills the two feedback maps and hands the whole [`Execution`] to the objective through
+//! [`ExecObserver`].
+//!
+//! The VM: `exec::Executor` resets it between programs and reboots it after a hang or a dead
+//! guest (those come back as verdicts). Only a failure to start at all is handled here: bounded
+//! retries with exponential back-off, counted as restarts.
+
+use super::features;
+use super::input::ProgramInput;
+use crate::exec::{self, Execution};
+use crate::oracle::{Suppressions, VerdictKind};
+use crate::replay::BackendChoice;
+use crate::session::KernelChoice;
+use crate::targets::Target;
+use libafl::events::{Event, EventFirer, EventWithStats};
+use libafl::executors::{Executor, ExitKind, HasObservers};
+use libafl::monitors::stats::{AggregatorOps, UserStats, UserStatsValue};
+use libafl::observers::{Observer, StdMapObserver};
+use libafl::state::HasExecutions;
+use libafl::Error;
+use libafl_bolts::tuples::RefIndexable;
+use libafl_bolts::Named;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Attempts to start a VM before the client gives up.
+pub const START_ATTEMPTS: u32 = 5;
+/// First back-off; doubled after every failed start.
+pub const START_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Counters one client shares between its executor and its objective.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Programs run (LibAFL's own execution count does not reach the monitor reliably).
+    pub execs: AtomicU64,
+    pub kernel_ops: AtomicU64,
+    pub restarts: AtomicU64,
+    pub findings_new: AtomicU64,
+    pub finding_hits: AtomicU64,
+    pub harness_errors: AtomicU64,
+}
+
+/// Holds the last execution for the objective. Never sent to other clients (the campaign runs
+/// with `EventConfig::AlwaysUnique`: every client re-runs what it receives on its own VM).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ExecObserver {
+    #[serde(skip)]
+    pub exec: Option<Execution>,
+    /// The kernel console, captured only for executions with a finding.
+    #[serde(skip)]
+    pub console: String,
+}
+
+impl Named for ExecObserver {
+    fn name(&self) -> &Cow<'static, str> {
+        static NAME: Cow<'static, str> = Cow::Borrowed("execution");
+        &NAME
+    }
+}
+
+impl<I, S> Observer<I, S> for ExecObserver {
+    fn pre_exec(&mut self, _state: &mut S, _input: &I) -> Result<(), Error> {
+        self.exec = None;
+        self.console.clear();
+        Ok(())
+    }
+}
+
+pub type MapObs = StdMapObserver<'static, u8, false>;
+pub type Observers = (MapObs, (MapObs, (ExecObserver, ())));
+
+pub fn observers() -> Observers {
+    (
+        StdMapObserver::owned("model-state", vec![0u8; features::MODEL_MAP_SIZE]),
+        (StdMapObserver::owned("kcov", vec![0u8; features::KCOV_MAP_SIZE]), (ExecObserver::default(), ())),
+    )
+}
+
+/// LibAFL's view of one client's VM.
+pub struct VmExecutor {
+    inner: Option<exec::Executor>,
+    observers: Observers,
+    target: Target,
+    kernel: KernelChoice,
+    sup: Suppressions,
+    pub counters: Arc<Counters>,
+    seen_reboots: u32,
+    last_stats: Instant,
+}
+
+impl VmExecutor {
+    pub fn new(target: Target, kernel: KernelChoice, sup: Suppressions, counters: Arc<Counters>) -> Self {
+        VmExecutor {
+            inner: None,
+            observers: observers(),
+            target,
+            kernel,
+            sup,
+            counters,
+            seen_reboots: 0,
+            last_stats: Instant::now(),
+        }
+    }
+
+    pub fn observers_ref(&self) -> &Observers {
+        &self.observers
+    }
+
+    /// Starts the VM if none runs: up to [`START_ATTEMPTS`] tries, backing off between them.
+    pub fn ensure_started(&mut self) -> Result<&mut exec::Executor, Error> {
+        if self.inner.is_none() {
+            let mut wait = START_BACKOFF;
+            let mut last = String::new();
+            for attempt in 1..=START_ATTEMPTS {
+                match exec::Executor::start(
+                    &self.target,
+                    BackendChoice::Both,
+                    &self.kernel,
+                    self.sup.clone(),
+                    &mut |l| eprintln!("{l}"),
+                ) {
+                    Ok(ex) => {
+                        self.seen_reboots = ex.kernel.as_ref().map_or(0, |k| k.reboots);
+                        self.inner = Some(ex);
+                        break;
+                    }
+                    Err(e) => {
+                        last = e.to_string();
+                        self.counters.restarts.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("cmafuzz fuzz: VM start {attempt}/{START_ATTEMPTS} failed: {last}");
+                        if attempt < START_ATTEMPTS {
+                            // Back-off before the next boot, not synchronisation.
+                            std::thread::sleep(wait);
+                            wait *= 2;
+                        }
+                    }
+                }
+            }
+            if self.inner.is_none() {
+                return Err(Error::illegal_state(format!(
+                    "the {} VM did not start after {START_ATTEMPTS} attempts: {last} (run `cmafuzz boot --target {}` to see why)",
+                    self.target.name, self.target.name
+                )));
+            }
+        }
+        self.inner.as_mut().ok_or_else(|| Error::illegal_state("no VM"))
+    }
+
+    /// The kernel's console of the running VM.
+    fn console(&self) -> String {
+        self.inner.as_ref().and_then(|i| i.kernel.as_ref()).map(|k| k.console()).unwrap_or_default()
+    }
+
+    fn report<EM, S>(&mut self, state: &mut S, mgr: &mut EM) -> Result<(), Error>
+    where
+        EM: EventFirer<ProgramInput, S>,
+        S: HasExecutions,
+    {
+        let c = &self.counters;
+        for (name, v, op) in [
+            ("execs", c.execs.load(Ordering::Relaxed), AggregatorOps::Sum),
+            ("kernel_ops", c.kernel_ops.load(Ordering::Relaxed), AggregatorOps::Sum),
+            ("restarts", c.restarts.load(Ordering::Relaxed), AggregatorOps::Sum),
+            ("harness_errors", c.harness_errors.load(Ordering::Relaxed), AggregatorOps::Sum),
+            ("finding_hits", c.finding_hits.load(Ordering::Relaxed), AggregatorOps::Sum),
+        ] {
+            let execs = *state.executions();
+            mgr.fire(
+                state,
+                EventWithStats::with_current_time(
+                    Event::UpdateUserStats {
+                        name: Cow::Borrowed(name),
+                        value: UserStats::new(UserStatsValue::Number(v), op),
+                        phantom: PhantomData,
+                    },
+                    execs,
+                ),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl HasObservers for VmExecutor {
+    type Observers = Observers;
+
+    fn observers(&self) -> RefIndexable<&Self::Observers, Self::Observers> {
+        RefIndexable::from(&self.observers)
+    }
+
+    fn observers_mut(&mut self) -> RefIndexable<&mut Self::Observers, Self::Observers> {
+        RefIndexable::from(&mut self.observers)
+    }
+}
+
+/// The exit kind LibAFL sees: a timeout for an unsuppressed hang, a crash for any other finding.
+pub fn exit_kind(e: &Execution) -> ExitKind {
+    if e.verdicts.iter().any(|v| v.suppressed.is_none() && v.kind == VerdictKind::Hang) {
+        ExitKind::Timeout
+    } else if e.finding() {
+        ExitKind::Crash
+    } else {
+        ExitKind::Ok
+    }
+}
+
+impl<EM, S, Z> Executor<EM, ProgramInput, S, Z> for VmExecutor
+where
+    EM: EventFirer<ProgramInput, S>,
+    S: HasExecutions,
+{
+    fn run_target(
+        &mut self,
+        _fuzzer: &mut Z,
+        state: &mut S,
+        mgr: &mut EM,
+        input: &ProgramInput,
+    ) -> Result<ExitKind, Error> {
+        let ex = self.ensure_started()?;
+        let result = ex.execute(&input.0);
+        let reboots = ex.kernel.as_ref().map_or(0, |k| k.reboots);
+        self.counters.execs.fetch_add(1, Ordering::Relaxed);
+        if reboots != self.seen_reboots {
+            self.counters.restarts.fetch_add(u64::from(reboots.saturating_sub(self.seen_reboots)), Ordering::Relaxed);
+            self.seen_reboots = reboots;
+        }
+        let kind = match result {
+            // A program that does not resolve (an area this kernel lacks) or that the model
+            // refuses: nothing ran, nothing to learn.
+            Err(_) => ExitKind::Ok,
+            Ok(e) => {
+                if e.kernel.is_some() {
+                    self.counters.kernel_ops.fetch_add(e.resolved.ops.len() as u64, Ordering::Relaxed);
+                }
+                if e.harness_error() {
+                    self.counters.harness_errors.fetch_add(1, Ordering::Relaxed);
+                }
+                features::fill(&mut self.observers.0[..], &features::model_features(&e));
+                features::fill(&mut self.observers.1 .0[..], &features::kcov_features(&e));
+                let kind = exit_kind(&e);
+                let console = if e.finding() { self.console() } else { String::new() };
+                let obs = &mut self.observers.1 .1 .0;
+                obs.console = console;
+                obs.exec = Some(e);
+                kind
+            }
+        };
+        if self.last_stats.elapsed() >= Duration::from_secs(2) {
+            self.last_stats = Instant::now();
+            self.report(state, mgr)?;
+        }
+        Ok(kind)
+    }
+}

@@ -1,0 +1,229 @@
+//! What the feedback maps see of one execution.
+//!
+//! - **Model state** ([`model_features`]): the CMA states a program reached, as seen by the
+//!   model (or the kernel when the model did not run): every (op kind, outcome class) pair and
+//!   every consecutive pair of them, allocation size and alignment buckets per outcome, the
+//!   same pairs in the context of live pins and stale kmaps, the fragmentation shape of every
+//!   observed bitmap (used bits, free runs, largest free run, a coarse occupancy picture), the
+//!   set of (mapping kind, memory type) pairs of each observation, and the signatures of
+//!   suppressed verdicts. A program that reaches a new CMA state is kept even when the kernel's
+//!   edges are the same.
+//! - **Kernel coverage** ([`kcov_features`]): KCOV PCs of the run (`Execution::coverage`),
+//!   hashed into the map. Empty until the agent collects KCOV; nothing else changes then.
+//!
+//! Both produce map indices with a hit count; [`fill`] writes them as AFL-style count buckets.
+
+use crate::exec::Execution;
+use reference_impl::observation::{AreaObservation, Observation};
+use reference_impl::outcome::Outcome;
+use reference_impl::program::ResolvedOp;
+use std::collections::BTreeSet;
+use std::hash::{Hash, Hasher};
+
+/// Entries of the model-state map.
+pub const MODEL_MAP_SIZE: usize = 1 << 14;
+/// Entries of the kernel-coverage map.
+pub const KCOV_MAP_SIZE: usize = 1 << 16;
+
+fn h<T: Hash>(x: T) -> u64 {
+    let mut s = std::collections::hash_map::DefaultHasher::new();
+    x.hash(&mut s);
+    s.finish()
+}
+
+/// The outcome's class, without pfns.
+pub fn outcome_class(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Allocated { .. } => "allocated",
+        Outcome::AllocatedOutsideCma { .. } => "outside-cma",
+        Outcome::AllocFailed => "failed",
+        Outcome::Released => "released",
+        Outcome::ReleaseRejected => "rejected",
+        Outcome::Noop => "noop",
+        Outcome::Refused => "refused",
+        Outcome::Pinned { .. } => "pinned",
+        Outcome::PinFailed { .. } => "pin-failed",
+        Outcome::Kmapped { .. } => "kmapped",
+        Outcome::Unpinned { .. } => "unpinned",
+        _ => "other",
+    }
+}
+
+/// log2 bucket: 0, 1, 2-3, 4-7, …
+fn log2_bucket(x: u64) -> u32 {
+    64 - x.leading_zeros()
+}
+
+/// (op kind, argument bucket) of an op, for the size/alignment features.
+fn arg_bucket(op: &ResolvedOp) -> (u32, u32) {
+    match op {
+        ResolvedOp::CmaAlloc { count, align, .. } => (log2_bucket(count.0), align.0),
+        ResolvedOp::CmaReleaseRaw { count, off, .. } => (log2_bucket(count.0), u32::from(*off < 0)),
+        ResolvedOp::DmaAlloc { size, attrs, gfp, .. } => (
+            log2_bucket(size.0.div_ceil(4096)),
+            u32::from(attrs.wc) | u32::from(attrs.nokmap) << 1 | (*gfp as u32) << 2,
+        ),
+        _ => (0, 0),
+    }
+}
+
+/// Free runs of an area's bitmap: (number of runs, longest run).
+fn free_runs(a: &AreaObservation) -> (u64, u64) {
+    let bits = a.bitmap_bits().min(1 << 20);
+    let (mut runs, mut longest, mut cur) = (0u64, 0u64, 0u64);
+    for i in 0..bits {
+        if a.bit(i) {
+            cur = 0;
+        } else {
+            if cur == 0 {
+                runs += 1;
+            }
+            cur += 1;
+            longest = longest.max(cur);
+        }
+    }
+    (runs, longest)
+}
+
+/// The area cut into 16 slices, each empty, partly used or full: a coarse picture of where
+/// allocations sit (front, back, scattered).
+fn occupancy(a: &AreaObservation) -> u64 {
+    let bits = a.bitmap_bits().min(1 << 20);
+    if bits == 0 {
+        return 0;
+    }
+    let mut pic = 0u64;
+    for s in 0..16u64 {
+        let (lo, hi) = (bits * s / 16, bits * (s + 1) / 16);
+        let used = (lo..hi).filter(|i| a.bit(*i)).count() as u64;
+        let state = if used == 0 {
+            0
+        } else if used == hi - lo {
+            2
+        } else {
+            1
+        };
+        pic = pic * 3 + state;
+    }
+    pic
+}
+
+fn observation_features(tag: &str, o: &Observation, out: &mut Vec<u64>) {
+    for (i, a) in o.areas.iter().enumerate() {
+        let (runs, longest) = free_runs(a);
+        out.push(h(("used", tag, i, log2_bucket(a.used_bits()))));
+        out.push(h(("frag", tag, i, log2_bucket(runs), log2_bucket(longest))));
+        out.push(h(("shape", i, occupancy(a))));
+    }
+    let pairs: BTreeSet<(&str, &str)> = o.maps.iter().map(|m| (m.kind.name(), m.mem.name())).collect();
+    for p in &pairs {
+        out.push(h(("map", p)));
+    }
+    out.push(h(("mapset", &pairs)));
+    if o.maps_truncated {
+        out.push(h("maps-truncated"));
+    }
+}
+
+/// Model-state feature hashes of one execution (one entry per occurrence).
+pub fn model_features(e: &Execution) -> Vec<u64> {
+    let mut out = Vec::new();
+    let Some(run) = e.model.as_ref().or(e.kernel.as_ref()) else { return out };
+    let mut prev = ("start", "start");
+    let mut pins = 0u32;
+    let mut kmaps = 0u32;
+    for (op, o) in e.resolved.ops.iter().zip(&run.outcomes) {
+        let kind = crate::oracle::op_kind(op);
+        let class = outcome_class(o);
+        out.push(h(("oc", kind, class)));
+        out.push(h(("bi", prev, kind, class)));
+        let (a, b) = arg_bucket(op);
+        out.push(h(("arg", kind, class, a, b)));
+        if pins > 0 || kmaps > 0 {
+            out.push(h(("ctx", kind, class, log2_bucket(u64::from(pins)), kmaps.min(3))));
+        }
+        match o {
+            Outcome::Pinned { .. } => pins += 1,
+            Outcome::Unpinned { .. } => pins = pins.saturating_sub(1),
+            Outcome::Kmapped { .. } => kmaps += 1,
+            _ => {}
+        }
+        prev = (kind, class);
+    }
+    for (_, obs) in &run.observations {
+        observation_features("obs", obs, &mut out);
+    }
+    observation_features("end", &run.end, &mut out);
+    for v in &e.verdicts {
+        if v.suppressed.is_some() {
+            out.push(h(("suppressed", &v.signature)));
+        }
+    }
+    out
+}
+
+/// Kernel coverage: one entry per KCOV PC.
+pub fn kcov_features(e: &Execution) -> Vec<u64> {
+    e.coverage.iter().map(|pc| h(("pc", pc))).collect()
+}
+
+/// Writes `features` into `map` (cleared by the observer before the run) as hit-count buckets:
+/// 1, 2, 3, 4-7, 8-15, 16-31, 32-127, 128+ become 1..=8, so a feature seen more often than
+/// before is news, like AFL's edge counts.
+pub fn fill(map: &mut [u8], features: &[u64]) {
+    if map.is_empty() {
+        return;
+    }
+    let mut counts = std::collections::HashMap::<usize, u32>::new();
+    for f in features {
+        *counts.entry((*f % map.len() as u64) as usize).or_default() += 1;
+    }
+    for (i, c) in counts {
+        map[i] = match c {
+            0 => 0,
+            1 => 1,
+            2 => 2,
+            3 => 3,
+            4..=7 => 4,
+            8..=15 => 5,
+            16..=31 => 6,
+            32..=127 => 7,
+            _ => 8,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reference_impl::units::{Pages, Pfn};
+
+    fn area(bitmap: Vec<u32>) -> AreaObservation {
+        AreaObservation { name: "reserved".into(), base_pfn: Pfn(0x7e000), count: Pages(64), order_per_bit: 0, bitmap }
+    }
+
+    #[test]
+    fn free_runs_counts_holes_and_the_longest_one() {
+        // Bits 0-3 used, 4-7 free, 8 used, 9-63 free.
+        let a = area(vec![0b1_0000_1111, 0]);
+        assert_eq!(free_runs(&a), (2, 55));
+        assert_eq!(free_runs(&area(vec![u32::MAX, u32::MAX])), (0, 0));
+    }
+
+    #[test]
+    fn occupancy_tells_front_from_back() {
+        let front = area(vec![0xf, 0]);
+        let back = area(vec![0, 0xf000_0000]);
+        assert_ne!(occupancy(&front), occupancy(&back));
+        assert_eq!(occupancy(&area(vec![0, 0])), 0);
+    }
+
+    #[test]
+    fn fill_buckets_counts_and_stays_in_the_map() {
+        let mut map = vec![0u8; 8];
+        fill(&mut map, &[1, 9, 9, 3, 3, 3, 3, 3]);
+        assert_eq!(map[1], 3, "1, 9 and 9 are three hits on entry 1");
+        assert_eq!(map[3], 4, "five hits are the 4-7 bucket");
+        assert_eq!(map.iter().filter(|x| **x != 0).count(), 2);
+    }
+}

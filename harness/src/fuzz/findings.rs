@@ -1,0 +1,322 @@
+//! Findings on disk: `OUT/findings/<signature>/`, one directory per signature, written before
+//! the campaign moves on. A new signature is assembled in a temporary directory and renamed into
+//! place (a reader never sees half a finding); a signature seen again only bumps `count` and
+//! `last_seen` in `meta.json` (temp file + rename). Clients of one campaign (and campaigns
+//! sharing an `OUT`) serialise on `OUT/findings/.lock`.
+
+use crate::exec::Execution;
+use crate::oracle::Verdict;
+use reference_impl::program::Program;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::fs;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum FindingError {
+    #[error("{path}: {msg} (check that the --out directory is writable)")]
+    Io { path: PathBuf, msg: String },
+    #[error("{path}: {msg} (fix or remove this finding's meta.json)")]
+    Meta { path: PathBuf, msg: String },
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> FindingError {
+    FindingError::Io { path: path.to_path_buf(), msg: e.to_string() }
+}
+
+/// `meta.json` of one finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    pub signature: String,
+    pub kind: String,
+    pub target: String,
+    /// The kernel build's cache key (a hash of source, patches, config and driver).
+    pub kernel_hash: Option<String>,
+    /// Patches the kernel was built with, as given on the command line.
+    #[serde(default)]
+    pub kernel_patches: Vec<String>,
+    /// Programs that produced this signature.
+    pub count: u64,
+    /// Unix seconds.
+    pub first_seen: u64,
+    pub last_seen: u64,
+}
+
+/// Whether a recorded verdict was new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    New,
+    Again { count: u64 },
+}
+
+/// `OUT/findings` of one campaign.
+#[derive(Debug, Clone)]
+pub struct FindingStore {
+    pub dir: PathBuf,
+    pub target: String,
+    pub kernel_hash: Option<String>,
+    pub kernel_patches: Vec<String>,
+}
+
+/// The directory name of a signature: `[A-Za-z0-9._-]` kept, anything else `_`, at most 96
+/// characters; a changed or shortened name gets the signature's hash appended so two signatures
+/// never share a directory.
+pub fn dir_name(signature: &str) -> String {
+    let mut s: String = signature
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+        .collect();
+    if s.starts_with('.') || s.is_empty() {
+        s.insert(0, '_');
+    }
+    let changed = s != signature;
+    s.truncate(96);
+    if changed {
+        // FNV-1a: stable across Rust releases, unlike DefaultHasher.
+        let mut x: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in signature.bytes() {
+            x = (x ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        s.push_str(&format!("-{:08x}", x as u32));
+    }
+    s
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Writes `data` to `path` through a temporary file in the same directory and a rename.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), FindingError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io(dir, e))?;
+    tmp.write_all(data).map_err(|e| io(path, e))?;
+    tmp.as_file().sync_all().map_err(|e| io(path, e))?;
+    tmp.persist(path).map_err(|e| io(path, e.error))?;
+    Ok(())
+}
+
+/// An exclusive `flock` held while it lives.
+struct Lock(fs::File);
+
+impl Lock {
+    fn take(path: &Path) -> Result<Lock, FindingError> {
+        let f = fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(|e| io(path, e))?;
+        // SAFETY: flock on a descriptor we own; released when the file is closed.
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        if r != 0 {
+            return Err(io(path, std::io::Error::last_os_error()));
+        }
+        Ok(Lock(f))
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
+impl FindingStore {
+    pub fn open(
+        out: &Path,
+        target: &str,
+        kernel_hash: Option<String>,
+        kernel_patches: Vec<String>,
+    ) -> Result<Self, FindingError> {
+        let dir = out.join("findings");
+        fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        Ok(FindingStore { dir, target: target.to_string(), kernel_hash, kernel_patches })
+    }
+
+    /// Signatures already on disk (their `meta.json`).
+    pub fn existing(&self) -> Result<Vec<Meta>, FindingError> {
+        let mut out = Vec::new();
+        let rd = fs::read_dir(&self.dir).map_err(|e| io(&self.dir, e))?;
+        for e in rd.flatten() {
+            let p = e.path().join("meta.json");
+            if e.file_name().to_string_lossy().starts_with('.') || !p.is_file() {
+                continue;
+            }
+            out.push(read_meta(&p)?);
+        }
+        out.sort_by(|a, b| a.signature.cmp(&b.signature));
+        Ok(out)
+    }
+
+    /// The replay command a person runs on the reproducer.
+    fn replay_hint(&self, dir: &Path) -> String {
+        let mut s = format!("cmafuzz replay {} --target {}", dir.join("reproducer.prog").display(), self.target);
+        for p in &self.kernel_patches {
+            s.push_str(&format!(" --kernel-patch {p}"));
+        }
+        s
+    }
+
+    /// Records `verdict` of `prog`'s execution `e` (`console`: the kernel console, for the
+    /// excerpt when the verdict has none).
+    pub fn record(
+        &self,
+        prog: &Program,
+        e: &Execution,
+        verdict: &Verdict,
+        console: &str,
+    ) -> Result<Recorded, FindingError> {
+        let _lock = Lock::take(&self.dir.join(".lock"))?;
+        let final_dir = self.dir.join(dir_name(&verdict.signature));
+        let meta_path = final_dir.join("meta.json");
+        let t = now();
+        if meta_path.is_file() {
+            let mut m = read_meta(&meta_path)?;
+            m.count += 1;
+            m.last_seen = t;
+            write_atomic(&meta_path, &to_json(&m))?;
+            return Ok(Recorded::Again { count: m.count });
+        }
+        let tmp = tempfile::Builder::new().prefix(".new-").tempdir_in(&self.dir).map_err(|e| io(&self.dir, e))?;
+        let d = tmp.path();
+        let header = format!(
+            "# cmafuzz finding {}\n# {}\n# replay: {}\n",
+            verdict.signature,
+            verdict.detail.lines().next().unwrap_or(""),
+            self.replay_hint(&final_dir)
+        );
+        write_atomic(&d.join("reproducer.prog"), format!("{header}{}", prog.to_text()).as_bytes())?;
+        let verdicts = json!({ "verdict": verdict, "all_verdicts": &e.verdicts });
+        write_atomic(&d.join("verdict.json"), &to_json(&verdicts))?;
+        let side = |r: Option<&crate::backend::ProgramRun>| {
+            r.map(|r| json!({ "outcomes": r.outcomes, "observations": r.observations, "end": r.end }))
+        };
+        let obs = json!({ "model": side(e.model.as_ref()), "kernel": side(e.kernel.as_ref()) });
+        write_atomic(&d.join("observations.json"), &to_json(&obs))?;
+        let excerpt = match &verdict.excerpt {
+            Some(x) => x.clone(),
+            None => {
+                let lines: Vec<&str> = console.lines().collect();
+                lines[lines.len().saturating_sub(80)..].join("\n")
+            }
+        };
+        write_atomic(&d.join("console.txt"), excerpt.as_bytes())?;
+        let m = Meta {
+            signature: verdict.signature.clone(),
+            kind: verdict.kind.as_str().to_string(),
+            target: self.target.clone(),
+            kernel_hash: self.kernel_hash.clone(),
+            kernel_patches: self.kernel_patches.clone(),
+            count: 1,
+            first_seen: t,
+            last_seen: t,
+        };
+        write_atomic(&d.join("meta.json"), &to_json(&m))?;
+        let tmp_path = tmp.keep();
+        fs::rename(&tmp_path, &final_dir).map_err(|e| {
+            let _ = fs::remove_dir_all(&tmp_path);
+            io(&final_dir, e)
+        })?;
+        Ok(Recorded::New)
+    }
+}
+
+fn read_meta(p: &Path) -> Result<Meta, FindingError> {
+    let text = fs::read_to_string(p).map_err(|e| io(p, e))?;
+    serde_json::from_str(&text).map_err(|e| FindingError::Meta { path: p.to_path_buf(), msg: e.to_string() })
+}
+
+fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut s = serde_json::to_vec_pretty(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}").into_bytes());
+    s.push(b'\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oracle::VerdictKind;
+    use reference_impl::program::ResolvedProgram;
+
+    fn exec() -> Execution {
+        Execution {
+            resolved: ResolvedProgram::default(),
+            model: None,
+            kernel: None,
+            divergences: vec![],
+            verdicts: vec![],
+            kernel_error: None,
+            kernel_time: std::time::Duration::ZERO,
+            coverage: vec![],
+        }
+    }
+
+    fn verdict(sig: &str) -> Verdict {
+        Verdict {
+            kind: VerdictKind::Bitmap,
+            signature: sig.into(),
+            op_index: Some(1),
+            detail: "bits differ".into(),
+            excerpt: None,
+            suppressed: None,
+        }
+    }
+
+    #[test]
+    fn dir_names_are_safe_and_distinct() {
+        assert_eq!(dir_name("bitmap_cma_release_reserved"), "bitmap_cma_release_reserved");
+        let a = dir_name("bitmap:cma_release:reserved");
+        let b = dir_name("bitmap_cma_release_reserved");
+        assert_ne!(a, b);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)), "{a}");
+        assert!(!dir_name("../../etc").contains('/'));
+        assert!(!dir_name(".hidden").starts_with('.'));
+        assert!(dir_name(&"x:".repeat(200)).len() <= 96 + 9);
+    }
+
+    #[test]
+    fn the_same_signature_twice_is_one_directory_with_count_two() {
+        let out = tempfile::tempdir().expect("tempdir");
+        let store =
+            FindingStore::open(out.path(), "arm32-6.1", Some("abc".into()), vec!["bug.patch".into()]).expect("open");
+        let prog = Program::parse("cma_alloc area=reserved count=3 align=0\ncma_release h=0\n").expect("parses");
+        let v = verdict("bitmap:cma_release:reserved");
+        assert_eq!(store.record(&prog, &exec(), &v, "console\n").expect("record"), Recorded::New);
+        assert_eq!(store.record(&prog, &exec(), &v, "").expect("record"), Recorded::Again { count: 2 });
+        let dirs: Vec<_> = fs::read_dir(&store.dir)
+            .expect("list")
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .collect();
+        assert_eq!(dirs.len(), 1);
+        let d = dirs[0].path();
+        for f in ["reproducer.prog", "verdict.json", "observations.json", "console.txt", "meta.json"] {
+            assert!(d.join(f).is_file(), "{f} missing");
+        }
+        let text = fs::read_to_string(d.join("reproducer.prog")).expect("read");
+        assert_eq!(Program::parse(&text).expect("reproducer parses"), prog);
+        assert!(text.contains("--kernel-patch bug.patch"), "{text}");
+        let metas = store.existing().expect("existing");
+        assert_eq!(metas.len(), 1);
+        assert_eq!(metas[0].count, 2);
+        assert_eq!(metas[0].kernel_hash.as_deref(), Some("abc"));
+        // No temporary directories left behind.
+        assert!(!fs::read_dir(&store.dir)
+            .expect("list")
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".new-")));
+    }
+
+    #[test]
+    fn a_corrupt_meta_json_is_an_error_naming_the_file() {
+        let out = tempfile::tempdir().expect("tempdir");
+        let store = FindingStore::open(out.path(), "t", None, vec![]).expect("open");
+        let d = store.dir.join(dir_name("bitmap:x"));
+        fs::create_dir_all(&d).expect("mkdir");
+        fs::write(d.join("meta.json"), "{").expect("write");
+        let prog = Program::default();
+        let e = store.record(&prog, &exec(), &verdict("bitmap:x"), "").expect_err("corrupt");
+        assert!(e.to_string().contains("meta.json"), "{e}");
+    }
+}

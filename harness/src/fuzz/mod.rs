@@ -1,0 +1,371 @@
+//! `cmafuzz fuzz`: coverage-guided campaigns on LibAFL (pinned at 0.16.1).
+//!
+//! One client per core, each with its own VM, started by LibAFL's `Launcher` and sharing inputs
+//! over LLMP; a broker (in the launching process) runs the status monitor. Per client:
+//! - input: [`input::ProgramInput`] (a program; its text form on disk);
+//! - generator: the seeded generator of `generate.rs`, with handles made valid;
+//! - mutators: [`mutate`] (structure-aware, handles kept valid);
+//! - executor: [`executor::VmExecutor`] over `exec::Executor::execute`;
+//! - feedback: model-state map ∪ kernel-coverage map ([`features`]), both `MaxMapFeedback`;
+//! - objective: [`objective::FindingFeedback`], any unsuppressed verdict, written to
+//!   `OUT/findings/` ([`findings`]) before the campaign moves on;
+//! - corpus: `OUT/corpus/` (LibAFL's `InMemoryOnDiskCorpus`, one `<hash>.prog` per entry); a
+//!   campaign started on an existing `OUT` loads it back (every entry, forced) with the seeds.
+//!
+//! Process tree: `cmafuzz fuzz` (broker + monitor) → per core a LibAFL restarter → the client,
+//! which owns qemu. qemu dies with the client (`PR_SET_PDEATHSIG`); the client stops when the
+//! launching process is gone (checked between inputs), on SIGINT/SIGTERM, and at the deadline.
+
+pub mod executor;
+pub mod features;
+pub mod findings;
+pub mod input;
+pub mod monitor;
+pub mod mutate;
+pub mod objective;
+
+use crate::oracle::Suppressions;
+use crate::session::{self, KernelChoice};
+use crate::targets::Target;
+use executor::{Counters, VmExecutor};
+use input::ProgramInput;
+use libafl::corpus::{Corpus, InMemoryCorpus, InMemoryOnDiskCorpus};
+use libafl::events::{EventConfig, Launcher, ProgressReporter, SendExiting};
+use libafl::feedback_or;
+use libafl::feedbacks::MaxMapFeedback;
+use libafl::fuzzer::{Fuzzer, StdFuzzer};
+use libafl::generators::Generator;
+use libafl::mutators::HavocScheduledMutator;
+use libafl::schedulers::QueueScheduler;
+use libafl::stages::StdMutationalStage;
+use libafl::state::{HasCorpus, HasRand, StdState};
+use libafl::Error;
+use libafl_bolts::core_affinity::Cores;
+use libafl_bolts::rands::{Rand, StdRand};
+use libafl_bolts::shmem::{ShMemProvider, StdShMem, StdShMemProvider};
+use libafl_bolts::tuples::{tuple_list, Handled};
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use thiserror::Error;
+
+/// How often the status line is printed.
+pub const STATUS_INTERVAL: Duration = Duration::from_secs(5);
+/// Default LLMP broker address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:1337";
+
+#[derive(Debug, Error)]
+pub enum FuzzError {
+    #[error("--duration {0}: expected a number with a unit, like 30s, 10m, 8h or 1d")]
+    Duration(String),
+    #[error("--cores {0}: expected a count (2) or a list of core ids (0,2-3) of this machine's {1} cores")]
+    Cores(String, usize),
+    #[error("--listen {0}: {1}")]
+    Listen(String, String),
+    #[error("--broker {0}: expected HOST:PORT of another campaign's broker (its --listen address)")]
+    Broker(String),
+    #[error("{0}: no such seed directory (pass --corpus DIR with *.prog files)")]
+    NoCorpus(PathBuf),
+    #[error("no seed programs: {0} has no *.prog or *.json files and {1} is empty (pass --corpus DIR)")]
+    NoSeeds(PathBuf, PathBuf),
+    #[error(transparent)]
+    Findings(#[from] findings::FindingError),
+    #[error(transparent)]
+    Session(#[from] crate::session::SessionError),
+    #[error("{what}: {msg}")]
+    Io { what: PathBuf, msg: String },
+    #[error("LibAFL: {0}")]
+    Libafl(String),
+}
+
+/// Everything `cmafuzz fuzz` was asked to do.
+#[derive(Debug, Clone)]
+pub struct FuzzOptions {
+    pub target: Target,
+    pub kernel: KernelChoice,
+    pub duration: Duration,
+    /// Core list in LibAFL's syntax (`0-1`, `0,2`).
+    pub cores: String,
+    pub corpus: PathBuf,
+    pub out: PathBuf,
+    pub seed: u64,
+    pub json_stats: Option<PathBuf>,
+    pub listen: SocketAddr,
+    pub broker: Option<SocketAddr>,
+    pub sup: Suppressions,
+}
+
+/// `30s`, `10m`, `8h`, `1d` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, FuzzError> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 's')) => (&t[..i], 1),
+        Some((i, 'm')) => (&t[..i], 60),
+        Some((i, 'h')) => (&t[..i], 3600),
+        Some((i, 'd')) => (&t[..i], 86400),
+        _ => (t, 1),
+    };
+    let n: u64 = num.parse().map_err(|_| FuzzError::Duration(s.to_string()))?;
+    n.checked_mul(mult).filter(|v| *v > 0).map(Duration::from_secs).ok_or_else(|| FuzzError::Duration(s.to_string()))
+}
+
+/// `N` (the first N cores) or a LibAFL core list; checked against this machine.
+pub fn parse_cores(s: &str) -> Result<String, FuzzError> {
+    let avail = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    let list = match s.trim().parse::<usize>() {
+        Ok(0) => return Err(FuzzError::Cores(s.to_string(), avail)),
+        Ok(n) if n > avail => return Err(FuzzError::Cores(s.to_string(), avail)),
+        Ok(n) => format!("0-{}", n - 1),
+        Err(_) => s.trim().to_string(),
+    };
+    match Cores::from_cmdline(&list) {
+        Ok(c) if !c.ids.is_empty() && c.ids.iter().all(|id| id.0 < avail) => Ok(list),
+        _ => Err(FuzzError::Cores(s.to_string(), avail)),
+    }
+}
+
+/// The broker address: loopback unless built with the `public-broker` feature.
+pub fn parse_listen(s: &str) -> Result<SocketAddr, FuzzError> {
+    let a: SocketAddr =
+        s.parse().map_err(|_| FuzzError::Listen(s.into(), "expected IP:PORT, like 127.0.0.1:1337".into()))?;
+    if !a.ip().is_loopback() && !cfg!(feature = "public-broker") {
+        return Err(FuzzError::Listen(
+            s.into(),
+            "this cmafuzz binds its broker to loopback only; rebuild with `cargo build --release --features public-broker` to accept other machines".into(),
+        ));
+    }
+    if a.port() == 0 {
+        return Err(FuzzError::Listen(s.into(), "port 0 is not a port other clients can find".into()));
+    }
+    Ok(a)
+}
+
+pub fn parse_broker(s: &str) -> Result<SocketAddr, FuzzError> {
+    use std::net::ToSocketAddrs;
+    s.to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or_else(|| FuzzError::Broker(s.to_string()))
+}
+
+/// `*.prog` / `*.json` files of `dir`, sorted, hidden files skipped.
+fn program_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    let hidden = p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+                    !hidden && matches!(p.extension().and_then(|e| e.to_str()), Some("prog" | "json"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Generated programs, handles made valid.
+pub struct ProgramGenerator;
+
+impl<S: HasRand> Generator<ProgramInput, S> for ProgramGenerator {
+    fn generate(&mut self, state: &mut S) -> Result<ProgramInput, Error> {
+        let seed = state.rand_mut().next();
+        let mut d = mutate::SplitMix(seed);
+        Ok(ProgramInput(mutate::valid(crate::generate::program(seed), &mut d)))
+    }
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_sig: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_stop_handlers() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
+fn alive(pid: libc::pid_t) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// What a campaign left in `OUT`, for the summary and the exit code.
+#[derive(Debug)]
+pub struct Summary {
+    pub findings: Vec<findings::Meta>,
+    pub corpus: u64,
+    pub last_status: Option<monitor::Status>,
+    pub out: PathBuf,
+}
+
+impl Summary {
+    /// 1 when `OUT/findings` holds any finding, else 0 (errors are `Err`, exit 2).
+    pub fn exit_code(&self) -> u8 {
+        crate::exit_code(false, !self.findings.is_empty())
+    }
+}
+
+/// Runs the campaign. Returns in the launching process only; clients exit inside.
+pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e: std::io::Error| FuzzError::Io { what: p, msg: e.to_string() }
+    };
+    std::fs::create_dir_all(opts.out.join("corpus")).map_err(io(&opts.out))?;
+    if !opts.corpus.is_dir() {
+        return Err(FuzzError::NoCorpus(opts.corpus.clone()));
+    }
+    let mut files = program_files(&opts.corpus);
+    files.extend(program_files(&opts.out.join("corpus")));
+    if files.is_empty() {
+        return Err(FuzzError::NoSeeds(opts.corpus.clone(), opts.out.join("corpus")));
+    }
+    // Build (or find) the kernel here, once, so clients only boot it and a bad patch is one
+    // error before anything forks.
+    let art = session::build_kernel(&opts.target, &opts.kernel, &mut |l| eprintln!("{l}"))?;
+    let store = findings::FindingStore::open(
+        &opts.out,
+        &opts.target.name,
+        Some(art.key.clone()),
+        opts.kernel.patches.iter().map(|p| p.display().to_string()).collect(),
+    )?;
+    let resumed = program_files(&opts.out.join("corpus")).len();
+    let before = store.existing()?.len();
+    eprintln!(
+        "cmafuzz fuzz: {} kernel {} on cores {} for {} s; out {} ({} corpus entries, {} findings already there)",
+        opts.target.name,
+        art.key,
+        opts.cores,
+        opts.duration.as_secs(),
+        opts.out.display(),
+        resumed,
+        before
+    );
+    let deadline = unix_now() + opts.duration.as_secs();
+    // SAFETY: getpid cannot fail.
+    let main_pid = unsafe { libc::getpid() };
+    let cores = Cores::from_cmdline(&opts.cores).map_err(|_| FuzzError::Cores(opts.cores.clone(), 0))?;
+    let shmem = StdShMemProvider::new().map_err(|e| FuzzError::Libafl(e.to_string()))?;
+    let mon = monitor::StatusMonitor::new(&opts.out, opts.json_stats.clone(), STATUS_INTERVAL);
+    let log = opts.out.join("clients.log");
+    let log_s = log.display().to_string();
+
+    let run_client = |state: Option<St>, mut mgr: Mgr, desc: libafl::events::ClientDescription| -> Result<(), Error> {
+        install_stop_handlers();
+        let counters = Arc::new(Counters::default());
+        let mut executor =
+            VmExecutor::new(opts.target.clone(), opts.kernel.clone(), opts.sup.clone(), counters.clone());
+        let model_fb = MaxMapFeedback::new(&executor.observers_ref().0);
+        let kcov_fb = MaxMapFeedback::new(&executor.observers_ref().1 .0);
+        let mut feedback = feedback_or!(model_fb, kcov_fb);
+        let mut objective =
+            objective::FindingFeedback::new(store.clone(), executor.observers_ref().1 .1 .0.handle(), counters.clone());
+        let mut state = match state {
+            Some(s) => s,
+            None => StdState::new(
+                StdRand::with_seed(opts.seed.wrapping_add(desc.id() as u64)),
+                InMemoryOnDiskCorpus::no_meta(opts.out.join("corpus"))?,
+                InMemoryCorpus::new(),
+                &mut feedback,
+                &mut objective,
+            )?,
+        };
+        let mut fuzzer = StdFuzzer::new(QueueScheduler::new(), feedback, objective);
+        if state.must_load_initial_inputs() {
+            state.load_initial_inputs_by_filenames_forced(&mut fuzzer, &mut executor, &mut mgr, &files)?;
+            if state.corpus().count() == 0 {
+                state.generate_initial_inputs_forced(&mut fuzzer, &mut executor, &mut ProgramGenerator, &mut mgr, 8)?;
+            }
+        }
+        let mutator = HavocScheduledMutator::with_max_stack_pow(mutate::mutators(), 3);
+        let mut stages = tuple_list!(StdMutationalStage::with_max_iterations(
+            mutator,
+            NonZeroUsize::new(16).unwrap_or(NonZeroUsize::MIN)
+        ));
+        while !STOP.load(Ordering::SeqCst) && unix_now() < deadline && alive(main_pid) {
+            fuzzer.fuzz_one(&mut stages, &mut executor, &mut state, &mut mgr)?;
+            mgr.maybe_report_progress(&mut state, Duration::from_secs(2))?;
+        }
+        mgr.send_exiting()?;
+        Ok(())
+    };
+
+    let port = opts.listen.port();
+    let remote = opts.broker;
+    let n_clients = NonZeroUsize::new(cores.ids.len()).unwrap_or(NonZeroUsize::MIN);
+    let client_shmem = shmem.clone();
+    // LibAFL 0.16.1's `Launcher::launch` ignores `remote_broker_addr`; this is its own spawn
+    // logic (clients through `setup_restarting_mgr_llmp`), with a broker that also connects to
+    // another machine's broker when `--broker` is given.
+    let spawn_mgr =
+        |_l: &_, desc: Option<libafl::events::ClientDescription>, mon: Option<monitor::StatusMonitor>| match desc {
+            Some(client_description) => libafl::events::setup_restarting_mgr_llmp(
+                client_shmem.clone(),
+                EventConfig::AlwaysUnique,
+                None::<monitor::StatusMonitor>,
+                port,
+                libafl::events::ManagerKind::Client { client_description },
+                None,
+                libafl::events::ShouldSaveState::OnRestart,
+                tuple_list!(),
+            ),
+            None => {
+                let mon = mon.ok_or_else(|| Error::illegal_state("the broker has no monitor"))?;
+                let hook = libafl::events::StdLlmpEventHook::<ProgramInput, _>::new(mon)?;
+                let mut broker = libafl_bolts::llmp::LlmpBroker::create_attach_to_tcp(
+                    client_shmem.clone(),
+                    tuple_list!(hook),
+                    port,
+                )?;
+                if let Some(addr) = remote {
+                    broker.inner_mut().connect_b2b(addr)?;
+                }
+                libafl_bolts::llmp::Broker::set_exit_after(&mut broker, n_clients);
+                broker.loop_with_timeouts(Duration::from_secs(30), Some(Duration::from_millis(5)));
+                Err(Error::shutting_down())
+            }
+        };
+    let launched = Launcher::builder()
+        .shmem_provider(shmem)
+        .configuration(EventConfig::AlwaysUnique)
+        .monitor(mon)
+        .run_client(run_client)
+        .cores(&cores)
+        .broker_port(port)
+        .stdout_file(Some(&log_s))
+        .build()
+        .launch_with_manager(spawn_mgr);
+    // SAFETY: getpid cannot fail.
+    if unsafe { libc::getpid() } != main_pid {
+        // A client or its restarter coming back out of the launcher: its work is done.
+        std::process::exit(0);
+    }
+    match launched {
+        Ok(()) | Err(Error::ShuttingDown) => {}
+        Err(e) => return Err(FuzzError::Libafl(e.to_string())),
+    }
+    let last_status =
+        std::fs::read_to_string(opts.out.join("stats.json")).ok().and_then(|s| serde_json::from_str(&s).ok());
+    Ok(Summary {
+        findings: store.existing()?,
+        corpus: monitor::corpus_files(&opts.out),
+        last_status,
+        out: opts.out.clone(),
+    })
+}
+
+/// The event manager of one client.
+pub type Mgr = libafl::events::LlmpRestartingEventManager<(), ProgramInput, St, StdShMem, StdShMemProvider>;
+
+/// The state of one client.
+pub type St = StdState<InMemoryOnDiskCorpus<ProgramInput>, ProgramInput, StdRand, InMemoryCorpus<ProgramInput>>;
