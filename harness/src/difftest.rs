@@ -112,6 +112,8 @@ pub struct DifftestSummary {
     pub seconds: f64,
     /// Reproducers written.
     pub reproducers: Vec<PathBuf>,
+    /// Suppressed verdicts by signature: how many programs had each.
+    pub suppressed: std::collections::BTreeMap<String, u64>,
 }
 
 impl DifftestSummary {
@@ -152,7 +154,6 @@ pub fn difftest(
     let mut sum = DifftestSummary::default();
     let t = Instant::now();
     let mut last_progress = Instant::now();
-    let mut suppressed: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
     for s in opts.seed..opts.seed.saturating_add(opts.count) {
         let prog = generate::program_for(s, &areas);
         if let Some(m) = ex.model.as_mut() {
@@ -173,7 +174,7 @@ pub fn difftest(
         sum.programs += 1;
         sum.ops += e.resolved.ops.len() as u64;
         for v in e.verdicts.iter().filter(|v| v.suppressed.is_some()) {
-            *suppressed.entry(v.signature.clone()).or_default() += 1;
+            *sum.suppressed.entry(v.signature.clone()).or_default() += 1;
         }
         if let Some(err) = &e.kernel_error {
             let why = match err {
@@ -212,7 +213,7 @@ pub fn difftest(
     }
     sum.reboots = ex.kernel.as_ref().map_or(0, |k| k.reboots);
     sum.seconds = t.elapsed().as_secs_f64();
-    for (sig, n) in suppressed {
+    for (sig, n) in &sum.suppressed {
         let _ = writeln!(out, "suppressed: {sig} ({n} programs)");
     }
     Ok(sum)

@@ -22,6 +22,22 @@ fn run(target: &str, count: u64, seed: u64) -> DifftestSummary {
 fn generated_programs_agree_with_the_model_on_arm32_6_1() {
     let sum = run("arm32-6.1", 2000, 20261124);
     assert_eq!(sum.reboots, 0, "arm32 has no pool growth, so no reset needs a reboot");
+    // The generator's kmaps reach the stale PKMAP slot of KNOWN-ISSUES.md KI-1: the kernel-side
+    // alias scan sees it, the model predicted it (no divergence), and it stays suppressed.
+    let pkmap = sum.suppressed.get("alias-violation:vmap:nc+pkmap:wb").copied().unwrap_or(0);
+    assert!(pkmap > 0, "no stale-PKMAP alias in 2000 programs: {:?}", sum.suppressed);
+}
+
+#[test]
+fn generated_programs_agree_on_three_areas_from_the_device_tree() {
+    run("arm32-pools-6.1", 2000, 20261124);
+}
+
+#[test]
+fn generated_programs_agree_on_an_order_per_bit_9_hugetlb_area() {
+    let sum = run("arm64-hugetlb-6.1", 2000, 20261124);
+    let linear = sum.suppressed.get("alias-by-design:arm64-linear-alias").copied().unwrap_or(0);
+    assert!(linear > 0, "arm64 keeps its linear alias by design: {:?}", sum.suppressed);
 }
 
 #[test]
