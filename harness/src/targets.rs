@@ -14,8 +14,10 @@ const TARGETS_TOML: &str = include_str!("../../kernel-configs/targets.toml");
 pub const FRAGMENTS: &[(&str, &str)] = &[
     ("base.config", include_str!("../../kernel-configs/fragments/base.config")),
     ("arm32.config", include_str!("../../kernel-configs/fragments/arm32.config")),
+    ("arm32-lpae.config", include_str!("../../kernel-configs/fragments/arm32-lpae.config")),
     ("arm64.config", include_str!("../../kernel-configs/fragments/arm64.config")),
     ("hugetlb.config", include_str!("../../kernel-configs/fragments/hugetlb.config")),
+    ("kcov.config", include_str!("../../kernel-configs/fragments/kcov.config")),
 ];
 
 #[derive(Debug, Error)]

@@ -29,6 +29,11 @@ fn generated_programs_agree_with_the_model_on_arm32_6_1() {
 }
 
 #[test]
+fn generated_programs_agree_with_the_model_on_arm32_lpae_6_1() {
+    run("arm32-lpae-6.1", 2000, 20261124);
+}
+
+#[test]
 fn generated_programs_agree_on_three_areas_from_the_device_tree() {
     run("arm32-pools-6.1", 2000, 20261124);
 }

@@ -407,3 +407,8 @@ fn an_order_per_bit_9_area_allocates_whole_bits_aligned_to_the_physical_pfn() {
     assert_eq!(hu_end.bitmap[0], 0b11110);
     assert_eq!(hu_end.used_pages(), 4 * 512);
 }
+
+#[test]
+fn seed_corpus_agrees_with_the_model_on_lpae_descriptors() {
+    replay_seeds("arm32-lpae-6.1");
+}
