@@ -122,19 +122,37 @@ impl Bitmap {
         self.words.iter().map(|w| u64::from(w.count_ones())).sum()
     }
 
+    /// The kernel's `_find_next_bit()` over `unsigned long` words, here read 64 bits (two stored
+    /// `u32` words) at a time. Exactly the answer of a scan in 32-bit steps that stops at the
+    /// first word starting at or past `min(size, nbits)`: a high half that starts there, or that
+    /// is not stored, is never looked at.
     fn find_next(&self, size: u64, start: u64, want_set: bool) -> u64 {
         let limit = size.min(self.nbits);
         let mut i = start;
         while i < limit {
-            let lo = i % 32;
-            let Some(&raw) = usize::try_from(i / 32).ok().and_then(|w| self.words.get(w)) else {
+            let lo = i % 64;
+            let Some(first) = usize::try_from(i / 64).ok().and_then(|w| w.checked_mul(2)) else {
                 break;
             };
-            let word = if want_set { raw } else { !raw } & (u32::MAX << lo);
+            let Some(&l) = self.words.get(first) else {
+                break;
+            };
+            let high_start = i - lo + 32;
+            let h = if high_start < limit { self.words.get(first + 1).copied() } else { None };
+            let raw = u64::from(l) | (u64::from(h.unwrap_or(0)) << 32);
+            let mut word = if want_set { raw } else { !raw };
+            if h.is_none() {
+                word &= u64::from(u32::MAX);
+            }
+            word &= u64::MAX << lo;
             if word != 0 {
                 return (i - lo + u64::from(word.trailing_zeros())).min(size);
             }
-            i = i - lo + 32;
+            if h.is_none() {
+                // The 32-bit scan would stop at the high half: nothing stored, or past the limit.
+                break;
+            }
+            i = i - lo + 64;
         }
         size
     }
@@ -264,5 +282,42 @@ mod tests {
         assert!(Bitmap::from_words(&[0, 0, 0], 65).is_some());
         assert!(Bitmap::has_stray_bits(&[0, 0, 2], 65));
         assert!(!Bitmap::has_stray_bits(&[0, 0, 1], 65));
+    }
+
+    /// The searches read 64 bits at a time; this is the bit-by-bit definition they must match,
+    /// including `size` past `nbits` and starts past the end.
+    fn naive_find(m: &Bitmap, size: u64, start: u64, want_set: bool) -> u64 {
+        let limit = size.min(m.nbits);
+        let mut i = start;
+        while i < limit {
+            // The 32-bit word scan: a word is examined whole once its first bit is below limit.
+            let word_start = i - i % 32;
+            let word_end = word_start + 32;
+            for b in i..word_end {
+                let w = m.words.get((b / 32) as usize).copied().unwrap_or(0);
+                if ((w >> (b % 32)) & 1 == 1) == want_set {
+                    return b.min(size);
+                }
+            }
+            i = word_end;
+        }
+        size
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn word_searches_match_the_bit_by_bit_definition(
+            nbits in 1u64..300,
+            runs in proptest::collection::vec((0u64..300, 1u64..40), 0..12),
+            size in 0u64..340,
+            start in 0u64..340,
+        ) {
+            let mut m = Bitmap::zeroed(nbits);
+            for (s, l) in runs {
+                m.set(s, l);
+            }
+            proptest::prop_assert_eq!(m.find_next_bit(size, start), naive_find(&m, size, start, true));
+            proptest::prop_assert_eq!(m.find_next_zero_bit(size, start), naive_find(&m, size, start, false));
+        }
     }
 }
