@@ -161,3 +161,56 @@ fn a_sigkilled_campaign_leaves_no_qemu_and_a_restart_loses_no_finding_or_corpus_
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("findings already there"), "the restart reports what it resumed: {stderr}");
 }
+
+/// Ctrl-C (SIGINT to the foreground process group, as a terminal sends it) stops a campaign on
+/// a pristine kernel cleanly: it exits by itself within a bounded time with status 0 (no
+/// findings), the status file is complete JSON, the corpus is on disk and no process survives.
+#[test]
+fn sigint_stops_a_pristine_campaign_cleanly_with_everything_flushed() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let out = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cmafuzz"))
+        .args(["fuzz", "--target", "arm32-6.1", "--duration", "10m", "--cores", "1"])
+        .arg("--corpus")
+        .arg(root().join("corpora/seed"))
+        .arg("--out")
+        .arg(out.path())
+        .args(["--listen", "127.0.0.1:14313"])
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cmafuzz fuzz starts");
+    let pgid = child.id() as i32;
+    let t = Instant::now();
+    while !(corpus_files(out.path()).len() >= 5 && out.path().join("stats.json").is_file()) {
+        assert!(t.elapsed() < Duration::from_secs(300), "no corpus/status after 300 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // SAFETY: signalling the process group we created.
+    assert_eq!(unsafe { libc::kill(-pgid, libc::SIGINT) }, 0);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "the campaign did not stop within 60 s of SIGINT");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stdout = String::new();
+    if let Some(mut s) = child.stdout.take() {
+        use std::io::Read;
+        let _ = s.read_to_string(&mut stdout);
+    }
+    assert_eq!(status.code(), Some(0), "a pristine campaign stopped by SIGINT exits 0\n{stdout}");
+    assert!(finding_dirs(out.path()).is_empty(), "pristine kernel, no findings: {:?}", finding_dirs(out.path()));
+    let stats = std::fs::read_to_string(out.path().join("stats.json")).expect("stats.json");
+    let v: serde_json::Value = serde_json::from_str(&stats).expect("stats.json is complete JSON");
+    assert!(v.is_object(), "{v}");
+    assert!(corpus_files(out.path()).len() >= 5);
+    let t = Instant::now();
+    while !group_members(pgid).is_empty() && t.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(group_members(pgid), vec![], "processes of the stopped campaign survive");
+}
