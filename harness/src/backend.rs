@@ -88,6 +88,11 @@ impl ModelBackend {
         self.model.set_pkmap_last(last);
     }
 
+    /// The model's kernel profile.
+    pub fn profile(&self) -> &KernelProfile {
+        self.model.profile()
+    }
+
     /// The alias rules of the model's kernel profile and areas.
     pub fn alias_rules(&self) -> reference_impl::alias::AliasRules {
         self.model.alias_rules()

@@ -81,16 +81,36 @@ impl Executor {
         Ok(Executor { target: target.clone(), choice, kernel, model, boot, sup, seen_reports: 0, seen_reboots: 0 })
     }
 
-    /// The kernel placed its areas differently from the target's record: a finding about the
-    /// kernel, not about one program.
+    /// The kernel placed its areas differently from the target's record, or its default area
+    /// elsewhere than the model predicts (`reference_impl::placement`, spec §1.6): a finding about
+    /// the kernel, not about one program.
     pub fn placement_verdict(&self) -> Option<Verdict> {
         self.kernel.as_ref()?;
-        let note = session::placement_note(&self.target, &self.boot)?;
+        let mut notes = Vec::new();
+        if let Some(note) = session::placement_note(&self.target, &self.boot) {
+            notes.push(note);
+        }
+        if let (Some(m), Some(def)) = (&self.model, self.boot.areas.iter().find(|a| a.name == "reserved")) {
+            // Device-tree regions are reserved before the default area is placed.
+            let reserved: Vec<_> =
+                self.boot.areas.iter().filter(|a| a.name != "reserved").map(|a| (a.base_pfn, a.count)).collect();
+            if let Some(want) = reference_impl::placement::predict_default_area(m.profile(), def.count, &reserved) {
+                if want != def.base_pfn {
+                    notes.push(format!(
+                        "the default area is at pfn {:#x}, the model predicts {:#x} (top-down, highmem first)",
+                        def.base_pfn.0, want.0
+                    ));
+                }
+            }
+        }
+        if notes.is_empty() {
+            return None;
+        }
         Some(Verdict {
             kind: VerdictKind::Placement,
             signature: "placement:boot".into(),
             op_index: None,
-            detail: note,
+            detail: notes.join("; "),
             excerpt: None,
             suppressed: self.sup.find(&self.target.name, "placement:boot"),
         })

@@ -40,9 +40,19 @@ fn replay_seeds(target: &str) {
     let text = String::from_utf8_lossy(&out);
     println!("{text}");
     assert_eq!((sum.diverge, sum.errors), (0, 0), "seed corpus on {target}:\n{text}");
-    // The layout recorded for model-only runs is the one the kernel really has.
+    // The layout recorded for model-only runs is the one the kernel really has, and on arm32 the
+    // model's placement rule (spec §1.6) predicts the default area's base.
     let boot = sum.kernel_boot.as_ref().expect("a kernel ran");
     assert_eq!(session::placement_note(&t, boot), None);
+    assert!(!text.contains("VERDICT: placement"), "{text}");
+    if t.arch.starts_with("arm32") {
+        let def = boot.areas.iter().find(|a| a.name == "reserved").expect("default area");
+        let reserved: Vec<_> =
+            boot.areas.iter().filter(|a| a.name != "reserved").map(|a| (a.base_pfn, a.count)).collect();
+        let profile = t.profile().expect("profile");
+        let want = reference_impl::placement::predict_default_area(&profile, def.count, &reserved);
+        assert_eq!(want, Some(def.base_pfn), "{target}: predicted placement");
+    }
     assert_eq!(sum.agree, programs.len());
 }
 

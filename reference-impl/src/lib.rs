@@ -47,6 +47,7 @@ mod maps;
 pub mod model;
 pub mod observation;
 pub mod outcome;
+pub mod placement;
 pub mod profile;
 pub mod program;
 mod runs;
