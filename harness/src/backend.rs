@@ -145,6 +145,9 @@ pub struct KernelBackend {
     pub pkmap_last: Option<u32>,
     /// Ask the driver for an observation after every op (`CF_RUN_OBSERVE_EACH`).
     pub observe_each: bool,
+    /// Ask the agent for KCOV coverage of every run (`CF_RUN_KCOV`). Set it only when the
+    /// hello says the agent has KCOV ([`wire::Hello::kcov`]); otherwise runs have no coverage.
+    pub kcov: bool,
 }
 
 impl KernelBackend {
@@ -162,6 +165,7 @@ impl KernelBackend {
             last_console: String::new(),
             pkmap_last: None,
             observe_each: false,
+            kcov: false,
         })
     }
 
@@ -404,8 +408,12 @@ impl Backend for KernelBackend {
         let mut obs = Vec::new();
         // Handles live in the driver across runs, so long programs go in chunks; with an
         // observation after every op, small ones, so that a RESULT stays far below CF_MAX_FRAME.
-        let (per_run, flags) =
+        let (per_run, mut flags) =
             if self.observe_each { (64, wire::RUN_OBSERVE_EACH) } else { (wire::MAX_OPS as usize, 0) };
+        if self.kcov {
+            flags |= wire::RUN_KCOV;
+        }
+        let mut coverage = Vec::new();
         for (ci, chunk) in ops.chunks(per_run).enumerate() {
             let base = ci * per_run;
             let r = match self.vm()?.chan.run_flags(chunk, flags) {
@@ -413,6 +421,9 @@ impl Backend for KernelBackend {
                 Err(e) => return Err(self.guest_err(e)),
             };
             results.extend(r.results);
+            if let Some(k) = r.kcov {
+                coverage.extend(k.pcs);
+            }
             obs.extend(r.observations.into_iter().map(|o| (base + o.op_index as usize, o)));
         }
         let mut outcomes = Vec::with_capacity(prog.ops.len());
@@ -427,7 +438,10 @@ impl Backend for KernelBackend {
             _ => return Err(BackendError::Inconsistent { index: prog.ops.len(), kind: wire::OP_OBSERVE, status: 0 }),
         };
         let raw = results.into_iter().take(prog.ops.len()).map(Some).collect();
-        Ok(ProgramRun { outcomes, raw, observations, end, coverage: Vec::new() })
+        // Distinct within each run already; chunks of one program may repeat PCs.
+        coverage.sort_unstable();
+        coverage.dedup();
+        Ok(ProgramRun { outcomes, raw, observations, end, coverage })
     }
 }
 

@@ -1,14 +1,62 @@
-//! `cmafuzz bench`: figures, not assertions. Boot-to-ready time, and the
-//! ops/s of the same programs on the kernel (one round trip per program)
-//! and on the model, measured in one run so they can be compared as ratios.
+//! `cmafuzz bench`: figures, not assertions. Boot-to-ready time; the ops/s of the same programs on
+//! the kernel (one round trip per program) and on the model; the **harness efficiency** (the
+//! ops/s of the full [`Executor`] path, model + kernel + compare + oracle, divided by the ops/s of
+//! the same RUN payloads run by the agent inside the guest with no host round trip, its local
+//! mode); KCOV's collection cost; and the peak resident memory (VmHWM) of the harness process and
+//! of each qemu, with one client and with two clients side by side. Everything is measured in one
+//! run so it can be compared as ratios.
 
-use crate::backend::{Backend, KernelBackend, ModelBackend};
-use crate::replay::LoadedProgram;
+use crate::backend::{self, Backend, KernelBackend, ModelBackend};
+use crate::exec::Executor;
+use crate::oracle::Suppressions;
+use crate::replay::{BackendChoice, LoadedProgram};
 use crate::session::{self, KernelChoice, SessionError};
 use crate::targets::Target;
-use crate::vm::Vm;
-use reference_impl::program::ResolvedProgram;
+use crate::vm::{Vm, VmSpec};
+use crate::wire::{self, WireOp};
+use reference_impl::program::{Program, ResolvedProgram};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error(transparent)]
+    Backend(#[from] crate::backend::BackendError),
+    #[error("suppressions: {0}")]
+    Suppressions(String),
+    #[error("program {0}: {1}")]
+    Exec(String, String),
+    #[error("encoding a RUN payload: {0}")]
+    Wire(#[from] wire::WireError),
+    /// The guest's local mode did not print its timing line.
+    #[error("local mode in the guest failed ({0}); console tail:\n{1}")]
+    Local(String, String),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+}
+
+/// One client of the full path (its own VM).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClientFigures {
+    /// Program ops run (every round).
+    pub ops: u64,
+    /// Wall time of `Executor::execute` over every program and round.
+    pub secs: f64,
+    /// Of which inside the kernel backend's program runs (round trips included).
+    pub kernel_secs: f64,
+    /// VmHWM of this client's qemu, KiB.
+    pub qemu_hwm_kib: u64,
+}
+
+impl ClientFigures {
+    fn ops_per_s(&self) -> f64 {
+        self.ops as f64 / self.secs.max(1e-9)
+    }
+}
 
 /// What one bench run measured.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -24,6 +72,26 @@ pub struct Figures {
     pub kernel_total_s: f64,
     pub kernel_reboots: u32,
     pub model_s: f64,
+    /// The agent's local mode: the same payloads and resets, no host (ns measured in the guest).
+    pub local_s: f64,
+    /// Full path, one client, KCOV off.
+    pub full: ClientFigures,
+    /// Full path, one client, KCOV collected (None: the guest has no KCOV).
+    pub full_kcov: Option<ClientFigures>,
+    /// Of the full path: compare + alias scan + oracle, re-timed on the runs' outputs.
+    pub judge_s: f64,
+    /// VmHWM of the harness process after the one-client runs, KiB.
+    pub harness_hwm_kib: u64,
+    /// Two clients at once (KCOV as in campaigns), each with its VM.
+    pub pair: Vec<ClientFigures>,
+    /// Wall time of the two-client run.
+    pub pair_wall_s: f64,
+    /// VmHWM of the harness process after the two-client run (both clients), KiB.
+    pub pair_harness_hwm_kib: u64,
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
 }
 
 impl Figures {
@@ -38,12 +106,19 @@ impl Figures {
         let kr = self.ops() / self.kernel_run_s.max(1e-9);
         let kt = self.ops() / self.kernel_total_s.max(1e-9);
         let m = self.ops() / self.model_s.max(1e-9);
-        format!(
-            "{target}: boot-to-ready median {median:.3} s (min {min:.3} s, {n} boots)\n\
-             {target}: {programs} programs x {rounds} rounds = {ops} ops\n\
-             {target}: kernel {kr:.0} ops/s in program runs, {kt:.0} ops/s including resets ({reboots} reboots)\n\
-             {target}: model {m:.0} ops/s; model/kernel = {ratio:.0}x",
-            target = self.target,
+        let local = self.ops() / self.local_s.max(1e-9);
+        let full = self.full.ops_per_s();
+        let t = &self.target;
+        let mut s = format!(
+            "{t}: boot-to-ready median {median:.3} s (min {min:.3} s, {n} boots)\n\
+             {t}: {programs} programs x {rounds} rounds = {ops} ops\n\
+             {t}: kernel {kr:.0} ops/s in program runs, {kt:.0} ops/s including resets ({reboots} reboots)\n\
+             {t}: model {m:.0} ops/s; model/kernel = {ratio:.0}x\n\
+             {t}: guest local mode (no host) {local:.0} ops/s\n\
+             {t}: full path (model + kernel + compare + oracle) {full:.0} ops/s, {eps:.1} exec/s\n\
+             {t}: harness efficiency = full path / guest local = {eff:.2} (target >= 0.8)\n\
+             {t}: where the full path's time goes: guest work {gw:.0}%, host<->guest round trips and decoding {rt:.0}%, \
+             model {mo:.0}%, compare + alias scan {ju:.0}%, rest (console scan, resets' bookkeeping) {rest:.0}%",
             min = boots.first().copied().unwrap_or(0.0),
             n = boots.len(),
             programs = self.programs,
@@ -51,8 +126,51 @@ impl Figures {
             ops = self.ops(),
             reboots = self.kernel_reboots,
             ratio = m / kr.max(1e-9),
-        )
+            eps = (self.programs as f64 * f64::from(self.rounds)) / self.full.secs.max(1e-9),
+            eff = full / local.max(1e-9),
+            gw = pct(self.local_s, self.full.secs),
+            rt = pct(self.kernel_total_s - self.local_s, self.full.secs),
+            mo = pct(self.model_s, self.full.secs),
+            ju = pct(self.judge_s, self.full.secs),
+            rest = pct(self.full.secs - self.kernel_total_s - self.model_s - self.judge_s, self.full.secs),
+        );
+        match &self.full_kcov {
+            Some(k) => s.push_str(&format!(
+                "\n{t}: full path with KCOV collected {:.0} ops/s ({:.2} of without; efficiency {:.2})",
+                k.ops_per_s(),
+                k.ops_per_s() / full.max(1e-9),
+                k.ops_per_s() / local.max(1e-9),
+            )),
+            None => s.push_str(&format!("\n{t}: no KCOV in this guest")),
+        }
+        s.push_str(&format!(
+            "\n{t}: peak RSS one client: harness {:.0} MiB + qemu {:.0} MiB = {:.0} MiB (target <= 300 MiB)",
+            mib(self.harness_hwm_kib),
+            mib(self.full.qemu_hwm_kib),
+            mib(self.harness_hwm_kib + self.full.qemu_hwm_kib),
+        ));
+        if !self.pair.is_empty() {
+            let total: u64 = self.pair.iter().map(|c| c.ops).sum();
+            let per: Vec<String> = self.pair.iter().map(|c| format!("{:.0}", c.ops_per_s())).collect();
+            let qemu: u64 = self.pair.iter().map(|c| c.qemu_hwm_kib).sum();
+            s.push_str(&format!(
+                "\n{t}: {n} clients at once: {per} ops/s each, {all:.0} ops/s together\n\
+                 {t}: peak RSS {n} clients: harness {h:.0} MiB (one process) + qemu {q} MiB = {sum:.0} MiB, {each:.0} MiB per client",
+                n = self.pair.len(),
+                per = per.join(" + "),
+                all = total as f64 / self.pair_wall_s.max(1e-9),
+                h = mib(self.pair_harness_hwm_kib),
+                q = self.pair.iter().map(|c| format!("{:.0}", mib(c.qemu_hwm_kib))).collect::<Vec<_>>().join(" + "),
+                sum = mib(self.pair_harness_hwm_kib + qemu),
+                each = mib(self.pair_harness_hwm_kib + qemu) / self.pair.len() as f64,
+            ));
+        }
+        s
     }
+}
+
+fn pct(part: f64, whole: f64) -> f64 {
+    100.0 * part.max(0.0) / whole.max(1e-9)
 }
 
 /// Runs the benchmark.
@@ -63,20 +181,22 @@ pub fn run(
     rounds: u32,
     boots: u32,
     progress: &mut dyn FnMut(&str),
-) -> Result<Figures, SessionError> {
+) -> Result<Figures, BenchError> {
+    let rounds = rounds.max(1);
     let k = session::build_kernel(target, kc, progress)?;
-    let g = crate::guest_build::build(target, &[])?;
+    let g = crate::guest_build::build(target, &[]).map_err(SessionError::from)?;
     let spec = session::vm_spec(target, &k, g.initramfs)?;
     let mut boot_times = Vec::new();
     for _ in 0..boots.max(1) {
         let vm = Vm::boot(&spec).map_err(|e| SessionError::Backend(e.into()))?;
         boot_times.push(vm.boot_time.as_secs_f64());
     }
-    let mut kb = KernelBackend::boot(spec)?;
+    let mut kb = KernelBackend::boot(spec.clone())?;
     let boot = kb.boot_observation().clone();
     let profile = session::profile_from_kernel(target, &kb)?;
     let mut mb = ModelBackend::new(profile.clone(), boot.clone())?;
-    let resolved: Vec<ResolvedProgram> = programs.iter().filter_map(|p| p.program.resolve(&boot.areas).ok()).collect();
+    let (kept, resolved): (Vec<&Program>, Vec<ResolvedProgram>) =
+        programs.iter().filter_map(|p| p.program.resolve(&boot.areas).ok().map(|r| (&p.program, r))).unzip();
     let ops_per_round: u64 = resolved.iter().map(|p| p.ops.len() as u64).sum();
 
     let mut run_time = Duration::ZERO;
@@ -97,6 +217,8 @@ pub fn run(
         }
     }
     let kernel_total = total.elapsed();
+    let kernel_reboots = kb.reboots;
+    drop(kb);
 
     let m = Instant::now();
     for _ in 0..rounds {
@@ -106,6 +228,45 @@ pub fn run(
         }
     }
     let model = m.elapsed();
+
+    progress("running the programs in the guest's local mode");
+    let local_s = local_mode(target, &spec, &resolved, rounds)?;
+
+    let sup = Suppressions::builtin().map_err(|e| BenchError::Suppressions(e.to_string()))?;
+    progress("running the programs through the full path, one client");
+    let mut ex = Executor::start(target, BackendChoice::Both, kc, sup.clone(), progress)?;
+    let (full, judge_s) = client_rounds(&mut ex, &kept, rounds, true)?;
+    let full_kcov = if ex.kernel.as_ref().and_then(KernelBackend::hello).is_some_and(wire::Hello::kcov) {
+        ex.set_kcov(true);
+        Some(client_rounds(&mut ex, &kept, rounds, false)?.0)
+    } else {
+        None
+    };
+    let harness_hwm_kib = vm_hwm_kib("self");
+    drop(ex);
+
+    progress("running the programs through the full path, two clients at once");
+    let pair_start = Instant::now();
+    let pair = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let sup = sup.clone();
+                let kept = &kept;
+                s.spawn(move || -> Result<ClientFigures, BenchError> {
+                    let mut ex = Executor::start(target, BackendChoice::Both, kc, sup, &mut |_| {})?;
+                    ex.set_kcov(true);
+                    Ok(client_rounds(&mut ex, kept, rounds, false)?.0)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(BenchError::Exec("client thread".into(), "panicked".into()))))
+            .collect::<Result<Vec<_>, _>>()
+    })?;
+    let pair_wall_s = pair_start.elapsed().as_secs_f64();
+    let pair_harness_hwm_kib = vm_hwm_kib("self");
+
     Ok(Figures {
         target: target.name.clone(),
         boots: boot_times,
@@ -114,18 +275,180 @@ pub fn run(
         rounds,
         kernel_run_s: run_time.as_secs_f64(),
         kernel_total_s: kernel_total.as_secs_f64(),
-        kernel_reboots: kb.reboots,
+        kernel_reboots,
         model_s: model.as_secs_f64(),
+        local_s,
+        full,
+        full_kcov,
+        judge_s,
+        harness_hwm_kib,
+        pair,
+        pair_wall_s,
+        pair_harness_hwm_kib,
     })
+}
+
+/// `rounds` rounds of every program through `Executor::execute`; with `judge`, the compare +
+/// alias scan + oracle of each run are timed again on its outputs (not inside the wall time).
+fn client_rounds(
+    ex: &mut Executor,
+    progs: &[&Program],
+    rounds: u32,
+    judge: bool,
+) -> Result<(ClientFigures, f64), BenchError> {
+    let mut ops = 0u64;
+    let mut kernel = Duration::ZERO;
+    let mut judged = Duration::ZERO;
+    let mut wall = Duration::ZERO;
+    for _ in 0..rounds {
+        for p in progs {
+            let t = Instant::now();
+            let e = ex.execute(p).map_err(|e| BenchError::Exec(p.to_text(), e.to_string()))?;
+            wall += t.elapsed();
+            ops += e.resolved.ops.len() as u64;
+            kernel += e.kernel_time;
+            if judge {
+                judged += time_judging(ex, &e);
+            }
+        }
+    }
+    let qemu_hwm_kib = ex.kernel.as_ref().and_then(KernelBackend::vm_pid).map_or(0, |p| vm_hwm_kib(&p.to_string()));
+    Ok((
+        ClientFigures { ops, secs: wall.as_secs_f64(), kernel_secs: kernel.as_secs_f64(), qemu_hwm_kib },
+        judged.as_secs_f64(),
+    ))
+}
+
+/// Compare and the alias scan again on one execution's outputs (what `execute` spends on them).
+fn time_judging(ex: &Executor, e: &crate::exec::Execution) -> Duration {
+    let (Some(m), Some(k), Some(model)) = (&e.model, &e.kernel, &ex.model) else { return Duration::ZERO };
+    let t = Instant::now();
+    let d = crate::compare::compare(&e.resolved, m, k, &ex.boot.areas);
+    let rules = model.alias_rules();
+    let aliases: usize = k
+        .observations
+        .iter()
+        .map(|(_, o)| o)
+        .chain([&k.end])
+        .map(|o| reference_impl::alias::scan(&o.maps, &rules).len())
+        .sum();
+    std::hint::black_box((d, aliases));
+    t.elapsed()
+}
+
+/// `VmHWM` (peak resident set) of `/proc/<pid>/status`, KiB; 0 if unreadable.
+pub fn vm_hwm_kib(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).map_or(0, |s| parse_vm_hwm(&s))
+}
+
+fn parse_vm_hwm(status: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The RUN payloads the kernel backend sends for `p` (the program's ops, then an OBSERVE; in
+/// chunks of `CF_MAX_OPS`, as [`KernelBackend`] does).
+pub fn run_payloads(p: &ResolvedProgram) -> Result<Vec<Vec<u8>>, wire::WireError> {
+    let mut ops: Vec<WireOp> = p.ops.iter().map(backend::to_wire).collect();
+    ops.push(WireOp { kind: wire::OP_OBSERVE, ..Default::default() });
+    ops.chunks(wire::MAX_OPS as usize).map(wire::encode_run).collect()
+}
+
+/// Boots the guest with the payloads in its initramfs and `cmafuzz.local=/progs`; returns the
+/// seconds the agent measured for `rounds` rounds.
+fn local_mode(target: &Target, spec: &VmSpec, progs: &[ResolvedProgram], rounds: u32) -> Result<f64, BenchError> {
+    let mut extra = Vec::new();
+    for (i, p) in progs.iter().enumerate() {
+        for (c, payload) in run_payloads(p)?.into_iter().enumerate() {
+            extra.push((format!("progs/{i:05}-{c:03}.run"), payload));
+        }
+    }
+    let g = crate::guest_build::build(target, &extra).map_err(SessionError::from)?;
+    let mut spec = spec.clone();
+    spec.initrd = g.initramfs;
+    spec.cmdline = format!("{} cmafuzz.local=/progs cmafuzz.repeat={rounds}", spec.cmdline);
+    let console = run_to_power_off(&spec)?;
+    parse_local_ns(&console).map(|ns| ns as f64 / 1e9).ok_or_else(|| {
+        let tail: Vec<&str> = console.lines().rev().take(20).collect();
+        BenchError::Local(
+            "no `cmafuzz-local: files=... ns=...` line".into(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        )
+    })
+}
+
+/// The `ns=` of the agent's local-mode directory timing line.
+fn parse_local_ns(console: &str) -> Option<u64> {
+    let line = console.lines().find(|l| l.contains("cmafuzz-local: files="))?;
+    line.split_whitespace().find_map(|w| w.strip_prefix("ns="))?.parse().ok()
+}
+
+/// Runs qemu with no channel until the guest powers off (local mode), bounded by the boot
+/// timeout plus a minute; returns the console.
+fn run_to_power_off(spec: &VmSpec) -> Result<String, BenchError> {
+    let io = |what: &str| {
+        let what = what.to_string();
+        move |source| BenchError::Io { what, source }
+    };
+    let dir = tempfile::Builder::new().prefix("cmafuzz-local-").tempdir().map_err(io("creating a temp dir"))?;
+    let console = dir.path().join("console.log");
+    let mut cmd = Command::new(&spec.qemu);
+    cmd.args(["-M", &spec.machine, "-cpu", &spec.cpu])
+        .args(["-m", &spec.memory_mib.to_string(), "-smp", &spec.smp.to_string()])
+        .args(["-nodefaults", "-display", "none", "-monitor", "none", "-no-reboot", "-nic", "none"])
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .arg("-kernel")
+        .arg(&spec.kernel)
+        .arg("-initrd")
+        .arg(&spec.initrd)
+        .args(["-append", &spec.cmdline]);
+    if let Some(dtb) = &spec.dtb {
+        cmd.arg("-dtb").arg(dtb);
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    // SAFETY: prctl is async-signal-safe; qemu must not outlive the harness.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(io(&format!("starting {}", spec.qemu)))?;
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let limit = spec.boot_timeout + Duration::from_secs(60);
+    let status = rx.recv_timeout(limit);
+    if status.is_err() {
+        // SAFETY: our own child, not yet reaped (the waiter thread reaps it after this).
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGKILL);
+        }
+    }
+    let _ = waiter.join();
+    let text = std::fs::read(&console).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    match status {
+        Ok(Ok(_)) => Ok(text),
+        Ok(Err(e)) => Err(BenchError::Io { what: "waiting for qemu".into(), source: e }),
+        Err(_) => Err(BenchError::Local(format!("qemu still running after {} s", limit.as_secs()), text)),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn render_reports_ratios_from_the_measured_times() {
-        let f = Figures {
+    fn figures() -> Figures {
+        let client = |ops, secs, q| ClientFigures { ops, secs, kernel_secs: secs / 2.0, qemu_hwm_kib: q };
+        Figures {
             target: "t".into(),
             boots: vec![0.9, 0.5, 0.7],
             programs: 2,
@@ -135,10 +458,60 @@ mod tests {
             kernel_total_s: 1.0,
             kernel_reboots: 1,
             model_s: 0.001,
-        };
-        let r = f.render();
+            local_s: 0.8,
+            full: client(1000, 1.25, 200 * 1024),
+            full_kcov: Some(client(1000, 2.5, 210 * 1024)),
+            judge_s: 0.05,
+            harness_hwm_kib: 40 * 1024,
+            pair: vec![client(1000, 2.0, 200 * 1024), client(1000, 2.0, 220 * 1024)],
+            pair_wall_s: 2.0,
+            pair_harness_hwm_kib: 60 * 1024,
+        }
+    }
+
+    #[test]
+    fn render_reports_ratios_from_the_measured_times() {
+        let r = figures().render();
         assert!(r.contains("median 0.700 s (min 0.500 s, 3 boots)"), "{r}");
         assert!(r.contains("kernel 2000 ops/s in program runs, 1000 ops/s including resets (1 reboots)"), "{r}");
         assert!(r.contains("model 1000000 ops/s; model/kernel = 500x"), "{r}");
+        assert!(r.contains("guest local mode (no host) 1250 ops/s"), "{r}");
+        assert!(r.contains("full path (model + kernel + compare + oracle) 800 ops/s, 16.0 exec/s"), "{r}");
+        assert!(r.contains("harness efficiency = full path / guest local = 0.64"), "{r}");
+        assert!(r.contains("guest work 64%, host<->guest round trips and decoding 16%"), "{r}");
+        assert!(r.contains("with KCOV collected 400 ops/s (0.50 of without; efficiency 0.32)"), "{r}");
+        assert!(r.contains("harness 40 MiB + qemu 200 MiB = 240 MiB"), "{r}");
+        assert!(r.contains("2 clients at once: 500 + 500 ops/s each, 1000 ops/s together"), "{r}");
+        assert!(r.contains("harness 60 MiB (one process) + qemu 200 + 220 MiB = 480 MiB, 240 MiB per client"), "{r}");
+    }
+
+    #[test]
+    fn vm_hwm_is_read_from_proc_status() {
+        let s = "Name:\tqemu\nVmPeak:\t  999 kB\nVmHWM:\t  204800 kB\nVmRSS:\t 1 kB\n";
+        assert_eq!(parse_vm_hwm(s), 204_800);
+        assert_eq!(parse_vm_hwm("Name:\tx\n"), 0);
+        // This process has a peak resident set.
+        assert!(vm_hwm_kib("self") > 0);
+    }
+
+    #[test]
+    fn local_timing_line_gives_the_guest_nanoseconds() {
+        let c = "[    1.0] boot\ncmafuzz-local: files=3 rounds=2 runs=12 ops=40 ns=123456 ops_per_sec=324\n";
+        assert_eq!(parse_local_ns(c), Some(123_456));
+        assert_eq!(parse_local_ns("cmafuzz-local: ops=4 ns=5 ops_per_sec=1\n"), None);
+        assert_eq!(parse_local_ns("cmafuzz-local: files=1 ns=abc\n"), None);
+    }
+
+    #[test]
+    fn payloads_are_what_the_kernel_backend_sends() {
+        let p = Program::parse("cma_alloc area=reserved count=4 align=0\ncma_release h=0\n").expect("parses");
+        let areas = crate::targets::find(Some("arm32-6.1")).expect("target").boot_observation().areas;
+        let r = p.resolve(&areas).expect("resolves");
+        let pl = run_payloads(&r).expect("encodes");
+        assert_eq!(pl.len(), 1);
+        // two ops + the trailing OBSERVE
+        assert_eq!(pl[0].len(), wire::RUN_SIZE + 3 * wire::OP_SIZE);
+        assert_eq!(&pl[0][0..4], &3u32.to_le_bytes());
+        assert_eq!(&pl[0][wire::RUN_SIZE + 2 * wire::OP_SIZE..][..4], &wire::OP_OBSERVE.to_le_bytes());
     }
 }

@@ -126,6 +126,19 @@ impl Executor {
         }
     }
 
+    /// Collect KCOV coverage of every kernel run into [`Execution::coverage`] (fuzz campaigns).
+    /// Without KCOV in the guest (the hello says so) this stays off and coverage stays empty.
+    pub fn set_kcov(&mut self, on: bool) {
+        if let Some(k) = self.kernel.as_mut() {
+            k.kcov = on && k.hello().is_some_and(crate::wire::Hello::kcov);
+        }
+    }
+
+    /// Whether kernel runs collect KCOV coverage.
+    pub fn kcov(&self) -> bool {
+        self.kernel.as_ref().is_some_and(|k| k.kcov)
+    }
+
     /// Resets both sides to the boot state (the kernel to where the model is: boot plus arm64
     /// pool growth), runs `prog` on both and judges it. `Err` only when the program does not
     /// resolve (an unknown area) or the model cannot run it.

@@ -36,7 +36,8 @@ pub struct GuestArtifacts {
 }
 
 /// Builds (or finds) the initramfs for `target`. `extra` files are added to
-/// the image (used by local mode); they take part in the cache key.
+/// the image (used by local mode), with their parent directories; they take
+/// part in the cache key.
 pub fn build(target: &Target, extra: &[(String, Vec<u8>)]) -> Result<GuestArtifacts, GuestBuildError> {
     let gcc = format!("{}gcc", target.cross_prefix());
     let version = Command::new(&gcc).arg("--version").output().map_err(|e| match e.kind() {
@@ -81,7 +82,14 @@ pub fn build(target: &Target, extra: &[(String, Vec<u8>)]) -> Result<GuestArtifa
     cpio.dir("sys");
     cpio.dir("tmp");
     cpio.file("init", 0o100755, &init);
+    let mut dirs = std::collections::BTreeSet::new();
     for (name, data) in extra {
+        // Parent directories first (local mode reads a directory of payloads).
+        for (i, _) in name.match_indices('/') {
+            if dirs.insert(name[..i].to_string()) {
+                cpio.dir(&name[..i]);
+            }
+        }
         cpio.file(name, 0o100644, data);
     }
     fs::write(tmp.path().join("initramfs.cpio"), cpio.finish()).map_err(io("writing initramfs.cpio"))?;

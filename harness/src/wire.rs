@@ -8,7 +8,7 @@
 use thiserror::Error;
 
 pub const MAGIC: u32 = 0x5a46_4d43;
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 pub const MAX_FRAME: u32 = 4 << 20;
 pub const MAX_OPS: u32 = 4096;
 pub const MAX_HANDLES: u32 = 4096;
@@ -17,6 +17,7 @@ pub const MAX_AREAS: u32 = 16;
 pub const NAME_LEN: usize = 64;
 pub const MAX_BITMAP_WORDS: u32 = 32768;
 pub const MAX_MAPS: u32 = 16384;
+pub const MAX_KCOV: u32 = 65536;
 
 pub const FRAME_HELLO: u16 = 1;
 pub const FRAME_RUN: u16 = 2;
@@ -39,6 +40,12 @@ pub const OP_UNPIN: u32 = 9;
 pub const OP_KMAP: u32 = 10;
 
 pub const RUN_OBSERVE_EACH: u32 = 1 << 0;
+/// What the driver accepts in `cf_run.flags`; [`RUN_KCOV`] is the agent's and never reaches it.
+pub const RUN_FLAGS_MASK: u32 = RUN_OBSERVE_EACH;
+pub const RUN_KCOV: u32 = 1 << 31;
+pub const AGENT_KCOV: u32 = 1 << 0;
+pub const KCOV_MAGIC: u32 = 0x564f_434b;
+pub const KCOV_TRUNCATED: u32 = 1 << 0;
 pub const OBS_MAPS_TRUNCATED: u32 = 1 << 0;
 pub const PKMAP_UNKNOWN: u32 = u32::MAX;
 
@@ -76,6 +83,8 @@ pub const RESULT_HDR_SIZE: usize = 8;
 pub const OBS_HDR_SIZE: usize = 32;
 pub const AREA_SIZE: usize = 88;
 pub const MAP_SIZE: usize = 24;
+pub const AGENT_HELLO_SIZE: usize = 8;
+pub const KCOV_SIZE: usize = 16;
 
 /// A malformed frame or payload from the guest.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -160,6 +169,10 @@ pub struct Hello {
     pub attr_regs: u64,
     /// `LAST_PKMAP` on arm32 highmem kernels, else 0.
     pub pkmap_slots: u32,
+    /// `struct cf_agent_hello.flags`: what the agent itself can do (`AGENT_*`).
+    pub agent_flags: u32,
+    /// Most distinct PCs one KCOV trailer holds; 0 without KCOV.
+    pub max_kcov: u32,
 }
 
 impl Hello {
@@ -179,9 +192,19 @@ impl Hello {
             release: r.name("hello.release")?,
             attr_regs: r.u64("hello.attr_regs")?,
             pkmap_slots: r.u32("hello.pkmap_slots")?,
+            agent_flags: {
+                r.u32("hello.reserved")?;
+                r.u32("agent_hello.flags")?
+            },
+            max_kcov: r.u32("agent_hello.max_kcov")?,
         };
-        r.u32("hello.reserved")?;
         r.finish()?;
+        if h.agent_flags & !AGENT_KCOV != 0 {
+            return Err(WireError::BadValue { what: "agent_hello.flags", got: h.agent_flags.into() });
+        }
+        if h.max_kcov > MAX_KCOV || (h.agent_flags & AGENT_KCOV != 0) != (h.max_kcov > 0) {
+            return Err(WireError::BadValue { what: "agent_hello.max_kcov", got: h.max_kcov.into() });
+        }
         if h.version != u32::from(VERSION) {
             return Err(WireError::BadVersion(h.version.min(u16::MAX.into()) as u16));
         }
@@ -192,6 +215,11 @@ impl Hello {
             return Err(WireError::BadValue { what: "hello.page_shift", got: h.page_shift.into() });
         }
         Ok(h)
+    }
+
+    /// The agent collects KCOV coverage when a RUN asks for it ([`RUN_KCOV`]).
+    pub fn kcov(&self) -> bool {
+        self.agent_flags & AGENT_KCOV != 0
     }
 }
 
@@ -273,11 +301,22 @@ pub struct WireObs {
     pub pkmap_last: u32,
 }
 
+/// The `struct cf_kcov` trailer: the distinct kernel PCs of one run.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Kcov {
+    /// In the order the kernel first ran them.
+    pub pcs: Vec<u64>,
+    /// The agent dropped some (trace buffer full, above `MAX_KCOV`, frame full).
+    pub truncated: bool,
+}
+
 /// A decoded RESULT payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunResult {
     pub results: Vec<WireResult>,
     pub observations: Vec<WireObs>,
+    /// Present when the run asked for KCOV and the agent has it.
+    pub kcov: Option<Kcov>,
 }
 
 /// Decodes a RESULT payload for a RUN of `nops` ops.
@@ -380,8 +419,41 @@ pub fn decode_result(p: &[u8], nops: usize) -> Result<RunResult, WireError> {
         }
         observations.push(WireObs { op_index, cma_free_pages, areas, maps, flags, pkmap_last });
     }
+    // Bytes after the last observation are a KCOV trailer if they say so, else garbage.
+    let rest = &p[r.at..];
+    let kcov = if rest.is_empty() {
+        None
+    } else if rest.len() >= 4 && rest[..4] == KCOV_MAGIC.to_le_bytes() {
+        Some(decode_kcov(&mut r)?)
+    } else {
+        return Err(WireError::Trailing(rest.len()));
+    };
     r.finish()?;
-    Ok(RunResult { results, observations })
+    Ok(RunResult { results, observations, kcov })
+}
+
+/// The optional `struct cf_kcov` trailer at the end of a RESULT.
+fn decode_kcov(r: &mut Reader<'_>) -> Result<Kcov, WireError> {
+    r.u32("kcov.magic")?;
+    let npcs = r.u32("kcov.npcs")?;
+    let flags = r.u32("kcov.flags")?;
+    let reserved = r.u32("kcov.reserved")?;
+    if npcs > MAX_KCOV {
+        return Err(WireError::TooBig { what: "kcov.npcs", got: npcs.into(), limit: MAX_KCOV.into() });
+    }
+    if flags & !KCOV_TRUNCATED != 0 || reserved != 0 {
+        return Err(WireError::BadValue { what: "kcov.flags/reserved", got: flags.into() });
+    }
+    // Checked before allocating: the count must match the bytes that are there.
+    let need = npcs as usize * 8;
+    if r.b.len() - r.at != need {
+        return Err(WireError::BadValue { what: "kcov.npcs (must match the trailer's length)", got: npcs.into() });
+    }
+    let mut pcs = Vec::with_capacity(npcs as usize);
+    for _ in 0..npcs {
+        pcs.push(r.u64("kcov.pcs")?);
+    }
+    Ok(Kcov { pcs, truncated: flags & KCOV_TRUNCATED != 0 })
 }
 
 /// A bounds-checked little-endian cursor.
@@ -571,6 +643,112 @@ mod tests {
         assert_eq!(decode_result(&result_payload(1, 0, &extra), 1), Err(WireError::Trailing(1)));
         // a huge observation count is refused before anything is allocated
         assert!(matches!(decode_result(&result_payload(1, u32::MAX, &one), 1), Err(WireError::TooBig { .. })));
+    }
+
+    /// One OBSERVE result with no observation block: the smallest RESULT for one op.
+    fn one_result() -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&ST_OK.to_le_bytes());
+        b.extend_from_slice(&OP_OBSERVE.to_le_bytes());
+        b.extend_from_slice(&[0u8; 24]);
+        result_payload(1, 0, &b)
+    }
+
+    fn kcov_trailer(npcs: u32, flags: u32, pcs: &[u64]) -> Vec<u8> {
+        let mut b = Vec::new();
+        for v in [KCOV_MAGIC, npcs, flags, 0] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        for pc in pcs {
+            b.extend_from_slice(&pc.to_le_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn kcov_trailer_decodes_after_the_observations_and_is_optional() {
+        let plain = decode_result(&one_result(), 1).expect("no trailer");
+        assert_eq!(plain.kcov, None);
+        let mut p = one_result();
+        p.extend_from_slice(&kcov_trailer(3, KCOV_TRUNCATED, &[0xc012_3456, 0xffff_8000_0810_0000, 7]));
+        let r = decode_result(&p, 1).expect("valid trailer");
+        assert_eq!(r.results.len(), 1);
+        assert_eq!(r.kcov, Some(Kcov { pcs: vec![0xc012_3456, 0xffff_8000_0810_0000, 7], truncated: true }));
+        let mut p = one_result();
+        p.extend_from_slice(&kcov_trailer(0, 0, &[]));
+        assert_eq!(decode_result(&p, 1).expect("empty trailer").kcov, Some(Kcov::default()));
+    }
+
+    #[test]
+    fn a_garbled_kcov_trailer_is_an_error_not_a_panic() {
+        let pcs = [1u64, 2, 3];
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("bad magic", {
+                let mut t = kcov_trailer(3, 0, &pcs);
+                t[0] ^= 0xff;
+                t
+            }),
+            ("count above the bound", kcov_trailer(MAX_KCOV + 1, 0, &pcs)),
+            ("count u32::MAX", kcov_trailer(u32::MAX, 0, &pcs)),
+            ("count above the bytes", kcov_trailer(4, 0, &pcs)),
+            ("count below the bytes", kcov_trailer(2, 0, &pcs)),
+            ("undefined flag", kcov_trailer(3, 2, &pcs)),
+            ("header cut short", kcov_trailer(3, 0, &pcs)[..10].to_vec()),
+            ("a pc cut short", kcov_trailer(3, 0, &pcs)[..KCOV_SIZE + 20].to_vec()),
+            ("one stray byte", vec![0x4b]),
+        ];
+        for (what, trailer) in cases {
+            let mut p = one_result();
+            p.extend_from_slice(&trailer);
+            assert!(decode_result(&p, 1).is_err(), "{what} was accepted");
+        }
+        // Every truncation of a valid trailer and every single-byte flip of its header is
+        // either refused or decodes to at most MAX_KCOV pcs; none panics.
+        let full = kcov_trailer(3, 0, &pcs);
+        for cut in 0..full.len() {
+            let mut p = one_result();
+            p.extend_from_slice(&full[..cut]);
+            let r = decode_result(&p, 1);
+            assert_eq!(r.is_ok(), cut == 0, "cut at {cut}");
+        }
+        for at in 0..KCOV_SIZE {
+            let mut t = full.clone();
+            t[at] = t[at].wrapping_add(0x41);
+            let mut p = one_result();
+            p.extend_from_slice(&t);
+            assert!(decode_result(&p, 1).is_err(), "flip at {at} accepted");
+        }
+    }
+
+    fn hello_payload(agent_flags: u32, max_kcov: u32) -> Vec<u8> {
+        let mut b = Vec::new();
+        for v in [u32::from(VERSION), MAX_FRAME, MAX_OPS, MAX_HANDLES, ARCH_ARM32, 12, 8, 10] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&0x7_0000u64.to_le_bytes());
+        b.extend_from_slice(&0x8_0000u64.to_le_bytes());
+        let mut rel = [0u8; NAME_LEN];
+        rel[..5].copy_from_slice(b"6.1.0");
+        b.extend_from_slice(&rel);
+        b.extend_from_slice(&0u64.to_le_bytes());
+        for v in [1024u32, 0, agent_flags, max_kcov] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        assert_eq!(b.len(), HELLO_SIZE + AGENT_HELLO_SIZE);
+        b
+    }
+
+    #[test]
+    fn hello_says_whether_the_agent_collects_kcov() {
+        let h = Hello::decode(&hello_payload(AGENT_KCOV, MAX_KCOV)).expect("valid");
+        assert!(h.kcov());
+        assert_eq!((h.release.as_str(), h.pkmap_slots, h.max_kcov), ("6.1.0", 1024, MAX_KCOV));
+        assert!(!Hello::decode(&hello_payload(0, 0)).expect("valid").kcov());
+        // The driver's hello alone (a version 3 agent) is refused, as are inconsistent agent fields.
+        assert!(Hello::decode(&hello_payload(0, 0)[..HELLO_SIZE]).is_err());
+        for (flags, max) in [(AGENT_KCOV, 0), (0, 5), (2, 0), (AGENT_KCOV, MAX_KCOV + 1)] {
+            assert!(Hello::decode(&hello_payload(flags, max)).is_err(), "{flags} {max}");
+        }
     }
 
     #[test]

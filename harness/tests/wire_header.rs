@@ -41,6 +41,16 @@ fn probe_source() -> String {
     eq("CF_OP_KMAP", OP_KMAP.into());
     eq("CF_MAX_MAPS", MAX_MAPS.into());
     eq("CF_RUN_OBSERVE_EACH", RUN_OBSERVE_EACH.into());
+    eq("CF_RUN_FLAGS_MASK", RUN_FLAGS_MASK.into());
+    eq("CF_RUN_KCOV", RUN_KCOV.into());
+    eq("CF_AGENT_KCOV", AGENT_KCOV.into());
+    eq("CF_MAX_KCOV", MAX_KCOV.into());
+    eq("CF_KCOV_MAGIC", KCOV_MAGIC.into());
+    eq("CF_KCOV_TRUNCATED", KCOV_TRUNCATED.into());
+    eq("sizeof(struct cf_agent_hello)", AGENT_HELLO_SIZE as u64);
+    eq("sizeof(struct cf_kcov)", KCOV_SIZE as u64);
+    // The driver must never see the agent's bit.
+    eq("CF_RUN_KCOV & CF_RUN_FLAGS_MASK", 0);
     eq("CF_OBS_MAPS_TRUNCATED", OBS_MAPS_TRUNCATED.into());
     eq("CF_PKMAP_UNKNOWN", PKMAP_UNKNOWN.into());
     eq("CF_MAP_LIN", MAP_LIN.into());
@@ -104,6 +114,10 @@ fn probe_source() -> String {
         ("offsetof(struct cf_area, count)", 72),
         ("offsetof(struct cf_area, order_per_bit)", 80),
         ("offsetof(struct cf_area, nwords)", 84),
+        ("offsetof(struct cf_agent_hello, max_kcov)", 4),
+        ("offsetof(struct cf_kcov, npcs)", 4),
+        ("offsetof(struct cf_kcov, flags)", 8),
+        ("offsetof(struct cf_kcov, reserved)", 12),
     ] {
         eq(c, v);
     }

@@ -3,13 +3,18 @@
  * cmafuzz guest agent: the static /init of the test initramfs.
  *
  * It only moves bytes: RUN frames from the host (virtio-serial port named
- * "cmafuzz") go unchanged to the driver (ioctl CF_IOC_RUN on /dev/cmafuzz),
- * and the driver's answer goes back as a RESULT frame.  The driver parses and
- * bounds every field of a RUN payload.
+ * "cmafuzz") go to the driver (ioctl CF_IOC_RUN on /dev/cmafuzz), and the
+ * driver's answer goes back as a RESULT frame.  The driver parses and bounds
+ * every field of a RUN payload.  The one thing the agent adds is KCOV: for a
+ * RUN with CF_RUN_KCOV it clears the bit, traces its own task's PCs around
+ * the ioctl and appends the distinct ones as a struct cf_kcov trailer.
  *
  * With cmafuzz.local=PATH on the kernel command line it instead runs the RUN
  * payload in PATH (cmafuzz.repeat=N times, each followed by a RESET), prints
- * the results and a timing line on the console and powers off.
+ * the results and a timing line on the console and powers off.  If PATH is a
+ * directory, every file in it is such a payload: each round runs them all in
+ * name order, each followed by a RESET and an OBSERVE (what the host's reset
+ * sends), and only the timing line is printed.
  *
  * Build it static: $(CC) -static -O2 -Wall -Wextra -I qemu/include -o init
  */
@@ -24,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
@@ -36,10 +42,34 @@
 #define PORT_NAME	"cmafuzz"
 #define PORT_WAIT_MS	5000
 #define POLL_MS		10
-#define BUF_SIZE	(4u << 20)
+#define BUF_SIZE	CF_MAX_FRAME
+
+/* include/uapi/linux/kcov.h */
+#define KCOV_INIT_TRACE	_IOR('c', 1, unsigned long)
+#define KCOV_ENABLE	_IO('c', 100)
+#define KCOV_TRACE_PC	0
+#define KCOV_PATH	"/sys/kernel/debug/kcov"
+/*
+ * Trace entries (not distinct PCs) of one run: the driver's page-table walk
+ * of one observation alone runs thousands of basic blocks.
+ */
+#define KCOV_WORDS	(1u << 22)
+/* Open-addressing set of the distinct PCs of one run, at most half full. */
+#define PC_SET_BITS	17
+#define PC_SET_SIZE	(1u << PC_SET_BITS)
 
 static uint8_t in_buf[BUF_SIZE];
-static uint8_t out_buf[BUF_SIZE];
+/* The driver may fill BUF_SIZE; the KCOV trailer goes after it. */
+static uint8_t out_buf[BUF_SIZE + sizeof(struct cf_kcov) + CF_MAX_KCOV * 8];
+
+static struct {
+	int fd;			/* -1: the kernel has no KCOV */
+	int ready;		/* traced, mapped, enabled */
+	unsigned long *cover;	/* cover[0] = entries, then PCs */
+	uint32_t gen;
+	uint32_t set_gen[PC_SET_SIZE];
+	unsigned long set_pc[PC_SET_SIZE];
+} kcov = { .fd = -1 };
 
 static void say(const char *fmt, ...)
 {
@@ -277,7 +307,7 @@ static int do_run(int cf, const void *in, size_t in_len, size_t *out_len)
 		.in = (uintptr_t)in,
 		.in_len = in_len,
 		.out = (uintptr_t)out_buf,
-		.out_cap = sizeof(out_buf),
+		.out_cap = BUF_SIZE,
 	};
 
 	if (ioctl(cf, CF_IOC_RUN, &r) < 0)
@@ -286,9 +316,133 @@ static int do_run(int cf, const void *in, size_t in_len, size_t *out_len)
 	return 0;
 }
 
+/* KCOV is offered when the kernel has it; it is set up on first use. */
+static void kcov_probe(void)
+{
+	kcov.fd = open(KCOV_PATH, O_RDWR | O_CLOEXEC);
+}
+
+/* Trace this task from now on; 0 if coverage can be collected. */
+static int kcov_start(void)
+{
+	void *p;
+
+	if (kcov.ready)
+		return 0;
+	if (kcov.fd < 0)
+		return -1;
+	if (ioctl(kcov.fd, KCOV_INIT_TRACE, (unsigned long)KCOV_WORDS) < 0) {
+		say("KCOV_INIT_TRACE: %s", strerror(errno));
+		goto off;
+	}
+	p = mmap(NULL, KCOV_WORDS * sizeof(unsigned long),
+		 PROT_READ | PROT_WRITE, MAP_SHARED, kcov.fd, 0);
+	if (p == MAP_FAILED) {
+		say("mmap kcov: %s", strerror(errno));
+		goto off;
+	}
+	if (ioctl(kcov.fd, KCOV_ENABLE, KCOV_TRACE_PC) < 0) {
+		say("KCOV_ENABLE: %s", strerror(errno));
+		munmap(p, KCOV_WORDS * sizeof(unsigned long));
+		goto off;
+	}
+	kcov.cover = p;
+	kcov.ready = 1;
+	return 0;
+off:
+	close(kcov.fd);
+	kcov.fd = -1;
+	return -1;
+}
+
+/* 1 if pc was not yet in this run's set (and adds it). */
+static int pc_set_add(unsigned long pc)
+{
+	/*
+	 * Kernel PCs are 2- or 4-byte aligned and close together, so their low
+	 * bits spread them well enough: no multiply (costly on arm32 under TCG)
+	 * in a loop that runs once per trace entry.
+	 */
+	uint32_t i = (uint32_t)(pc >> 1) & (PC_SET_SIZE - 1);
+
+	for (;; i = (i + 1) & (PC_SET_SIZE - 1)) {
+		if (kcov.set_gen[i] != kcov.gen) {
+			kcov.set_gen[i] = kcov.gen;
+			kcov.set_pc[i] = pc;
+			return 1;
+		}
+		if (kcov.set_pc[i] == pc)
+			return 0;
+	}
+}
+
+/*
+ * Appends the distinct PCs traced since the counter was reset to the result
+ * in out_buf, bounded by CF_MAX_KCOV and CF_MAX_FRAME.
+ */
+static void kcov_append(size_t *out_len)
+{
+	unsigned long n = __atomic_load_n(&kcov.cover[0], __ATOMIC_RELAXED);
+	struct cf_kcov k = { .magic = CF_KCOV_MAGIC };
+	uint8_t *pcs = out_buf + *out_len + sizeof(k);
+	size_t room, cap;
+	unsigned long i;
+
+	if (*out_len + sizeof(k) > BUF_SIZE)
+		return;		/* no room for a trailer: the host sees none */
+	room = (BUF_SIZE - *out_len - sizeof(k)) / 8;
+	cap = room < CF_MAX_KCOV ? room : CF_MAX_KCOV;
+	if (n >= KCOV_WORDS - 1) {
+		n = KCOV_WORDS - 1;
+		k.flags |= CF_KCOV_TRUNCATED;
+	}
+	if (!++kcov.gen) {	/* wrapped: forget every old generation */
+		memset(kcov.set_gen, 0, sizeof(kcov.set_gen));
+		kcov.gen = 1;
+	}
+	for (i = 0; i < n; i++) {
+		unsigned long pc = kcov.cover[i + 1];
+		uint64_t wide = pc;
+
+		if (!pc_set_add(pc))
+			continue;
+		if (k.npcs == cap) {
+			k.flags |= CF_KCOV_TRUNCATED;
+			break;
+		}
+		memcpy(pcs + (size_t)k.npcs * 8, &wide, 8);
+		k.npcs++;
+	}
+	memcpy(out_buf + *out_len, &k, sizeof(k));
+	*out_len += sizeof(k) + (size_t)k.npcs * 8;
+}
+
+/* A RUN payload with CF_RUN_KCOV: runs it with coverage, appended. */
+static int run_traced(int cf, uint8_t *in, size_t in_len, size_t *out_len)
+{
+	struct cf_run run;
+	int want;
+
+	if (in_len < sizeof(run))
+		return do_run(cf, in, in_len, out_len);
+	memcpy(&run, in, sizeof(run));
+	want = !!(run.flags & CF_RUN_KCOV);
+	run.flags &= ~CF_RUN_KCOV;
+	memcpy(in, &run, sizeof(run));
+	if (!want || kcov_start() < 0)
+		return do_run(cf, in, in_len, out_len);
+	__atomic_store_n(&kcov.cover[0], 0, __ATOMIC_RELAXED);
+	if (do_run(cf, in, in_len, out_len) < 0)
+		return -1;
+	kcov_append(out_len);
+	return 0;
+}
+
 static void serve(int cf, int port)
 {
 	struct cf_ioc_hello hello;
+	struct cf_agent_hello agent = { 0 };
+	uint8_t hbuf[sizeof(hello.hello) + sizeof(agent)];
 	struct cf_frame_hdr h;
 	size_t out_len;
 
@@ -296,8 +450,14 @@ static void serve(int cf, int port)
 		say("ioctl CF_IOC_HELLO: %s", strerror(errno));
 		return;
 	}
-	if (send_frame(port, CF_FRAME_HELLO, 0, &hello.hello,
-		       sizeof(hello.hello), 1) < 0)
+	kcov_probe();
+	if (kcov.fd >= 0) {
+		agent.flags |= CF_AGENT_KCOV;
+		agent.max_kcov = CF_MAX_KCOV;
+	}
+	memcpy(hbuf, &hello.hello, sizeof(hello.hello));
+	memcpy(hbuf + sizeof(hello.hello), &agent, sizeof(agent));
+	if (send_frame(port, CF_FRAME_HELLO, 0, hbuf, sizeof(hbuf), 1) < 0)
 		return;
 
 	for (;;) {
@@ -326,7 +486,7 @@ static void serve(int cf, int port)
 				return;
 			continue;
 		}
-		if (do_run(cf, in_buf, h.len, &out_len) < 0) {
+		if (run_traced(cf, in_buf, h.len, &out_len) < 0) {
 			if (send_error(port, h.seq, "CF_IOC_RUN: %s",
 				       strerror(errno)) < 0)
 				return;
@@ -419,6 +579,112 @@ static int print_result(const uint8_t *p, size_t len)
 	return 0;
 }
 
+/* Reads a whole file into a malloc()ed buffer of at most cap bytes. */
+static uint8_t *slurp(const char *path, size_t cap, size_t *len)
+{
+	struct stat st;
+	uint8_t *buf;
+	size_t n = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0 || fstat(fd, &st) < 0 || (size_t)st.st_size > cap ||
+	    !(buf = malloc(st.st_size ? st.st_size : 1))) {
+		say("read %s: %s", path, fd < 0 ? strerror(errno) : "too big");
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	while (n < (size_t)st.st_size) {
+		ssize_t got = read(fd, buf + n, st.st_size - n);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			break;
+		n += got;
+	}
+	close(fd);
+	*len = n;
+	return buf;
+}
+
+static int by_name(const struct dirent **a, const struct dirent **b)
+{
+	return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+/*
+ * Every RUN payload in dir, repeat rounds, each followed by RESET + OBSERVE:
+ * what the host does per program, without the host.  Only timed.
+ */
+static void local_dir(int cf, const char *dir, unsigned long repeat)
+{
+	static const struct cf_op reset_ops[2] = {
+		{ .kind = CF_OP_RESET }, { .kind = CF_OP_OBSERVE },
+	};
+	uint8_t reset_run[sizeof(struct cf_run) + sizeof(reset_ops)];
+	struct cf_run rr = { .nops = 2 };
+	struct dirent **ents;
+	uint8_t **bufs;
+	size_t *lens;
+	uint64_t t0, ns, ops = 0, runs = 0;
+	unsigned long r;
+	size_t out_len;
+	int i, n, nbufs = 0;
+
+	memcpy(reset_run, &rr, sizeof(rr));
+	memcpy(reset_run + sizeof(rr), reset_ops, sizeof(reset_ops));
+	n = scandir(dir, &ents, NULL, by_name);
+	if (n < 0) {
+		say("scandir %s: %s", dir, strerror(errno));
+		return;
+	}
+	bufs = calloc(n ? n : 1, sizeof(*bufs));
+	lens = calloc(n ? n : 1, sizeof(*lens));
+	if (!bufs || !lens) {
+		say("out of memory");
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		char path[512];
+		struct cf_run hdr;
+
+		if (ents[i]->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, ents[i]->d_name);
+		bufs[nbufs] = slurp(path, BUF_SIZE, &lens[nbufs]);
+		if (!bufs[nbufs])
+			return;
+		if (lens[nbufs] < sizeof(hdr)) {
+			say("%s: shorter than struct cf_run", path);
+			return;
+		}
+		memcpy(&hdr, bufs[nbufs], sizeof(hdr));
+		ops += hdr.nops;
+		nbufs++;
+	}
+	t0 = now_ns();
+	for (r = 0; r < repeat; r++) {
+		for (i = 0; i < nbufs; i++) {
+			if (do_run(cf, bufs[i], lens[i], &out_len) < 0 ||
+			    do_run(cf, reset_run, sizeof(reset_run),
+				   &out_len) < 0) {
+				say("CF_IOC_RUN on payload %d: %s", i,
+				    strerror(errno));
+				return;
+			}
+			runs += 2;
+		}
+	}
+	ns = now_ns() - t0;
+	ops *= repeat;
+	printf("cmafuzz-local: files=%d rounds=%lu runs=%llu ops=%llu ns=%llu ops_per_sec=%.0f\n",
+	       nbufs, repeat, (unsigned long long)runs,
+	       (unsigned long long)ops, (unsigned long long)ns,
+	       ns ? (double)ops * 1e9 / (double)ns : 0.0);
+	fflush(stdout);
+}
+
 static void local_mode(int cf, const char *path)
 {
 	static uint8_t reset_run[sizeof(struct cf_run) + sizeof(struct cf_op)];
@@ -428,6 +694,7 @@ static void local_mode(int cf, const char *path)
 	char val[32];
 	unsigned long repeat = 1, i;
 	uint64_t t0, ns, ops;
+	struct stat st;
 	size_t out_len;
 	ssize_t n;
 	int fd;
@@ -436,6 +703,10 @@ static void local_mode(int cf, const char *path)
 		repeat = strtoul(val, NULL, 0);
 		if (!repeat)
 			repeat = 1;
+	}
+	if (!stat(path, &st) && S_ISDIR(st.st_mode)) {
+		local_dir(cf, path, repeat);
+		return;
 	}
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {

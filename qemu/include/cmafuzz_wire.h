@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * cmafuzz wire format, version 3 (2 added CF_OP_PIN and CF_OP_UNPIN; 3 added
+ * cmafuzz wire format, version 4 (2 added CF_OP_PIN and CF_OP_UNPIN; 3 added
  * CF_OP_KMAP, the mapping table in every observation block, the memory-
- * attribute registers in the hello and CF_RUN_OBSERVE_EACH).
+ * attribute registers in the hello and CF_RUN_OBSERVE_EACH; 4 added the
+ * agent's struct cf_agent_hello after the hello, CF_RUN_KCOV and the
+ * struct cf_kcov trailer of a RESULT).
  *
  * One definition shared by the in-kernel driver (qemu/driver/cmafuzz.c),
  * the guest agent (qemu/agent/agent.c) and, checked by a test, the host
@@ -15,9 +17,11 @@
  *
  * The agent sends CF_FRAME_HELLO once, then answers each CF_FRAME_RUN with
  * exactly one CF_FRAME_RESULT (or CF_FRAME_ERROR).  The payload of a RUN
- * frame is passed unchanged to the driver (ioctl CF_IOC_RUN), which writes
- * the payload of the RESULT frame.  So the agent only moves bytes; the driver
- * parses and bounds every field.
+ * frame is passed to the driver (ioctl CF_IOC_RUN), which writes the payload
+ * of the RESULT frame.  So the agent only moves bytes; the driver parses and
+ * bounds every field.  The one exception is KCOV coverage, which only the
+ * agent can collect (it is per task): the agent takes CF_RUN_KCOV out of
+ * cf_run.flags and appends a struct cf_kcov trailer to the RESULT.
  */
 #ifndef CMAFUZZ_WIRE_H
 #define CMAFUZZ_WIRE_H
@@ -26,7 +30,7 @@
 #include <linux/ioctl.h>
 
 #define CF_MAGIC		0x5a464d43u	/* "CMFZ" */
-#define CF_VERSION		3u
+#define CF_VERSION		4u
 
 /* Bounds.  The host rejects any frame or count above these. */
 #define CF_MAX_FRAME		(4u << 20)	/* payload bytes of one frame */
@@ -38,6 +42,7 @@
 #define CF_MAX_BITMAP_WORDS	32768u		/* u32 words of one area bitmap */
 #define CF_MAX_OBS		CF_MAX_OPS	/* observation blocks in a RESULT */
 #define CF_MAX_MAPS		16384u		/* cf_map runs in one observation */
+#define CF_MAX_KCOV		65536u		/* distinct PCs in a cf_kcov trailer */
 
 /* Frame kinds. */
 #define CF_FRAME_HELLO		1u	/* guest -> host, struct cf_hello */
@@ -79,6 +84,17 @@ struct cf_hello {
 	__u32 reserved;		/* 0 */
 };
 
+/*
+ * The HELLO payload is struct cf_hello (from the driver, CF_IOC_HELLO)
+ * followed by struct cf_agent_hello: what the agent itself can do.
+ */
+#define CF_AGENT_KCOV		(1u << 0)	/* CF_RUN_KCOV is honoured */
+
+struct cf_agent_hello {
+	__u32 flags;		/* CF_AGENT_* */
+	__u32 max_kcov;		/* CF_MAX_KCOV, or 0 without KCOV */
+};
+
 /* Op kinds. */
 #define CF_OP_CMA_ALLOC		1u	/* area, handle, a = count, b = align */
 #define CF_OP_CMA_RELEASE	2u	/* handle */
@@ -108,7 +124,14 @@ struct cf_op {
 
 /* cf_run.flags */
 #define CF_RUN_OBSERVE_EACH	(1u << 0)	/* an observation block after every op */
-#define CF_RUN_FLAGS_MASK	CF_RUN_OBSERVE_EACH
+#define CF_RUN_FLAGS_MASK	CF_RUN_OBSERVE_EACH	/* what the driver accepts */
+/*
+ * For the agent, never seen by the driver (not in CF_RUN_FLAGS_MASK): collect
+ * KCOV_TRACE_PC coverage of the agent's task around CF_IOC_RUN and append a
+ * struct cf_kcov trailer to the RESULT.  An agent without CF_AGENT_KCOV in
+ * its hello drops the bit and appends nothing.
+ */
+#define CF_RUN_KCOV		(1u << 31)
 
 struct cf_run {
 	__u32 nops;		/* <= CF_MAX_OPS */
@@ -193,6 +216,25 @@ struct cf_obs_hdr {
 };
 
 #define CF_PKMAP_UNKNOWN	0xffffffffu
+
+/*
+ * The optional last part of a RESULT payload, after the observation blocks,
+ * present when the RUN had CF_RUN_KCOV and the agent has CF_AGENT_KCOV: the
+ * distinct kernel PCs the agent's task executed during CF_IOC_RUN, in order
+ * of first appearance, each widened to 64 bits.  CF_KCOV_TRUNCATED: some
+ * were dropped (the kernel's trace buffer filled up, more than CF_MAX_KCOV
+ * distinct PCs, or the frame would exceed CF_MAX_FRAME).
+ */
+#define CF_KCOV_MAGIC		0x564f434bu	/* "KCOV" */
+#define CF_KCOV_TRUNCATED	(1u << 0)
+
+struct cf_kcov {
+	__u32 magic;		/* CF_KCOV_MAGIC */
+	__u32 npcs;		/* <= CF_MAX_KCOV */
+	__u32 flags;		/* CF_KCOV_* */
+	__u32 reserved;		/* 0 */
+	/* __u64 pcs[npcs]; */
+};
 
 struct cf_area {
 	char name[CF_NAME_LEN];	/* NUL padded, may lack the NUL if 64 long */

@@ -125,7 +125,9 @@ impl VmExecutor {
                     self.sup.clone(),
                     &mut |l| eprintln!("{l}"),
                 ) {
-                    Ok(ex) => {
+                    Ok(mut ex) => {
+                        // Kernel coverage feeds the kcov map (when the guest has KCOV).
+                        ex.set_kcov(true);
                         self.seen_reboots = ex.kernel.as_ref().map_or(0, |k| k.reboots);
                         self.inner = Some(ex);
                         break;
