@@ -174,6 +174,9 @@ pub fn cache_key(req: &BuildRequest) -> Result<String, BuildError> {
         k.part(name.as_bytes()).part(text.as_bytes());
     }
     k.part(DRIVER_C.as_bytes()).part(WIRE_H.as_bytes());
+    for (rel, lines) in MAKEFILE_LINES {
+        k.part(rel.as_bytes()).part(lines.as_bytes());
+    }
     let gcc = format!("{}gcc", req.target.cross_prefix());
     k.part(run_capture(Command::new(&gcc).arg("--version"))?.as_bytes());
     Ok(k.finish())
@@ -459,17 +462,42 @@ fn apply_patch(patch: &Path, tree: &Path, log: &Path) -> Result<(), BuildError> 
     run_logged(&mut cmd, &format!("applying {}", patch.display()), log, "", &mut |_| {})
 }
 
+/// Lines appended to kbuild Makefiles: the driver itself, and KCOV instrumentation of exactly
+/// the code under test (with `CONFIG_KCOV_INSTRUMENT_ALL=n` nothing else is instrumented, so
+/// coverage is about CMA and coherent DMA, and the rest of the kernel runs at full speed). A
+/// per-object `KCOV_INSTRUMENT_x.o := y` wins over the directory's and the config's default
+/// (`scripts/Makefile.lib`); without `CONFIG_KCOV` the lines do nothing. Part of the cache key.
+pub const MAKEFILE_LINES: &[(&str, &str)] = &[
+    (
+        "mm/Makefile",
+        "obj-y += cmafuzz.o\nKCOV_INSTRUMENT_cmafuzz.o := n\nKCOV_INSTRUMENT_cma.o := y\n\
+         KCOV_INSTRUMENT_page_alloc.o := y\nKCOV_INSTRUMENT_page_isolation.o := y\n\
+         KCOV_INSTRUMENT_highmem.o := y\nKCOV_INSTRUMENT_vmalloc.o := y\n",
+    ),
+    ("kernel/dma/Makefile", "KCOV_INSTRUMENT := y\n"),
+    ("lib/Makefile", "KCOV_INSTRUMENT_genalloc.o := y\nKCOV_INSTRUMENT_bitmap.o := y\n"),
+    ("arch/arm/mm/Makefile", "KCOV_INSTRUMENT_dma-mapping.o := y\n"),
+    ("arch/arm64/mm/Makefile", "KCOV_INSTRUMENT_dma-mapping.o := y\n"),
+];
+
 /// Adds the test driver to the tree as a built-in part of `mm/`, where it can
-/// include the private `mm/cma.h`.
+/// include the private `mm/cma.h`, and the KCOV lines of [`MAKEFILE_LINES`].
 fn install_driver(tree: &Path) -> Result<(), BuildError> {
     fs::write(tree.join("mm/cmafuzz.c"), DRIVER_C).map_err(io("installing mm/cmafuzz.c"))?;
     fs::write(tree.join("mm/cmafuzz_wire.h"), WIRE_H).map_err(io("installing mm/cmafuzz_wire.h"))?;
-    // Replace, never write through: the tree is hard-linked to a shared copy.
-    let mf = tree.join("mm/Makefile");
-    let mut text = fs::read_to_string(&mf).map_err(io("reading mm/Makefile"))?;
-    text.push_str("\n# cmafuzz in-kernel test driver\nobj-y += cmafuzz.o\n");
-    fs::remove_file(&mf).map_err(io("replacing mm/Makefile"))?;
-    fs::write(&mf, text).map_err(io("writing mm/Makefile"))?;
+    for (rel, lines) in MAKEFILE_LINES {
+        let mf = tree.join(rel);
+        if !mf.is_file() {
+            // The other architecture's directory (or a tree without it): nothing to add.
+            continue;
+        }
+        // Replace, never write through: the tree is hard-linked to a shared copy.
+        let mut text = fs::read_to_string(&mf).map_err(io(format!("reading {rel}")))?;
+        text.push_str("\n# cmafuzz: test driver and KCOV of the code under test\n");
+        text.push_str(lines);
+        fs::remove_file(&mf).map_err(io(format!("replacing {rel}")))?;
+        fs::write(&mf, text).map_err(io(format!("writing {rel}")))?;
+    }
     Ok(())
 }
 
