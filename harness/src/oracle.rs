@@ -584,4 +584,33 @@ targets = ["arm32-*"]
         assert_eq!(v[0].signature, "hang:cma_release");
         assert!(v[0].excerpt.is_some());
     }
+
+    #[test]
+    fn a_garbled_or_dead_guest_is_a_harness_error_unless_a_kernel_report_explains_it() {
+        let p = prog();
+        let garbled = BackendError::Guest {
+            source: GuestError::Wire(crate::wire::WireError::BadValue { what: "map.kind", got: 9 }),
+            console: "tail\n".into(),
+        };
+        let e = Evidence { prog: &p, divergences: &[], aliases: &[], console: &[], error: Some(&garbled) };
+        let v = judge(&e, &Suppressions::none(), "arm32-6.1");
+        assert_eq!((v[0].kind, v[0].signature.as_str()), (VerdictKind::HarnessError, "harness-error:garbled-guest"));
+        let dead = BackendError::Guest { source: GuestError::Disconnected, console: String::new() };
+        let e = Evidence { prog: &p, divergences: &[], aliases: &[], console: &[], error: Some(&dead) };
+        let v = judge(&e, &Suppressions::none(), "arm32-6.1");
+        assert_eq!(v[0].signature, "harness-error:guest-died:cma_release");
+        // The same death after an Oops is the Oops, once.
+        let oops = Report {
+            kind: console::Kind::Oops,
+            title: "OOPS: null-ptr-deref in cma_alloc".into(),
+            function: Some("cma_alloc".into()),
+            excerpt: "Unable to handle kernel NULL pointer dereference".into(),
+        };
+        let reports = [oops];
+        let e = Evidence { prog: &p, divergences: &[], aliases: &[], console: &reports, error: Some(&dead) };
+        let v = judge(&e, &Suppressions::none(), "arm32-6.1");
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!((v[0].kind, v[0].signature.as_str()), (VerdictKind::Oops, "oops:cma_alloc"));
+        assert!(v[0].excerpt.as_deref().is_some_and(|x| x.contains("NULL pointer")));
+    }
 }
