@@ -50,6 +50,7 @@ pub mod outcome;
 pub mod placement;
 pub mod profile;
 pub mod program;
+mod slots;
 mod runs;
 pub mod units;
 

@@ -18,6 +18,7 @@ use crate::outcome::Outcome;
 use crate::profile::KernelProfile;
 use crate::program::{AreaId, Handle, ResolvedOp, ResolvedProgram, MAX_ALIGN, MAX_HANDLES, MAX_PINS};
 use crate::runs::RunSet;
+use crate::slots::Slots;
 use crate::units::{Order, Pages, Pfn};
 use std::collections::{BTreeMap, BTreeSet};
 use thiserror::Error;
@@ -140,7 +141,7 @@ enum DmaBacking {
 struct State {
     areas: Vec<CmaArea>,
     /// Live handles by slot; a slot whose allocation failed or was freed is absent.
-    handles: BTreeMap<u32, Holding>,
+    handles: Slots<Holding>,
     /// Pages the driver holds pinned (`pin`): taken out of the buddy allocator by
     /// `alloc_contig_range(pfn, pfn + 1)` with the CMA bitmap untouched, so
     /// `alloc_contig_range()` over them fails with -EBUSY (spec §2.5). At most `MAX_PINS`.
@@ -199,7 +200,7 @@ impl Model {
         };
         let env = Env { width: LongWidth::from_bits(profile.arch.bits_per_long()), profile, default_area };
         let (pools, maps) = dma::boot_pools(&env, &areas)?;
-        let state = State { areas, handles: BTreeMap::new(), pinned: BTreeSet::new(), pools, maps };
+        let state = State { areas, handles: Slots::new(), pinned: BTreeSet::new(), pools, maps };
         Ok(Model { env, boot: state.clone(), state })
     }
 

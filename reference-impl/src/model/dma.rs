@@ -123,7 +123,7 @@ impl Env {
 pub(super) fn boot_pools(env: &Env, areas: &[CmaArea]) -> Result<(BTreeMap<PoolId, GenPool>, Maps), ModelError> {
     let mut scratch = State {
         areas: areas.iter().map(CmaArea::empty_like).collect(),
-        handles: BTreeMap::new(),
+        handles: crate::slots::Slots::new(),
         pinned: Default::default(),
         pools: BTreeMap::new(),
         maps: Maps::new(&env.profile),
