@@ -50,8 +50,8 @@ pub mod outcome;
 pub mod placement;
 pub mod profile;
 pub mod program;
-mod slots;
 mod runs;
+mod slots;
 pub mod units;
 
 pub use alias::{Alias, AliasClass, AliasRule, AliasRules};
