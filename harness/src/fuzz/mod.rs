@@ -79,6 +79,8 @@ pub enum FuzzError {
     Io { what: PathBuf, msg: String },
     #[error("LibAFL: {0}")]
     Libafl(String),
+    #[error("no client ran a single program (the VM never started?); the end of {log}:\n{tail}")]
+    NoExecs { log: PathBuf, tail: String },
 }
 
 /// Everything `cmafuzz fuzz` was asked to do.
@@ -354,8 +356,17 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
         Ok(()) | Err(Error::ShuttingDown) => {}
         Err(e) => return Err(FuzzError::Libafl(e.to_string())),
     }
-    let last_status =
+    let last_status: Option<monitor::Status> =
         std::fs::read_to_string(opts.out.join("stats.json")).ok().and_then(|s| serde_json::from_str(&s).ok());
+    // A campaign whose clients never ran anything (every VM start failed, a client crashed at
+    // once) is an error, not a clean run with nothing found.
+    let ran = last_status.as_ref().is_some_and(|s| s.execs > 0) || monitor::corpus_files(&opts.out) > 0;
+    if !ran && !STOP.load(Ordering::SeqCst) {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+        return Err(FuzzError::NoExecs { log: log.clone(), tail });
+    }
     Ok(Summary {
         findings: store.existing()?,
         corpus: monitor::corpus_files(&opts.out),
