@@ -15,8 +15,7 @@ use crate::targets::Target;
 use crate::vm::{Vm, VmSpec};
 use crate::wire::{self, WireOp};
 use reference_impl::program::{Program, ResolvedProgram};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -395,30 +394,8 @@ fn run_to_power_off(spec: &VmSpec) -> Result<String, BenchError> {
     };
     let dir = tempfile::Builder::new().prefix("cmafuzz-local-").tempdir().map_err(io("creating a temp dir"))?;
     let console = dir.path().join("console.log");
-    let mut cmd = Command::new(&spec.qemu);
-    cmd.args(["-M", &spec.machine, "-cpu", &spec.cpu])
-        .args(["-m", &spec.memory_mib.to_string(), "-smp", &spec.smp.to_string()])
-        .args(["-nodefaults", "-display", "none", "-monitor", "none", "-no-reboot", "-nic", "none"])
-        .arg("-serial")
-        .arg(format!("file:{}", console.display()))
-        .arg("-kernel")
-        .arg(&spec.kernel)
-        .arg("-initrd")
-        .arg(&spec.initrd)
-        .args(["-append", &spec.cmdline]);
-    if let Some(dtb) = &spec.dtb {
-        cmd.arg("-dtb").arg(dtb);
-    }
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-    // SAFETY: prctl is async-signal-safe; qemu must not outlive the harness.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    let mut cmd = crate::vm::qemu_command(spec);
+    cmd.arg("-serial").arg(format!("file:{}", console.display())).stdout(Stdio::null()).stderr(Stdio::null());
     let mut child = cmd.spawn().map_err(io(&format!("starting {}", spec.qemu)))?;
     let pid = child.id();
     let (tx, rx) = std::sync::mpsc::channel();

@@ -59,6 +59,35 @@ pub struct Vm {
     pub boot_time: Duration,
 }
 
+/// qemu for `spec` without any serial port or channel (the caller adds those): machine, cpu,
+/// memory, kernel, initrd, command line, device tree; no network, display or monitor; stdin
+/// closed; and `PR_SET_PDEATHSIG`, so qemu never outlives the harness.
+pub fn qemu_command(spec: &VmSpec) -> Command {
+    let mut cmd = Command::new(&spec.qemu);
+    cmd.args(["-M", &spec.machine, "-cpu", &spec.cpu])
+        .args(["-m", &spec.memory_mib.to_string(), "-smp", &spec.smp.to_string()])
+        .args(["-nodefaults", "-display", "none", "-monitor", "none", "-no-reboot", "-nic", "none"])
+        .arg("-kernel")
+        .arg(&spec.kernel)
+        .arg("-initrd")
+        .arg(&spec.initrd)
+        .args(["-append", &spec.cmdline]);
+    if let Some(dtb) = &spec.dtb {
+        cmd.arg("-dtb").arg(dtb);
+    }
+    cmd.stdin(Stdio::null());
+    // SAFETY: prctl is async-signal-safe; it only sets a flag on the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
 impl Vm {
     pub fn console_path(&self) -> PathBuf {
         self.dir.path().join("console.log")
@@ -85,35 +114,16 @@ impl Vm {
         listener.set_nonblocking(true).map_err(io("making the channel socket non-blocking"))?;
         let log = std::fs::File::create(&qemu_log).map_err(io("creating qemu.log"))?;
         let log2 = log.try_clone().map_err(io("duplicating qemu.log"))?;
-        let mut cmd = Command::new(&spec.qemu);
-        cmd.args(["-M", &spec.machine, "-cpu", &spec.cpu])
-            .args(["-m", &spec.memory_mib.to_string(), "-smp", &spec.smp.to_string()])
-            .args(["-nodefaults", "-display", "none", "-monitor", "none", "-no-reboot", "-nic", "none"])
-            .arg("-chardev")
+        let mut cmd = qemu_command(spec);
+        cmd.arg("-chardev")
             .arg(format!("file,id=con,path={}", console.display()))
             .args(["-serial", "chardev:con"])
             .args(["-device", "virtio-serial-device"])
             .arg("-chardev")
             .arg(format!("socket,id=ch0,path={}", sock.display()))
             .args(["-device", "virtserialport,chardev=ch0,name=cmafuzz"])
-            .arg("-kernel")
-            .arg(&spec.kernel)
-            .arg("-initrd")
-            .arg(&spec.initrd)
-            .args(["-append", &spec.cmdline]);
-        if let Some(dtb) = &spec.dtb {
-            cmd.arg("-dtb").arg(dtb);
-        }
-        cmd.stdin(Stdio::null()).stdout(Stdio::from(log)).stderr(Stdio::from(log2));
-        // SAFETY: prctl is async-signal-safe; it only sets a flag on the child.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2));
         let child = cmd.spawn().map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => VmError::MissingQemu(spec.qemu.clone()),
             _ => VmError::Io { what: format!("starting {}", spec.qemu), source: e },

@@ -577,25 +577,34 @@ impl State {
     /// buddy allocator and fails `test_pages_isolated()` with -EBUSY on a page that is not
     /// (spec §2.5). The bitmap does not change.
     fn pin(&mut self, area: AreaId, off: i64) -> Outcome {
-        let Some(ai) = self.area_index(area) else {
-            return Outcome::BadOp;
+        let (pfn, taken) = match self.free_page(area, off) {
+            Ok(p) => p,
+            Err(o) => return o,
         };
-        let Some(a) = self.areas.get(ai) else {
-            return Outcome::BadOp;
-        };
-        let Some(off) = u64::try_from(off).ok().filter(|&o| o < a.count) else {
-            return Outcome::Refused;
-        };
-        let pfn = Pfn(a.base_pfn + off);
-        if a.bitmap.test(off >> a.order_per_bit) || self.pinned.contains(&pfn) || self.pinned.len() >= MAX_PINS {
+        if self.pinned.len() >= MAX_PINS {
             return Outcome::Refused;
         }
-        // Only with order_per_bit > 0: a partial release can clear a bit over pages still held.
-        if a.taken.test(off) {
+        if taken {
             return Outcome::PinFailed { pfn };
         }
         self.pinned.insert(pfn);
         Outcome::Pinned { pfn }
+    }
+
+    /// The page a `pin` or `kmap` names, checked as the driver checks it before calling the
+    /// kernel: `BadOp` for an unknown area; `Refused` outside `[base_pfn, base_pfn + count)`,
+    /// under a set bitmap bit (CMA, the boot pools or a DMA buffer own it) or on a pinned page.
+    /// With the pfn comes whether the page is out of the buddy allocator under a clear bit (only
+    /// with `order_per_bit > 0`, after a partial release), where `alloc_contig_range()` fails.
+    fn free_page(&self, area: AreaId, off: i64) -> Result<(Pfn, bool), Outcome> {
+        let ai = self.area_index(area).ok_or(Outcome::BadOp)?;
+        let a = self.areas.get(ai).ok_or(Outcome::BadOp)?;
+        let off = u64::try_from(off).ok().filter(|&o| o < a.count).ok_or(Outcome::Refused)?;
+        let pfn = Pfn(a.base_pfn + off);
+        if a.bitmap.test(off >> a.order_per_bit) || self.pinned.contains(&pfn) {
+            return Err(Outcome::Refused);
+        }
+        Ok((pfn, a.taken.test(off)))
     }
 
     /// `CF_OP_KMAP` (`cf_op_kmap()` in the driver): the driver refuses a page outside the area,
@@ -606,23 +615,14 @@ impl State {
     /// `kunmap_high()`, Linux 6.1 `mm/highmem.c:295-388`: the page keeps its PKMAP slot — and
     /// gives it back.
     fn kmap(&mut self, env: &Env, area: AreaId, off: i64) -> Outcome {
-        let Some(ai) = self.area_index(area) else {
-            return Outcome::BadOp;
+        let (pfn, taken) = match self.free_page(area, off) {
+            Ok(p) => p,
+            Err(o) => return o,
         };
-        let Some(a) = self.areas.get(ai) else {
-            return Outcome::BadOp;
-        };
-        let Some(off) = u64::try_from(off).ok().filter(|&o| o < a.count) else {
-            return Outcome::Refused;
-        };
-        let pfn = Pfn(a.base_pfn + off);
-        if a.bitmap.test(off >> a.order_per_bit) || self.pinned.contains(&pfn) {
-            return Outcome::Refused;
-        }
         if !env.profile.is_highmem(pfn) {
             return Outcome::Noop;
         }
-        if a.taken.test(off) {
+        if taken {
             return Outcome::PinFailed { pfn };
         }
         self.maps.pkmap.kmap_high(pfn);
