@@ -5,8 +5,9 @@
 //! verdict is still reported (as suppressed), never dropped.
 //!
 //! Signatures are `kind:detail…`, built only from things that do not change between runs of
-//! the same bug: the verdict kind, the op kind, the kernel function of a console report, the
-//! mapping kinds and memory types involved — never pfns, addresses, seeds or timestamps.
+//! the same bug: the verdict kind, the op kind of a diverging op, the kernel function of a
+//! console report, the area of a bitmap difference, the mapping kinds and memory types involved
+//! — never pfns, addresses, seeds, timestamps, or the op an observation happened to follow.
 
 use crate::backend::BackendError;
 use crate::compare::{Divergence, Point};
@@ -146,15 +147,6 @@ pub fn op_kind(op: &ResolvedOp) -> &'static str {
     }
 }
 
-/// The last op before `at` that is not an `observe`: what a state difference follows.
-fn op_before(prog: &ResolvedProgram, at: Point) -> &'static str {
-    let end = match at {
-        Point::Observe(i) => i.min(prog.ops.len()),
-        Point::End => prog.ops.len(),
-    };
-    prog.ops[..end].iter().rev().find(|o| !matches!(o, ResolvedOp::Observe)).map_or("start", op_kind)
-}
-
 fn op_index_of(at: Point) -> Option<usize> {
     match at {
         Point::Observe(i) => Some(i),
@@ -212,7 +204,10 @@ pub fn judge(e: &Evidence<'_>, sup: &Suppressions, target: &str) -> Vec<Verdict>
             }
             Divergence::Areas { at, .. } => (VerdictKind::Placement, "placement:areas".to_string(), op_index_of(*at)),
             Divergence::Bitmap { at, area, .. } => {
-                (VerdictKind::Bitmap, format!("bitmap:{}:{area}", op_before(e.prog, *at)), op_index_of(*at))
+                // The observation point is not where the bitmaps started to differ, so the op
+                // before it would split one bug into as many signatures as op kinds: the area
+                // names the bug; the detail says where it was seen.
+                (VerdictKind::Bitmap, format!("bitmap:{area}"), op_index_of(*at))
             }
             Divergence::MissingObservation { at } => {
                 (VerdictKind::HarnessError, "harness-error:missing-observation".to_string(), op_index_of(*at))
@@ -224,11 +219,10 @@ pub fn judge(e: &Evidence<'_>, sup: &Suppressions, target: &str) -> Vec<Verdict>
                     .map(|(_, rest)| rest.split(';').next().unwrap_or(rest))
                     .map(|s| s.replace(", kernel ", "-vs-"))
                     .unwrap_or_default();
-                (VerdictKind::Mapping, format!("mapping:{}:{class}", op_before(e.prog, *at)), op_index_of(*at))
+                // As for bitmaps: the mapping class (model vs kernel memory types) names the bug.
+                (VerdictKind::Mapping, format!("mapping:{class}"), op_index_of(*at))
             }
-            Divergence::Pkmap { at, .. } => {
-                (VerdictKind::Mapping, format!("mapping:{}:pkmap-slot", op_before(e.prog, *at)), op_index_of(*at))
-            }
+            Divergence::Pkmap { at, .. } => (VerdictKind::Mapping, "mapping:pkmap-slot".to_string(), op_index_of(*at)),
         };
         push(Verdict { kind, signature, op_index, detail: d.to_string(), excerpt: None, suppressed: None });
     }
@@ -491,7 +485,7 @@ mod tests {
         assert_eq!(v[0].kind, VerdictKind::Layout);
         assert_eq!(v[0].signature, "layout:cma_alloc:allocated-vs-failed");
         assert_eq!(v[0].op_index, Some(0));
-        assert_eq!(v[1].signature, "bitmap:cma_alloc:reserved");
+        assert_eq!(v[1].signature, "bitmap:reserved");
         assert!(!v.iter().any(|x| x.signature.contains("0x")));
     }
 
@@ -502,7 +496,7 @@ mod tests {
             pages: 3,
             detail: "pfns 0x7e040-0x7e042: model lin:nc, kernel lin:wb".into(),
         }]);
-        assert_eq!(v[0].signature, "mapping:cma_release:lin:nc-vs-lin:wb");
+        assert_eq!(v[0].signature, "mapping:lin:nc-vs-lin:wb");
     }
 
     #[test]

@@ -88,8 +88,8 @@ fn a_short_campaign_finds_the_release_bug_and_its_reproducer_replays_to_the_same
     let dirs = finding_dirs(out.path());
     let bitmap = dirs
         .iter()
-        .find(|d| meta(out.path(), d)["signature"].as_str().is_some_and(|s| s.starts_with("bitmap:cma_release")))
-        .unwrap_or_else(|| panic!("no bitmap:cma_release finding among {dirs:?}"));
+        .find(|d| meta(out.path(), d)["signature"].as_str().is_some_and(|s| s == "bitmap:reserved"))
+        .unwrap_or_else(|| panic!("no bitmap:reserved finding among {dirs:?}"));
     let m = meta(out.path(), bitmap);
     let sig = m["signature"].as_str().expect("signature").to_string();
     assert_eq!(m["target"], "arm32-6.1");

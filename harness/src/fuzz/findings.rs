@@ -266,7 +266,7 @@ mod tests {
     #[test]
     fn dir_names_are_safe_and_distinct() {
         assert_eq!(dir_name("bitmap_cma_release_reserved"), "bitmap_cma_release_reserved");
-        let a = dir_name("bitmap:cma_release:reserved");
+        let a = dir_name("bitmap:reserved");
         let b = dir_name("bitmap_cma_release_reserved");
         assert_ne!(a, b);
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)), "{a}");
@@ -281,7 +281,7 @@ mod tests {
         let store =
             FindingStore::open(out.path(), "arm32-6.1", Some("abc".into()), vec!["bug.patch".into()]).expect("open");
         let prog = Program::parse("cma_alloc area=reserved count=3 align=0\ncma_release h=0\n").expect("parses");
-        let v = verdict("bitmap:cma_release:reserved");
+        let v = verdict("bitmap:reserved");
         assert_eq!(store.record(&prog, &exec(), &v, "console\n").expect("record"), Recorded::New);
         assert_eq!(store.record(&prog, &exec(), &v, "").expect("record"), Recorded::Again { count: 2 });
         let dirs: Vec<_> = fs::read_dir(&store.dir)
