@@ -32,32 +32,42 @@ impl LongWidth {
 /// A fixed-length bitmap; bits at or above `nbits` are always clear.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Bitmap {
-    words: Vec<u32>,
+    /// 64 bits per word (bit `i` is bit `i % 64` of `w[i / 64]`); bits at or past `nbits` are 0.
+    w: Vec<u64>,
     nbits: u64,
 }
 
-/// `DIV_ROUND_UP(nbits, 32)` as a length; saturates where a `Vec` could not exist anyway.
+/// `u32` words of a bitmap of `nbits` bits, as debugfs and the driver lay it out.
 pub(crate) fn words_for(nbits: u64) -> usize {
     usize::try_from(nbits.div_ceil(32)).unwrap_or(usize::MAX)
+}
+
+fn u64_words_for(nbits: u64) -> usize {
+    usize::try_from(nbits.div_ceil(64)).unwrap_or(usize::MAX)
 }
 
 impl Bitmap {
     /// `bitmap_zalloc(nbits)`.
     pub(crate) fn zeroed(nbits: u64) -> Bitmap {
-        Bitmap { words: vec![0; words_for(nbits)], nbits }
+        Bitmap { w: vec![0; u64_words_for(nbits)], nbits }
     }
 
-    /// A bitmap over existing words; `None` unless `words.len() == DIV_ROUND_UP(nbits, 32)`.
-    /// Bits at or above `nbits` are cleared.
+    /// A bitmap over existing `u32` words; `None` unless `words.len() == DIV_ROUND_UP(nbits, 32)`.
+    /// Bits at or past `nbits` are dropped.
     pub(crate) fn from_words(words: &[u32], nbits: u64) -> Option<Bitmap> {
         if words.len() != words_for(nbits) {
             return None;
         }
-        let mut map = Bitmap { words: words.to_vec(), nbits };
-        let tail = (nbits % 32) as u32;
+        let mut map = Bitmap::zeroed(nbits);
+        for (i, pair) in words.chunks(2).enumerate() {
+            let lo = u64::from(pair[0]);
+            let hi = pair.get(1).map_or(0, |h| u64::from(*h) << 32);
+            map.w[i] = lo | hi;
+        }
+        let tail = nbits % 64;
         if tail != 0 {
-            if let Some(last) = map.words.last_mut() {
-                *last &= (1u32 << tail) - 1;
+            if let Some(last) = map.w.last_mut() {
+                *last &= (1u64 << tail) - 1;
             }
         }
         Some(map)
@@ -65,36 +75,45 @@ impl Bitmap {
 
     /// Whether any bit at or above `nbits` is set in `words`.
     pub(crate) fn has_stray_bits(words: &[u32], nbits: u64) -> bool {
-        Bitmap::from_words(words, nbits).is_some_and(|m| m.words != words)
+        Bitmap::from_words(words, nbits).is_some_and(|m| m.words() != words)
     }
 
-    pub(crate) fn words(&self) -> &[u32] {
-        &self.words
+    /// The `u32` words, `DIV_ROUND_UP(nbits, 32)` of them.
+    pub(crate) fn words(&self) -> Vec<u32> {
+        let n = words_for(self.nbits);
+        let mut out = Vec::with_capacity(n);
+        for (i, w) in self.w.iter().enumerate() {
+            out.push(*w as u32);
+            if 2 * i + 1 < n {
+                out.push((*w >> 32) as u32);
+            }
+        }
+        out
     }
 
     pub(crate) fn len(&self) -> u64 {
         self.nbits
     }
 
-    /// `test_bit(i, map)`; false past the end.
+    /// `test_bit(i, map)`; bits past the end read as clear.
     pub(crate) fn test(&self, i: u64) -> bool {
         i < self.nbits
-            && usize::try_from(i / 32)
+            && usize::try_from(i / 64)
                 .ok()
-                .and_then(|w| self.words.get(w))
-                .is_some_and(|word| word & (1u32 << (i % 32)) != 0)
+                .and_then(|w| self.w.get(w))
+                .is_some_and(|word| word & (1u64 << (i % 64)) != 0)
     }
 
     fn apply(&mut self, start: u64, len: u64, set: bool) {
         let end = start.saturating_add(len).min(self.nbits);
         let mut i = start;
         while i < end {
-            let lo = i % 32;
+            let lo = i % 64;
             let word_start = i - lo;
-            let hi = (end - word_start).min(32);
+            let hi = (end - word_start).min(64);
             let n = (hi - lo) as u32;
-            let mask = (u32::MAX >> (32 - n)) << lo;
-            if let Some(word) = usize::try_from(i / 32).ok().and_then(|w| self.words.get_mut(w)) {
+            let mask = (u64::MAX >> (64 - n)) << lo;
+            if let Some(word) = usize::try_from(i / 64).ok().and_then(|w| self.w.get_mut(w)) {
                 if set {
                     *word |= mask;
                 } else {
@@ -110,8 +129,7 @@ impl Bitmap {
         self.apply(start, len, true);
     }
 
-    /// `bitmap_clear(map, start, len)`, limited to the bitmap (bits past `nbits` are clear
-    /// already, so this is exact up to the end of the last word).
+    /// `bitmap_clear(map, start, len)`, limited to the bitmap.
     pub(crate) fn clear(&mut self, start: u64, len: u64) {
         self.apply(start, len, false);
     }
@@ -119,40 +137,37 @@ impl Bitmap {
     /// `bitmap_weight(map, nbits)`.
     #[cfg(test)]
     pub(crate) fn weight(&self) -> u64 {
-        self.words.iter().map(|w| u64::from(w.count_ones())).sum()
+        self.w.iter().map(|w| u64::from(w.count_ones())).sum()
     }
 
-    /// The kernel's `_find_next_bit()` over `unsigned long` words, here read 64 bits (two stored
-    /// `u32` words) at a time. Exactly the answer of a scan in 32-bit steps that stops at the
-    /// first word starting at or past `min(size, nbits)`: a high half that starts there, or that
-    /// is not stored, is never looked at.
+    /// The kernel's `_find_next_bit()`: the first bit in `[start, size)` that is set (or clear),
+    /// else `size`. Exactly the answer of the kernel's scan in whole `unsigned long` words (32-bit
+    /// ones here, as on arm32: a word is looked at whole once it starts below `min(size,
+    /// nbits)`), read 64 bits at a time.
     fn find_next(&self, size: u64, start: u64, want_set: bool) -> u64 {
         let limit = size.min(self.nbits);
+        if start >= limit {
+            return size;
+        }
+        // The 32-bit scan's last word ends at the first multiple of 32 at or past `limit`.
+        let examined = limit.div_ceil(32).saturating_mul(32);
         let mut i = start;
-        while i < limit {
+        while i < examined {
             let lo = i % 64;
-            let Some(first) = usize::try_from(i / 64).ok().and_then(|w| w.checked_mul(2)) else {
+            let base = i - lo;
+            let Some(&raw) = usize::try_from(i / 64).ok().and_then(|w| self.w.get(w)) else {
                 break;
             };
-            let Some(&l) = self.words.get(first) else {
-                break;
-            };
-            let high_start = i - lo + 32;
-            let h = if high_start < limit { self.words.get(first + 1).copied() } else { None };
-            let raw = u64::from(l) | (u64::from(h.unwrap_or(0)) << 32);
             let mut word = if want_set { raw } else { !raw };
-            if h.is_none() {
-                word &= u64::from(u32::MAX);
-            }
             word &= u64::MAX << lo;
+            let span = examined - base;
+            if span < 64 {
+                word &= (1u64 << span) - 1;
+            }
             if word != 0 {
-                return (i - lo + u64::from(word.trailing_zeros())).min(size);
+                return (base + u64::from(word.trailing_zeros())).min(size);
             }
-            if h.is_none() {
-                // The 32-bit scan would stop at the high half: nothing stored, or past the limit.
-                break;
-            }
-            i = i - lo + 64;
+            i = base + 64;
         }
         size
     }
@@ -294,7 +309,7 @@ mod tests {
             let word_start = i - i % 32;
             let word_end = word_start + 32;
             for b in i..word_end {
-                let w = m.words.get((b / 32) as usize).copied().unwrap_or(0);
+                let w = m.words().get((b / 32) as usize).copied().unwrap_or(0);
                 if ((w >> (b % 32)) & 1 == 1) == want_set {
                     return b.min(size);
                 }

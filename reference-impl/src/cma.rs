@@ -76,7 +76,7 @@ impl CmaArea {
             base_pfn: Pfn(self.base_pfn),
             count: Pages(self.count),
             order_per_bit: self.order_per_bit,
-            bitmap: self.bitmap.words().to_vec(),
+            bitmap: self.bitmap.words(),
         }
     }
 
@@ -111,7 +111,8 @@ impl CmaArea {
     /// one still taken, or one in `pinned` (pages the driver's `pin` holds, spec §2.5).
     fn contig_range_busy(&self, pfn: u64, count: u64, pinned: &BTreeSet<Pfn>) -> bool {
         let off = pfn - self.base_pfn;
-        self.taken.any_set(off, count) || pinned.range(Pfn(pfn)..Pfn(pfn.saturating_add(count))).next().is_some()
+        self.taken.any_set(off, count)
+            || (!pinned.is_empty() && pinned.range(Pfn(pfn)..Pfn(pfn.saturating_add(count))).next().is_some())
     }
 
     /// `cma_alloc(cma, count, align, no_warn)` (Linux 6.1 `mm/cma.c:420-520`, 6.12
@@ -191,7 +192,7 @@ mod tests {
             base_pfn: Pfn(base),
             count: Pages(count),
             order_per_bit: opb,
-            bitmap: bitmap.words().to_vec(),
+            bitmap: bitmap.words(),
         };
         match CmaArea::from_observation(&obs) {
             Ok(a) => a,

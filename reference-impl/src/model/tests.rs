@@ -20,7 +20,7 @@ fn area_obs(name: &str, base: u64, count: u64, opb: u32, used: u64) -> AreaObser
         base_pfn: Pfn(base),
         count: Pages(count),
         order_per_bit: opb,
-        bitmap: map.words().to_vec(),
+        bitmap: map.words(),
     }
 }
 
