@@ -132,21 +132,6 @@ pub struct Evidence<'a> {
     pub error: Option<&'a BackendError>,
 }
 
-/// The op kind as the text format spells it.
-pub fn op_kind(op: &ResolvedOp) -> &'static str {
-    match op {
-        ResolvedOp::CmaAlloc { .. } => "cma_alloc",
-        ResolvedOp::CmaRelease { .. } => "cma_release",
-        ResolvedOp::CmaReleaseRaw { .. } => "cma_release_raw",
-        ResolvedOp::DmaAlloc { .. } => "dma_alloc",
-        ResolvedOp::DmaFree { .. } => "dma_free",
-        ResolvedOp::Pin { .. } => "pin",
-        ResolvedOp::Unpin { .. } => "unpin",
-        ResolvedOp::Kmap { .. } => "kmap",
-        ResolvedOp::Observe => "observe",
-    }
-}
-
 fn op_index_of(at: Point) -> Option<usize> {
     match at {
         Point::Observe(i) => Some(i),
@@ -195,7 +180,7 @@ pub fn judge(e: &Evidence<'_>, sup: &Suppressions, target: &str) -> Vec<Verdict>
     for d in e.divergences {
         let (kind, signature, op_index) = match d {
             Divergence::Outcome { op_index, model, kernel } => {
-                let op = e.prog.ops.get(*op_index).map_or("?", op_kind);
+                let op = e.prog.ops.get(*op_index).map_or("?", ResolvedOp::kind);
                 (
                     VerdictKind::Layout,
                     format!("layout:{op}:{}-vs-{}", outcome_class(model), outcome_class(kernel)),
@@ -264,7 +249,8 @@ pub fn judge(e: &Evidence<'_>, sup: &Suppressions, target: &str) -> Vec<Verdict>
         });
     }
     if let Some(err) = e.error {
-        let last = e.prog.ops.iter().rev().find(|o| !matches!(o, ResolvedOp::Observe)).map_or("start", op_kind);
+        let last =
+            e.prog.ops.iter().rev().find(|o| !matches!(o, ResolvedOp::Observe)).map_or("start", ResolvedOp::kind);
         let (kind, signature, excerpt) = match err {
             BackendError::Guest { source, console } => {
                 let tail: String = {

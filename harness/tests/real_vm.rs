@@ -22,23 +22,29 @@ fn boot(target: &str) -> KernelBackend {
     session::boot_kernel(&t, &KernelChoice::default(), &mut |l| eprintln!("{l}")).expect("kernel boots")
 }
 
+/// Replays `programs` on the model and the kernel of `t` in process; prints and returns the output.
+fn replay_both(t: &targets::Target, programs: &[replay::LoadedProgram], json: bool) -> (replay::Summary, String) {
+    let mut out = Vec::new();
+    let sum = replay::replay(
+        t,
+        BackendChoice::Both,
+        &KernelChoice::default(),
+        programs,
+        &replay::ReplayOptions::new(json).expect("options"),
+        &mut out,
+    )
+    .expect("replay runs");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    println!("{text}");
+    (sum, text)
+}
+
 fn replay_seeds(target: &str) {
     let t = targets::find(Some(target)).expect("target");
     let files = replay::collect_files(&[seed_dir()]).expect("seed corpus");
     let programs: Vec<_> = files.iter().map(|f| replay::load(f).expect("seed parses")).collect();
     assert!(programs.len() >= 20, "seed corpus has {} programs", programs.len());
-    let mut out = Vec::new();
-    let sum = replay::replay(
-        &t,
-        BackendChoice::Both,
-        &KernelChoice::default(),
-        &programs,
-        &replay::ReplayOptions::new(false).expect("options"),
-        &mut out,
-    )
-    .expect("replay runs");
-    let text = String::from_utf8_lossy(&out);
-    println!("{text}");
+    let (sum, text) = replay_both(&t, &programs, false);
     assert_eq!((sum.diverge, sum.errors), (0, 0), "seed corpus on {target}:\n{text}");
     // The layout recorded for model-only runs is the one the kernel really has, and on arm32 the
     // model's placement rule (spec §1.6) predicts the default area's base.
@@ -100,18 +106,7 @@ fn pin_forces_the_spec_retry(target: &str, base: u64, pin_bit: u64, retry_bit: u
     );
     let program = Program::parse(&text).expect("parses");
     let programs = [replay::LoadedProgram { path: PathBuf::from(format!("pin-{target}.prog")), program }];
-    let mut out = Vec::new();
-    let sum = replay::replay(
-        &t,
-        BackendChoice::Both,
-        &KernelChoice::default(),
-        &programs,
-        &replay::ReplayOptions::new(true).expect("options"),
-        &mut out,
-    )
-    .expect("replay runs");
-    let text = String::from_utf8_lossy(&out);
-    println!("{text}");
+    let (sum, text) = replay_both(&t, &programs, true);
     assert_eq!((sum.agree, sum.diverge, sum.errors), (1, 0, 0), "{text}");
     let v: serde_json::Value = serde_json::from_str(text.lines().next().expect("one JSON line")).expect("JSON");
     assert_eq!(v["verdict"], "agree", "{v}");

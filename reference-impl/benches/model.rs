@@ -36,66 +36,70 @@ fn boot(base: u64, used: u64) -> Observation {
     }
 }
 
-/// A deterministic op stream: `n` ops, alternating allocations and releases of live handles.
-fn cma_ops(n: usize) -> Vec<ResolvedOp> {
+/// A deterministic op stream of `n` ops (xorshift from `seed`): an allocation made by `alloc(h,
+/// x)` while fewer than `max_live` handles are live and two times in three, else `free(h)` of a
+/// random live handle. Handles start again at 0 with every program (the driver has 4096 slots).
+fn op_stream(
+    n: usize,
+    seed: u64,
+    max_live: usize,
+    alloc: impl Fn(Handle, u64) -> ResolvedOp,
+    free: impl Fn(Handle) -> ResolvedOp,
+) -> Vec<ResolvedOp> {
     let mut ops = Vec::with_capacity(n);
     let mut live: Vec<u32> = Vec::new();
     let mut next = 0u32;
-    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut x = seed;
     for i in 0..n {
         if i % PER_PROGRAM == 0 {
-            // A new program: handles start again at 0 (the driver has 4096 slots).
             live.clear();
             next = 0;
         }
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        if live.len() < 32 && (live.is_empty() || x % 3 != 0) {
-            ops.push(ResolvedOp::CmaAlloc {
-                area: AreaId(0),
-                h: Handle(next),
-                count: Pages(1 + (x >> 8) % 64),
-                align: Order(((x >> 20) % 5) as u32),
-            });
+        if live.len() < max_live && (live.is_empty() || x % 3 != 0) {
+            ops.push(alloc(Handle(next), x));
             live.push(next);
             next += 1;
         } else {
             let h = live.swap_remove(((x >> 32) as usize) % live.len());
-            ops.push(ResolvedOp::CmaRelease { h: Handle(h) });
+            ops.push(free(Handle(h)));
         }
     }
     ops
 }
 
+/// Up to 32 live `cma_alloc`s of 1-64 pages, align 0-4, and their releases.
+fn cma_ops(n: usize) -> Vec<ResolvedOp> {
+    op_stream(
+        n,
+        0x2545_f491_4f6c_dd1d,
+        32,
+        |h, x| ResolvedOp::CmaAlloc {
+            area: AreaId(0),
+            h,
+            count: Pages(1 + (x >> 8) % 64),
+            align: Order(((x >> 20) % 5) as u32),
+        },
+        |h| ResolvedOp::CmaRelease { h },
+    )
+}
+
+/// Up to 16 live `dma_alloc`s of 4-64 KiB (a quarter atomic, half wc) and their frees.
 fn dma_ops(n: usize) -> Vec<ResolvedOp> {
-    let mut ops = Vec::with_capacity(n);
-    let mut live: Vec<u32> = Vec::new();
-    let mut next = 0u32;
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    for i in 0..n {
-        if i % PER_PROGRAM == 0 {
-            live.clear();
-            next = 0;
-        }
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        if live.len() < 16 && (live.is_empty() || x % 3 != 0) {
-            ops.push(ResolvedOp::DmaAlloc {
-                h: Handle(next),
-                size: Bytes(4096 * (1 + (x >> 8) % 16)),
-                attrs: DmaAttrs { wc: x & 1 == 0, nokmap: false },
-                gfp: if (x >> 16) % 4 == 0 { Gfp::Atomic } else { Gfp::Kernel },
-            });
-            live.push(next);
-            next += 1;
-        } else {
-            let h = live.swap_remove(((x >> 32) as usize) % live.len());
-            ops.push(ResolvedOp::DmaFree { h: Handle(h) });
-        }
-    }
-    ops
+    op_stream(
+        n,
+        0x9e37_79b9_7f4a_7c15,
+        16,
+        |h, x| ResolvedOp::DmaAlloc {
+            h,
+            size: Bytes(4096 * (1 + (x >> 8) % 16)),
+            attrs: DmaAttrs { wc: x & 1 == 0, nokmap: false },
+            gfp: if (x >> 16) % 4 == 0 { Gfp::Atomic } else { Gfp::Kernel },
+        },
+        |h| ResolvedOp::DmaFree { h },
+    )
 }
 
 /// Runs `ops` in programs of `PER_PROGRAM` ops with a reset between them (as the harness does);

@@ -153,6 +153,39 @@ impl Op {
     pub fn allocates(&self) -> bool {
         matches!(self, Op::CmaAlloc { .. } | Op::DmaAlloc { .. })
     }
+
+    /// The op's name as the text format spells it (`cma_alloc`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::CmaAlloc { .. } => "cma_alloc",
+            Op::CmaRelease { .. } => "cma_release",
+            Op::CmaReleaseRaw { .. } => "cma_release_raw",
+            Op::DmaAlloc { .. } => "dma_alloc",
+            Op::DmaFree { .. } => "dma_free",
+            Op::Pin { .. } => "pin",
+            Op::Unpin { .. } => "unpin",
+            Op::Kmap { .. } => "kmap",
+            Op::Observe => "observe",
+        }
+    }
+}
+
+impl ResolvedOp {
+    /// The op's name as the text format spells it: the same as [`Op::kind`] of the op it was
+    /// resolved from.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ResolvedOp::CmaAlloc { .. } => "cma_alloc",
+            ResolvedOp::CmaRelease { .. } => "cma_release",
+            ResolvedOp::CmaReleaseRaw { .. } => "cma_release_raw",
+            ResolvedOp::DmaAlloc { .. } => "dma_alloc",
+            ResolvedOp::DmaFree { .. } => "dma_free",
+            ResolvedOp::Pin { .. } => "pin",
+            ResolvedOp::Unpin { .. } => "unpin",
+            ResolvedOp::Kmap { .. } => "kmap",
+            ResolvedOp::Observe => "observe",
+        }
+    }
 }
 
 /// A program: ops in order.

@@ -133,7 +133,7 @@ pub fn model_features(e: &Execution) -> Vec<u64> {
     let mut pins = 0u32;
     let mut kmaps = 0u32;
     for (op, o) in e.resolved.ops.iter().zip(&run.outcomes) {
-        let kind = crate::oracle::op_kind(op);
+        let kind = op.kind();
         let class = outcome_class(o);
         out.push(h(("oc", kind, class)));
         out.push(h(("bi", prev, kind, class)));
