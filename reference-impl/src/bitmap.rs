@@ -20,6 +20,11 @@ impl LongWidth {
         }
     }
 
+    /// `ULONG_MAX`.
+    pub(crate) fn max(self) -> u64 {
+        self.wrap(u64::MAX)
+    }
+
     /// Reduce a wrapped `u64` result modulo `2^BITS_PER_LONG`.
     pub(crate) fn wrap(self, x: u64) -> u64 {
         match self {
@@ -187,13 +192,112 @@ impl Bitmap {
         let end = start.saturating_add(len);
         self.find_next_bit(end, start) < end
     }
+
+    /// The first clear bit in `[start, end)`, else `end`; for `end <= nbits` this is
+    /// `find_next_zero_bit(map, end, start)`.
+    #[inline]
+    fn first_zero_below(&self, start: u64, end: u64) -> u64 {
+        self.first_below(start, end, u64::MAX)
+    }
+
+    /// The first set bit in `[start, end)`, else `end`; for `end <= nbits` this is
+    /// `find_next_bit(map, end, start)`.
+    #[inline]
+    fn first_set_below(&self, start: u64, end: u64) -> u64 {
+        self.first_below(start, end, 0)
+    }
+
+    /// The first bit in `[start, end)` that `flip` (all ones: look for clear bits; zero: for set
+    /// ones) turns to 1, else `end`; whole words at a time.
+    #[inline]
+    fn first_below(&self, start: u64, end: u64, flip: u64) -> u64 {
+        if start >= end {
+            return end;
+        }
+        let mut wi = start / 64;
+        let mut word = match self.word(wi) {
+            Some(raw) => (raw ^ flip) & (u64::MAX << (start % 64)),
+            None => return end,
+        };
+        loop {
+            if word != 0 {
+                return (wi * 64 + u64::from(word.trailing_zeros())).min(end);
+            }
+            wi += 1;
+            if wi * 64 >= end {
+                return end;
+            }
+            match self.word(wi) {
+                Some(raw) => word = raw ^ flip,
+                None => return end,
+            }
+        }
+    }
+
+    /// The last set bit in `[start, end)`, if any (bits past `nbits` read as clear).
+    #[inline]
+    fn last_set_in(&self, start: u64, end: u64) -> Option<u64> {
+        if start >= end {
+            return None;
+        }
+        let last = end - 1;
+        let first_wi = start / 64;
+        let mut wi = last / 64;
+        let mut word = self.word(wi).unwrap_or(0) & (u64::MAX >> (63 - last % 64));
+        loop {
+            if wi == first_wi {
+                word &= u64::MAX << (start % 64);
+            }
+            if word != 0 {
+                return Some(wi * 64 + 63 - u64::from(word.leading_zeros()));
+            }
+            if wi == first_wi {
+                return None;
+            }
+            wi -= 1;
+            word = self.word(wi).unwrap_or(0);
+        }
+    }
+
+    /// The 64-bit word `wi`, if the bitmap has it.
+    #[inline]
+    fn word(&self, wi: u64) -> Option<u64> {
+        usize::try_from(wi).ok().and_then(|i| self.w.get(i)).copied()
+    }
 }
 
 /// `bitmap_find_next_zero_area_off(map, size, start, nr, align_mask, align_offset)`
 /// (Linux 6.1 `lib/bitmap.c:417-440`, 6.12 `:413-436`, identical): first fit from `start` of `nr`
 /// clear bits whose index `i` satisfies `(i + align_offset) & align_mask == 0`. After meeting a set
 /// bit it restarts just past it and re-aligns. A result `> size` means failure (`index + nr`).
+///
+/// When no `unsigned long` sum can wrap and `size` is within the bitmap (every CMA search), this
+/// is [`find_zero_area_fast`], which gives the same answer in fewer rounds; otherwise it is the
+/// kernel's loop as written ([`find_next_zero_area_off_kernel`]).
+#[inline]
 pub(crate) fn find_next_zero_area_off(
+    map: &Bitmap,
+    size: u64,
+    start: u64,
+    nr: u64,
+    align_mask: u64,
+    align_offset: u64,
+    w: LongWidth,
+) -> u64 {
+    let no_wrap = size
+        .checked_add(align_mask)
+        .and_then(|x| x.checked_add(align_offset))
+        .and_then(|x| x.checked_add(nr))
+        .is_some_and(|x| x <= w.max());
+    if no_wrap && size <= map.nbits {
+        find_zero_area_fast(map, size, start, nr, align_mask, align_offset, w)
+    } else {
+        find_next_zero_area_off_kernel(map, size, start, nr, align_mask, align_offset, w)
+    }
+}
+
+/// `bitmap_find_next_zero_area_off()` line by line, in wrapping `unsigned long` arithmetic.
+fn find_next_zero_area_off_kernel(
     map: &Bitmap,
     size: u64,
     mut start: u64,
@@ -226,6 +330,52 @@ pub(crate) fn find_next_zero_area_off(
             continue;
         }
         return index;
+    }
+}
+
+/// [`find_next_zero_area_off_kernel`] for `size <= map.len()` and `size + align_mask +
+/// align_offset + nr` within `unsigned long` (so nothing wraps, and `find_next_zero_bit` /
+/// `find_next_bit` are plain "first such bit below the bound, else the bound").
+///
+/// Same answer, fewer rounds: when the window `[index, index + nr)` holds set bits, the kernel
+/// restarts past the *first* one, `i`; this restarts past the *last* one, `j`, and lands on the
+/// candidate `c` that follows the first clear bit `z > j`. Every candidate the kernel tries in
+/// between is below `c` and fails: one in `(index, j]` has a window (as long, starting later)
+/// that holds `j`; one in `(j, z)` is itself a set bit. So the kernel reaches `c` too — unless one
+/// of those in-between windows ends past `size`, where the kernel returns that end. All of them
+/// end before `c + nr`, so the skip stands whenever `c + nr <= size`; when it does not, the search
+/// goes back to the window that sent it past `j` and takes the kernel's own steps from there.
+fn find_zero_area_fast(
+    map: &Bitmap,
+    size: u64,
+    mut start: u64,
+    nr: u64,
+    align_mask: u64,
+    align_offset: u64,
+    w: LongWidth,
+) -> u64 {
+    // The last window that failed, when `start` skipped past its last set bit.
+    let mut skipped: Option<(u64, u64)> = None;
+    loop {
+        let zero = map.first_zero_below(start, size);
+        let index = ((zero + align_offset + align_mask) & !align_mask) - align_offset;
+        let end = index + nr;
+        if end > size {
+            return match skipped {
+                None => end,
+                Some((index, end)) => {
+                    let i = map.first_set_below(index, end);
+                    find_next_zero_area_off_kernel(map, size, i + 1, nr, align_mask, align_offset, w)
+                }
+            };
+        }
+        match map.last_set_in(index, end) {
+            None => return index,
+            Some(j) => {
+                skipped = Some((index, end));
+                start = j + 1;
+            }
+        }
     }
 }
 
@@ -319,6 +469,49 @@ mod tests {
         size
     }
 
+    /// `bitmap_find_next_zero_area_off()` as `lib/bitmap.c` writes it, over the 32-bit word scan
+    /// of [`naive_find`], in wrapping `unsigned long` arithmetic (the round cap stands in for the
+    /// kernel's endless loop on wrap-around, as in the model).
+    fn kernel_find_zero_area(m: &Bitmap, size: u64, mut start: u64, nr: u64, mask: u64, off: u64, w: LongWidth) -> u64 {
+        let mut rounds = 0u64;
+        loop {
+            let index = naive_find(m, size, start, false);
+            let index = w.wrap((w.wrap(index.wrapping_add(off).wrapping_add(mask)) & !mask).wrapping_sub(off));
+            let end = w.wrap(index.wrapping_add(nr));
+            if end > size {
+                return end;
+            }
+            let i = naive_find(m, end, index, true);
+            if i >= end {
+                return index;
+            }
+            rounds += 1;
+            if rounds > size.saturating_add(2) {
+                return size.saturating_add(1);
+            }
+            start = i + 1;
+        }
+    }
+
+    #[test]
+    fn bitmap_find_next_zero_area_off_skip_past_the_last_set_bit_keeps_the_kernel_failure_value() {
+        // size 10, nr 5: the window at 4 holds bits 5 and 8; the kernel restarts at 6 (past bit
+        // 5) and fails with 6 + 5 = 11. Restarting past bit 8 would fail with 9 + 5 = 14.
+        let m = map_with(10, &[(5, 1), (8, 1)]);
+        assert_eq!(find_next_zero_area_off(&m, 10, 4, 5, 0, 0, LongWidth::W64), 11);
+        assert_eq!(find_next_zero_area_off_kernel(&m, 10, 4, 5, 0, 0, LongWidth::W64), 11);
+    }
+
+    #[test]
+    fn bitmap_find_next_zero_area_off_skips_runs_of_full_words() {
+        // 201 set bits, a hole of 3, then 100 set bits: a 4-bit window lands at 304, a 3-bit one
+        // in the hole unless aligned to 8.
+        let m = map_with(1024, &[(0, 201), (204, 100)]);
+        assert_eq!(find_next_zero_area_off(&m, 1024, 0, 4, 0, 0, LongWidth::W32), 304);
+        assert_eq!(find_next_zero_area_off(&m, 1024, 0, 3, 0, 0, LongWidth::W32), 201);
+        assert_eq!(find_next_zero_area_off(&m, 1024, 0, 3, 7, 0, LongWidth::W32), 304);
+    }
+
     proptest::proptest! {
         #[test]
         fn word_searches_match_the_bit_by_bit_definition(
@@ -333,6 +526,90 @@ mod tests {
             }
             proptest::prop_assert_eq!(m.find_next_bit(size, start), naive_find(&m, size, start, true));
             proptest::prop_assert_eq!(m.find_next_zero_bit(size, start), naive_find(&m, size, start, false));
+        }
+
+        /// `bitmap_find_next_zero_area_off()`: the model (fast path or kernel loop, whichever it
+        /// picks) against the kernel's loop over the 32-bit word scan, on dense small maps where
+        /// windows keep meeting set bits, with `size` below, at and past `nbits`.
+        #[test]
+        fn bitmap_find_next_zero_area_off_matches_the_kernel_loop(
+            nbits in 1u64..300,
+            runs in proptest::collection::vec((0u64..300, 1u64..40), 0..24),
+            size_delta in -40i64..40,
+            start in 0u64..320,
+            nr in 1u64..80,
+            align_order in 0u32..7,
+            off in 0u64..64,
+            w64 in proptest::bool::ANY,
+        ) {
+            let mut m = Bitmap::zeroed(nbits);
+            for (s, l) in runs {
+                m.set(s, l);
+            }
+            let size = nbits.saturating_add_signed(size_delta);
+            let mask = (1u64 << align_order) - 1;
+            let off = off & mask;
+            let w = if w64 { LongWidth::W64 } else { LongWidth::W32 };
+            proptest::prop_assert_eq!(
+                find_next_zero_area_off(&m, size, start, nr, mask, off, w),
+                kernel_find_zero_area(&m, size, start, nr, mask, off, w)
+            );
+        }
+
+        /// The fast path alone against `find_next_zero_area_off_kernel()` (the slow loop it
+        /// replaces), wherever its preconditions hold: `size <= nbits`, no wrap.
+        #[test]
+        fn bitmap_find_next_zero_area_off_fast_path_matches_the_kernel_loop(
+            nbits in 1u64..600,
+            runs in proptest::collection::vec((0u64..600, 1u64..100), 0..40),
+            size_below in 0u64..70,
+            start in 0u64..620,
+            nr in 1u64..150,
+            align_order in 0u32..10,
+            off in 0u64..1024,
+        ) {
+            let mut m = Bitmap::zeroed(nbits);
+            for (s, l) in runs {
+                m.set(s, l);
+            }
+            let size = nbits.saturating_sub(size_below);
+            let mask = (1u64 << align_order) - 1;
+            let off = off & mask;
+            for w in [LongWidth::W32, LongWidth::W64] {
+                proptest::prop_assert_eq!(
+                    find_zero_area_fast(&m, size, start, nr, mask, off, w),
+                    find_next_zero_area_off_kernel(&m, size, start, nr, mask, off, w)
+                );
+            }
+        }
+
+        /// Near `ULONG_MAX` of the 32-bit kernel the sums wrap and the model must take the kernel
+        /// loop: `nr` and the alignment at the top of `unsigned long`.
+        #[test]
+        fn bitmap_find_next_zero_area_off_wraps_as_the_32_bit_kernel(
+            nbits in 1u64..200,
+            runs in proptest::collection::vec((0u64..200, 1u64..40), 0..10),
+            start in 0u64..220,
+            nr_from_top in 0u64..300,
+            align_order in 25u32..32,
+            off_from_top in 0u64..300,
+        ) {
+            let mut m = Bitmap::zeroed(nbits);
+            for (s, l) in runs {
+                m.set(s, l);
+            }
+            let w = LongWidth::W32;
+            let nr = w.max() - nr_from_top;
+            let mask = (1u64 << align_order) - 1;
+            let off = (w.max() - off_from_top) & mask;
+            proptest::prop_assert_eq!(
+                find_next_zero_area_off(&m, nbits, start, nr, mask, off, w),
+                kernel_find_zero_area(&m, nbits, start, nr, mask, off, w)
+            );
+            proptest::prop_assert_eq!(
+                find_next_zero_area_off(&m, nbits, start, 1 + nr_from_top, mask, off, w),
+                kernel_find_zero_area(&m, nbits, start, 1 + nr_from_top, mask, off, w)
+            );
         }
     }
 }
