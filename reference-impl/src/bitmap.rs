@@ -500,6 +500,13 @@ mod tests {
         let m = map_with(10, &[(5, 1), (8, 1)]);
         assert_eq!(find_next_zero_area_off(&m, 10, 4, 5, 0, 0, LongWidth::W64), 11);
         assert_eq!(find_next_zero_area_off_kernel(&m, 10, 4, 5, 0, 0, LongWidth::W64), 11);
+        // size 457, nr 110, mask 127, offset 36 (candidates 92, 220, 348, 476): the window at 220
+        // holds bits 220 and 270-348. The kernel restarts at 221 and tries 348 — itself a set bit,
+        // but its window ends at 458 > 457, so it fails with 458 before looking. Restarting past
+        // bit 348 would try 476 and fail with 586.
+        let m = map_with(489, &[(214, 7), (270, 79)]);
+        assert_eq!(find_next_zero_area_off(&m, 457, 93, 110, 127, 36, LongWidth::W32), 458);
+        assert_eq!(find_next_zero_area_off_kernel(&m, 457, 93, 110, 127, 36, LongWidth::W32), 458);
     }
 
     #[test]

@@ -109,9 +109,13 @@ impl CmaArea {
 
     /// Whether `alloc_contig_range(pfn, pfn + count)` would meet a page it cannot isolate:
     /// one still taken, or one in `pinned` (pages the driver's `pin` holds, spec §2.5).
+    ///
+    /// With `order_per_bit == 0`, `taken` equals `bitmap` before the window's bits are set (every
+    /// change to one is made to the other with the same range), and the window was clear in
+    /// `bitmap`, so only the pins can make it busy.
     fn contig_range_busy(&self, pfn: u64, count: u64, pinned: &BTreeSet<Pfn>) -> bool {
         let off = pfn - self.base_pfn;
-        self.taken.any_set(off, count)
+        (self.order_per_bit != 0 && self.taken.any_set(off, count))
             || (!pinned.is_empty() && pinned.range(Pfn(pfn)..Pfn(pfn.saturating_add(count))).next().is_some())
     }
 
