@@ -214,3 +214,87 @@ fn sigint_stops_a_pristine_campaign_cleanly_with_everything_flushed() {
     }
     assert_eq!(group_members(pgid), vec![], "processes of the stopped campaign survive");
 }
+
+/// The name a seed gets in `OUT/corpus` (its content hash).
+fn corpus_name(seed: &Path) -> String {
+    let text = std::fs::read_to_string(seed).expect("seed reads");
+    let prog = reference_impl::program::Program::parse(&text).expect("seed parses");
+    format!("{:016x}.prog", cmafuzz::fuzz::input::ProgramInput(prog).content_hash())
+}
+
+/// Two launchers on one machine, the second joined to the first with `--broker` (LLMP
+/// broker-to-broker over TCP), each starting from its own half of `corpora/seed` and writing its
+/// own `--out`: inputs cross the link both ways, so each corpus ends up holding seeds that only
+/// the other campaign was given, and both campaigns stop by themselves at their deadlines (a B2B
+/// link never exits, so it must not keep a broker running).
+#[test]
+fn two_linked_campaigns_share_inputs_both_ways_and_both_stop_at_their_deadline() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let work = tempfile::tempdir().expect("tempdir");
+    let seeds: Vec<PathBuf> = {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(root().join("corpora/seed"))
+            .expect("corpora/seed")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "prog"))
+            .collect();
+        v.sort();
+        v
+    };
+    let mut halves = [BTreeSet::new(), BTreeSet::new()];
+    for (side, name) in ["a", "b"].iter().enumerate() {
+        let dir = work.path().join(format!("seeds-{name}"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for s in seeds.iter().skip(side).step_by(2) {
+            std::fs::copy(s, dir.join(s.file_name().expect("name"))).expect("copy seed");
+            halves[side].insert(corpus_name(s));
+        }
+    }
+    let campaign = |name: &str, duration: &str, extra: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cmafuzz"));
+        c.args(["fuzz", "--target", "arm32-6.1", "--duration", duration, "--cores", "1"])
+            .arg("--corpus")
+            .arg(work.path().join(format!("seeds-{name}")))
+            .arg("--out")
+            .arg(work.path().join(format!("out-{name}")))
+            .args(extra)
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c
+    };
+    let out_a = work.path().join("out-a");
+    let out_b = work.path().join("out-b");
+    let mut a = campaign("a", "100s", &["--listen", "127.0.0.1:14314"]).spawn().expect("campaign a starts");
+    // b joins once a has its seeds in (so a's broker is up and has inputs to pass on).
+    let t = Instant::now();
+    while corpus_files(&out_a).intersection(&halves[0]).count() < halves[0].len() {
+        assert!(a.try_wait().expect("wait").is_none(), "campaign a ended before loading its seeds");
+        assert!(t.elapsed() < Duration::from_secs(300), "campaign a did not load its seeds in 300 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let b = campaign("b", "60s", &["--listen", "127.0.0.1:14315", "--broker", "127.0.0.1:14314"])
+        .spawn()
+        .expect("campaign b starts");
+    let wait = |mut c: std::process::Child, name: &str| {
+        let t = Instant::now();
+        loop {
+            if c.try_wait().expect("wait").is_some() {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(400), "campaign {name} did not stop at its deadline");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let o = c.wait_with_output().expect("output");
+        assert_eq!(o.status.code(), Some(0), "campaign {name}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let err_b = wait(b, "b");
+    let _ = wait(a, "a");
+    assert!(err_b.contains("linked to the broker at 127.0.0.1:14314"), "{err_b}");
+    let (ca, cb) = (corpus_files(&out_a), corpus_files(&out_b));
+    let a_to_b: Vec<_> = halves[0].intersection(&cb).collect();
+    let b_to_a: Vec<_> = halves[1].intersection(&ca).collect();
+    assert!(!a_to_b.is_empty(), "none of a's {} seeds reached b's corpus ({} entries)", halves[0].len(), cb.len());
+    assert!(!b_to_a.is_empty(), "none of b's {} seeds reached a's corpus ({} entries)", halves[1].len(), ca.len());
+}

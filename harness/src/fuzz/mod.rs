@@ -67,6 +67,8 @@ pub enum FuzzError {
     Listen(String, String),
     #[error("--broker {0}: expected HOST:PORT of another campaign's broker (its --listen address)")]
     Broker(String),
+    #[error("--broker {0}: {1} (is that campaign running and listening there?)")]
+    BrokerUnreachable(String, String),
     #[error("{0}: no such seed directory (pass --corpus DIR with *.prog files)")]
     NoCorpus(PathBuf),
     #[error("no seed programs: {0} has no *.prog or *.json files and {1} is empty (pass --corpus DIR)")]
@@ -137,6 +139,12 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, FuzzError> {
         return Err(FuzzError::Listen(
             s.into(),
             "this cmafuzz binds its broker to loopback only; rebuild with `cargo build --release --features public-broker` to accept other machines".into(),
+        ));
+    }
+    if !a.ip().is_loopback() && !a.ip().is_unspecified() {
+        return Err(FuzzError::Listen(
+            s.into(),
+            "this machine's own clients reach the broker over loopback: listen on 0.0.0.0:PORT (or [::]:PORT)".into(),
         ));
     }
     if a.port() == 0 {
@@ -303,12 +311,22 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
     };
 
     let port = opts.listen.port();
+    let listen = opts.listen;
+    // Fail before forking anything when the port is taken or the other broker is not there.
+    std::net::TcpListener::bind(listen).map_err(|e| {
+        FuzzError::Listen(listen.to_string(), format!("{e} (another campaign on this port? pick one with --listen)"))
+    })?;
+    if let Some(addr) = opts.broker {
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+            .map_err(|e| FuzzError::BrokerUnreachable(addr.to_string(), e.to_string()))?;
+    }
+    let broker_err = std::cell::RefCell::new(None::<String>);
     let remote = opts.broker;
-    let n_clients = NonZeroUsize::new(cores.ids.len()).unwrap_or(NonZeroUsize::MIN);
     let client_shmem = shmem.clone();
-    // LibAFL 0.16.1's `Launcher::launch` ignores `remote_broker_addr`; this is its own spawn
-    // logic (clients through `setup_restarting_mgr_llmp`), with a broker that also connects to
-    // another machine's broker when `--broker` is given.
+    // LibAFL 0.16.1's `Launcher::launch` ignores `remote_broker_addr`, and its TCP broker numbers
+    // the first local client like a B2B link made after the listener (so that client drops every
+    // message from the other machine as its own, and the link drops every message of that client):
+    // clients go through `setup_restarting_mgr_llmp`, the broker is [`run_broker`].
     let spawn_mgr =
         |_l: &_, desc: Option<libafl::events::ClientDescription>, mon: Option<monitor::StatusMonitor>| match desc {
             Some(client_description) => libafl::events::setup_restarting_mgr_llmp(
@@ -323,17 +341,10 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
             ),
             None => {
                 let mon = mon.ok_or_else(|| Error::illegal_state("the broker has no monitor"))?;
-                let hook = libafl::events::StdLlmpEventHook::<ProgramInput, _>::new(mon)?;
-                let mut broker = libafl_bolts::llmp::LlmpBroker::create_attach_to_tcp(
-                    client_shmem.clone(),
-                    tuple_list!(hook),
-                    port,
-                )?;
-                if let Some(addr) = remote {
-                    broker.inner_mut().connect_b2b(addr)?;
+                if let Err(e) = run_broker(client_shmem.clone(), mon, listen, remote) {
+                    // The launcher only logs a broker's error: keep it for the exit code.
+                    *broker_err.borrow_mut() = Some(e.to_string());
                 }
-                libafl_bolts::llmp::Broker::set_exit_after(&mut broker, n_clients);
-                broker.loop_with_timeouts(Duration::from_secs(30), Some(Duration::from_millis(5)));
                 Err(Error::shutting_down())
             }
         };
@@ -356,6 +367,9 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
         Ok(()) | Err(Error::ShuttingDown) => {}
         Err(e) => return Err(FuzzError::Libafl(e.to_string())),
     }
+    if let Some(e) = broker_err.into_inner() {
+        return Err(FuzzError::Libafl(format!("broker: {e}")));
+    }
     let last_status: Option<monitor::Status> =
         std::fs::read_to_string(opts.out.join("stats.json")).ok().and_then(|s| serde_json::from_str(&s).ok());
     // A campaign whose clients never ran anything (every VM start failed, a client crashed at
@@ -373,6 +387,73 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
         last_status,
         out: opts.out.clone(),
     })
+}
+
+/// The broker, in the launching process: B2B link first (when `--broker` is given), so it gets
+/// client id 0 and the listener's numbering of local clients starts after it; then the listener
+/// on `listen`; then forwarding until every client process (the launcher's children) has gone,
+/// or SIGINT/SIGTERM. A B2B link never "exits", so LLMP's own exit-after-N-clients rule would
+/// keep a linked campaign running past its deadline.
+fn run_broker(
+    shmem: StdShMemProvider,
+    mon: monitor::StatusMonitor,
+    listen: SocketAddr,
+    remote: Option<SocketAddr>,
+) -> Result<(), Error> {
+    use libafl_bolts::llmp::{Broker, Listener, LlmpBroker, Tag};
+    // ll_mp's `LLMP_TAG_EXITING` (private there): tells the clients the broker is gone.
+    const LLMP_TAG_EXITING: Tag = Tag(0x13C5171);
+    install_stop_handlers();
+    let hook = libafl::events::StdLlmpEventHook::<ProgramInput, _>::new(mon)?;
+    let mut broker = LlmpBroker::new(shmem, tuple_list!(hook))?;
+    if let Some(addr) = remote {
+        broker
+            .inner_mut()
+            .connect_b2b(addr)
+            .map_err(|e| Error::illegal_state(format!("--broker {addr}: cannot join that campaign's broker: {e}")))?;
+        eprintln!("cmafuzz fuzz: linked to the broker at {addr}");
+    }
+    let listener = std::net::TcpListener::bind(listen)
+        .map_err(|e| Error::illegal_state(format!("--listen {listen}: {e} (is another campaign using that port?)")))?;
+    broker.inner_mut().launch_listener(Listener::Tcp(listener))?;
+    // SAFETY: getpid cannot fail.
+    let me = unsafe { libc::getpid() };
+    let mut checked = std::time::Instant::now();
+    loop {
+        let busy = broker.broker_once()?;
+        if STOP.load(Ordering::SeqCst) {
+            break;
+        }
+        if checked.elapsed() >= Duration::from_millis(200) {
+            checked = std::time::Instant::now();
+            if live_children(me) == 0 {
+                // Whatever the last client sent before exiting.
+                broker.broker_once()?;
+                break;
+            }
+        }
+        if !busy {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    broker.send_buf(LLMP_TAG_EXITING, &[])?;
+    Ok(())
+}
+
+/// Processes whose parent is `ppid` and that have not exited (zombies do not count), from /proc.
+fn live_children(ppid: libc::pid_t) -> usize {
+    let Ok(rd) = std::fs::read_dir("/proc") else { return 0 };
+    rd.flatten()
+        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter(|e| {
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { return false };
+            // After the command (in parentheses): state ppid …
+            let mut f = stat.rsplit_once(')').map_or("", |(_, r)| r).split_whitespace();
+            let state = f.next();
+            let parent = f.next().and_then(|p| p.parse::<libc::pid_t>().ok());
+            parent == Some(ppid) && state.is_some_and(|s| s != "Z" && s != "X")
+        })
+        .count()
 }
 
 /// The event manager of one client.
