@@ -435,6 +435,9 @@ static int run_traced(int cf, uint8_t *in, size_t in_len, size_t *out_len)
 	if (do_run(cf, in, in_len, out_len) < 0)
 		return -1;
 	kcov_append(out_len);
+	/* Local mode runs the same payload again. */
+	run.flags |= CF_RUN_KCOV;
+	memcpy(in, &run, sizeof(run));
 	return 0;
 }
 
@@ -615,7 +618,8 @@ static int by_name(const struct dirent **a, const struct dirent **b)
 
 /*
  * Every RUN payload in dir, repeat rounds, each followed by RESET + OBSERVE:
- * what the host does per program, without the host.  Only timed.
+ * what the host does per program, without the host.  Only timed.  Payloads
+ * with CF_RUN_KCOV are traced and their PCs collected as for the host.
  */
 static void local_dir(int cf, const char *dir, unsigned long repeat)
 {
@@ -666,7 +670,7 @@ static void local_dir(int cf, const char *dir, unsigned long repeat)
 	t0 = now_ns();
 	for (r = 0; r < repeat; r++) {
 		for (i = 0; i < nbufs; i++) {
-			if (do_run(cf, bufs[i], lens[i], &out_len) < 0 ||
+			if (run_traced(cf, bufs[i], lens[i], &out_len) < 0 ||
 			    do_run(cf, reset_run, sizeof(reset_run),
 				   &out_len) < 0) {
 				say("CF_IOC_RUN on payload %d: %s", i,
@@ -780,6 +784,7 @@ int main(void)
 	}
 
 	if (!cmdline_get("cmafuzz.local", path, sizeof(path))) {
+		kcov_probe();
 		local_mode(cf, path);
 		power_off();
 	}

@@ -243,7 +243,7 @@ where
                 if e.harness_error() {
                     self.counters.harness_errors.fetch_add(1, Ordering::Relaxed);
                 }
-                features::fill(&mut self.observers.0[..], &features::model_features(&e));
+                features::fill_model(&mut self.observers.0[..], &features::model_features(&e));
                 features::fill(&mut self.observers.1 .0[..], &features::kcov_features(&e));
                 let kind = exit_kind(&e);
                 let console = if e.finding() { self.console() } else { String::new() };

@@ -54,10 +54,20 @@ fn log2_bucket(x: u64) -> u32 {
     64 - x.leading_zeros()
 }
 
+/// Alignment orders in four classes: none, below a pageblock, around one, beyond.
+fn align_class(order: u32) -> u32 {
+    match order {
+        0 => 0,
+        1..=8 => 1,
+        9..=10 => 2,
+        _ => 3,
+    }
+}
+
 /// (op kind, argument bucket) of an op, for the size/alignment features.
 fn arg_bucket(op: &ResolvedOp) -> (u32, u32) {
     match op {
-        ResolvedOp::CmaAlloc { count, align, .. } => (log2_bucket(count.0), align.0),
+        ResolvedOp::CmaAlloc { count, align, .. } => (log2_bucket(count.0), align_class(align.0)),
         ResolvedOp::CmaReleaseRaw { count, off, .. } => (log2_bucket(count.0), u32::from(*off < 0)),
         ResolvedOp::DmaAlloc { size, attrs, gfp, .. } => (
             log2_bucket(size.0.div_ceil(4096)),
@@ -85,16 +95,20 @@ fn free_runs(a: &AreaObservation) -> (u64, u64) {
     (runs, longest)
 }
 
-/// The area cut into 16 slices, each empty, partly used or full: a coarse picture of where
-/// allocations sit (front, back, scattered).
+/// Slices of [`occupancy`]: 3^4 = 81 pictures per area. (16 slices gave 3^16 and made almost
+/// every execution "new": a campaign kept three inputs in four.)
+const SLICES: u64 = 4;
+
+/// The area cut into [`SLICES`] slices, each empty, partly used or full: a coarse picture of
+/// where allocations sit (front, back, scattered).
 fn occupancy(a: &AreaObservation) -> u64 {
     let bits = a.bitmap_bits().min(1 << 20);
     if bits == 0 {
         return 0;
     }
     let mut pic = 0u64;
-    for s in 0..16u64 {
-        let (lo, hi) = (bits * s / 16, bits * (s + 1) / 16);
+    for s in 0..SLICES {
+        let (lo, hi) = (bits * s / SLICES, bits * (s + 1) / SLICES);
         let used = (lo..hi).filter(|i| a.bit(*i)).count() as u64;
         let state = if used == 0 {
             0
@@ -108,10 +122,20 @@ fn occupancy(a: &AreaObservation) -> u64 {
     pic
 }
 
+/// How full an area is: empty, under a quarter, under half, under three quarters, not full, full.
+fn occupancy_class(a: &AreaObservation) -> u32 {
+    let (used, bits) = (a.used_bits(), a.bitmap_bits().max(1));
+    match used {
+        0 => 0,
+        u if u == bits => 5,
+        u => 1 + u32::try_from(u * 4 / bits).unwrap_or(3).min(3),
+    }
+}
+
 fn observation_features(tag: &str, o: &Observation, out: &mut Vec<u64>) {
     for (i, a) in o.areas.iter().enumerate() {
         let (runs, longest) = free_runs(a);
-        out.push(h(("used", tag, i, log2_bucket(a.used_bits()))));
+        out.push(h(("used", tag, i, occupancy_class(a))));
         out.push(h(("frag", tag, i, log2_bucket(runs), log2_bucket(longest))));
         out.push(h(("shape", i, occupancy(a))));
     }
@@ -167,6 +191,21 @@ pub fn kcov_features(e: &Execution) -> Vec<u64> {
     e.coverage.iter().map(|pc| h(("pc", pc))).collect()
 }
 
+/// Writes model-state `features` into `map` as three hit-count classes (1, 2-3, 4+): doing a
+/// thing again is news once or twice, not at every power of two (a program that only grew
+/// longer is not a new CMA state).
+pub fn fill_model(map: &mut [u8], features: &[u64]) {
+    fill(map, features);
+    for v in map.iter_mut() {
+        *v = match *v {
+            0 => 0,
+            1 => 1,
+            2 | 3 => 2,
+            _ => 3,
+        };
+    }
+}
+
 /// Writes `features` into `map` (cleared by the observer before the run) as hit-count buckets:
 /// 1, 2, 3, 4-7, 8-15, 16-31, 32-127, 128+ become 1..=8, so a feature seen more often than
 /// before is news, like AFL's edge counts.
@@ -216,6 +255,13 @@ mod tests {
         let back = area(vec![0, 0xf000_0000]);
         assert_ne!(occupancy(&front), occupancy(&back));
         assert_eq!(occupancy(&area(vec![0, 0])), 0);
+    }
+
+    #[test]
+    fn the_model_map_has_three_count_classes() {
+        let mut map = vec![0u8; 8];
+        fill_model(&mut map, &[1, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3]);
+        assert_eq!(&map[1..4], &[1, 2, 3]);
     }
 
     #[test]
