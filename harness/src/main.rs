@@ -133,6 +133,9 @@ enum Cmd {
         /// Join another machine's campaign: connect this broker to its broker.
         #[arg(long, value_name = "HOST:PORT")]
         broker: Option<String>,
+        /// Stop the campaign once OUT/findings holds a finding (checked between programs).
+        #[arg(long)]
+        stop_on_finding: bool,
         #[command(flatten)]
         kernel: KernelArgs,
     },
@@ -332,7 +335,19 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             println!("{}: {}", t.name, sum.render());
             Ok(sum.exit_code())
         }
-        Cmd::Fuzz { target, duration, cores, corpus, out, seed, json_stats, listen, broker, kernel } => {
+        Cmd::Fuzz {
+            target,
+            duration,
+            cores,
+            corpus,
+            out,
+            seed,
+            json_stats,
+            listen,
+            broker,
+            stop_on_finding,
+            kernel,
+        } => {
             use cmafuzz::fuzz;
             let opts = fuzz::FuzzOptions {
                 target: targets::find(target.as_deref())?,
@@ -345,6 +360,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 json_stats,
                 listen: fuzz::parse_listen(&listen)?,
                 broker: broker.as_deref().map(fuzz::parse_broker).transpose()?,
+                stop_on_finding,
                 sup: cmafuzz::oracle::Suppressions::builtin()?,
             };
             let sum = fuzz::run(&opts).with_context(|| format!("fuzz on {}", opts.target.name))?;

@@ -99,6 +99,8 @@ pub struct FuzzOptions {
     pub json_stats: Option<PathBuf>,
     pub listen: SocketAddr,
     pub broker: Option<SocketAddr>,
+    /// Stop once `OUT/findings` holds a finding (this campaign's or one found before).
+    pub stop_on_finding: bool,
     pub sup: Suppressions,
 }
 
@@ -302,7 +304,8 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
             mutator,
             NonZeroUsize::new(16).unwrap_or(NonZeroUsize::MIN)
         ));
-        while !STOP.load(Ordering::SeqCst) && unix_now() < deadline && alive(main_pid) {
+        let found = || opts.stop_on_finding && !monitor::finding_dirs(&opts.out).is_empty();
+        while !STOP.load(Ordering::SeqCst) && unix_now() < deadline && alive(main_pid) && !found() {
             fuzzer.fuzz_one(&mut stages, &mut executor, &mut state, &mut mgr)?;
             mgr.maybe_report_progress(&mut state, Duration::from_secs(2))?;
         }
