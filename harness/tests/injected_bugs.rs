@@ -66,3 +66,46 @@ fn every_injected_bug_is_caught_as_its_declared_divergence() {
         assert_eq!(first["kind"], b.verdict.as_str(), "{name}: {}", v["verdicts"]);
     }
 }
+
+/// A campaign runs program after program in one VM, so what a buggy kernel leaves behind must
+/// not be pinned on the next program. Here the buggy free (`arm32-lowmem-free-keeps-uncached`)
+/// runs in the driver's reset and leaves the pages uncached; the reset check must see that (it
+/// compares the mappings, not only the bitmaps) and reboot, and a bare `observe` after it
+/// agrees. Then `release-clears-one-bit-short` leaks bits, forcing a reboot; the program after
+/// it uses PKMAP slots and must not diverge on the slot cursor (the model takes the fresh VM's).
+#[test]
+fn what_a_buggy_kernel_leaves_behind_is_not_pinned_on_the_next_program() {
+    use cmafuzz::exec::Executor;
+    use reference_impl::program::Program;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cases = [
+        (
+            "arm32-lowmem-free-keeps-uncached.patch",
+            "arm32-lowmem-6.1",
+            "dma_alloc size=12288\ndma_alloc size=8192 attrs=wc\n",
+            "observe\n",
+        ),
+        (
+            "release-clears-one-bit-short.patch",
+            "arm32-6.1",
+            "cma_alloc area=reserved count=16\ncma_release h=0\n",
+            "kmap area=reserved off=808\ndma_alloc size=53247 attrs=wc\ndma_alloc size=53247 attrs=wc\n\
+             observe\nkmap area=reserved off=808\n",
+        ),
+    ];
+    for (patch, target, first, next) in cases {
+        let t = targets::find(Some(target)).expect("target");
+        let kc = KernelChoice { src: None, patches: vec![root.join("benchmarks/bugs").join(patch)] };
+        let sup = cmafuzz::oracle::Suppressions::builtin().expect("suppressions");
+        let mut ex = Executor::start(&t, BackendChoice::Both, &kc, sup, &mut |_| {}).expect("VM starts");
+        let first = Program::parse(first).expect("parses");
+        let next = Program::parse(next).expect("parses");
+        ex.execute(&first).expect("first program runs");
+        let reboots = ex.kernel.as_ref().map(|k| k.reboots).expect("a kernel");
+        let e = ex.execute(&next).expect("next program runs");
+        let after = ex.kernel.as_ref().map(|k| k.reboots).expect("a kernel");
+        assert!(after > reboots, "{patch}: the reset did not notice what the first program left");
+        let bad: Vec<_> = e.verdicts.iter().filter(|v| v.suppressed.is_none()).map(|v| &v.signature).collect();
+        assert!(bad.is_empty(), "{patch}: the next program was blamed for the last one's leftovers: {bad:?}");
+    }
+}
