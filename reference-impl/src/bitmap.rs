@@ -272,8 +272,9 @@ impl Bitmap {
 /// bit it restarts just past it and re-aligns. A result `> size` means failure (`index + nr`).
 ///
 /// When no `unsigned long` sum can wrap and `size` is within the bitmap (every CMA search), this
-/// is [`find_zero_area_fast`], which gives the same answer in fewer rounds; otherwise it is the
-/// kernel's loop as written ([`find_next_zero_area_off_kernel`]).
+/// is [`find_zero_area_fast`], which gives the same answer in fewer rounds, or for short windows
+/// and small alignments (the usual CMA request) [`first_fit_short`] when there is a fit at all;
+/// otherwise it is the kernel's loop as written ([`find_next_zero_area_off_kernel`]).
 #[inline]
 pub(crate) fn find_next_zero_area_off(
     map: &Bitmap,
@@ -290,6 +291,11 @@ pub(crate) fn find_next_zero_area_off(
         .and_then(|x| x.checked_add(nr))
         .is_some_and(|x| x <= w.max());
     if no_wrap && size <= map.nbits {
+        if nr <= 64 && align_mask < 64 {
+            if let Some(index) = first_fit_short(map, size, start, nr, align_mask, align_offset) {
+                return index;
+            }
+        }
         find_zero_area_fast(map, size, start, nr, align_mask, align_offset, w)
     } else {
         find_next_zero_area_off_kernel(map, size, start, nr, align_mask, align_offset, w)
@@ -379,6 +385,82 @@ fn find_zero_area_fast(
     }
 }
 
+/// For `nr <= 64`, `align_mask < 64` and the preconditions of [`find_zero_area_fast`]: the
+/// smallest `p >= start` with `(p + align_offset) & align_mask == 0`, `p + nr <= size` and bits
+/// `[p, p + nr)` clear, found 64 candidates at a time; `None` if there is none.
+///
+/// That is the kernel's answer whenever it exists. The kernel's candidates rise, and every
+/// aligned `p` it passes over fails: below the first clear bit `z` at or past `start`, `p` is
+/// itself set; between a failed candidate `c` and the first set bit `i` of its window, the window
+/// at `p` holds `i` (`p <= i < c + nr < p + nr`); between `i` and the next clear bit, `p` is set;
+/// between that bit and its alignment, no `p` is aligned. So the first candidate with a clear
+/// window is this `p`, and no earlier candidate's window (ending before `p + nr`) ends past
+/// `size`. Without a fit the kernel fails with a value that depends on its path, which only
+/// [`find_zero_area_fast`] knows.
+fn first_fit_short(map: &Bitmap, size: u64, start: u64, nr: u64, align_mask: u64, align_offset: u64) -> Option<u64> {
+    let last = size.checked_sub(nr)?;
+    if start > last || nr == 0 || nr > 64 || align_mask >= 64 {
+        return None;
+    }
+    // Aligned bit positions within a word (alignment periods divide 64): every `align_mask + 1`
+    // bits from `-align_offset mod (align_mask + 1)`.
+    let aligned = periodic(align_mask + 1) << (align_offset.wrapping_neg() & align_mask);
+    let mut wi = start / 64;
+    let mut from = u64::MAX << (start % 64);
+    loop {
+        let base = wi * 64;
+        if base > last {
+            return None;
+        }
+        let lo = map.word(wi).unwrap_or(0);
+        if lo != u64::MAX {
+            // Bit p of `fit`: bits [p, p + nr) are clear. Within the word, by doubling the runs
+            // of clear bits (zeros shift in from the top, so no window leaves the word)...
+            let mut fit = !lo;
+            let mut len = 1;
+            while len * 2 <= nr {
+                fit &= fit >> len;
+                len *= 2;
+            }
+            if len < nr {
+                fit &= fit >> (nr - len);
+            }
+            // ...and across into the next word: `top` clear bits end this word, `bottom` begin
+            // the next, so every p from 64 - top with p + nr <= 64 + bottom fits (and no fit
+            // within the word lies past that bound).
+            let top = u64::from(lo.leading_zeros());
+            if top > 0 {
+                let bottom = u64::from(map.word(wi + 1).unwrap_or(0).trailing_zeros());
+                if top + bottom >= nr {
+                    fit |= u64::MAX << (64 - top);
+                    let past = (64 + bottom - nr).min(63);
+                    fit &= u64::MAX >> (63 - past);
+                }
+            }
+            let mut fits = fit & aligned & from;
+            if last - base < 63 {
+                fits &= u64::MAX >> (63 - (last - base));
+            }
+            if fits != 0 {
+                return Some(base + u64::from(fits.trailing_zeros()));
+            }
+        }
+        from = u64::MAX;
+        wi += 1;
+    }
+}
+
+/// One bit every `period` bits from bit 0, for a power-of-two `period` in `1..=64`.
+fn periodic(period: u64) -> u64 {
+    let mut bits = 1u64;
+    let mut shift = period;
+    while shift < 64 {
+        bits |= bits << shift;
+        shift *= 2;
+    }
+    bits
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,6 +529,21 @@ mod tests {
         assert!(Bitmap::from_words(&[0, 0, 0], 65).is_some());
         assert!(Bitmap::has_stray_bits(&[0, 0, 2], 65));
         assert!(!Bitmap::has_stray_bits(&[0, 0, 1], 65));
+    }
+
+    #[test]
+    fn bitmap_find_next_zero_area_off_finds_short_windows_across_a_word_boundary() {
+        // Clear bits 60-69 only: 10 fit at 60, 11 do not; 8 aligned to 8 fit only with offset 4
+        // (candidates 60, 68) and not with offset 0 (candidate 64 ends at 72).
+        let m = map_with(256, &[(0, 60), (70, 186)]);
+        assert_eq!(first_fit_short(&m, 256, 0, 10, 0, 0), Some(60));
+        assert_eq!(find_next_zero_area_off(&m, 256, 0, 10, 0, 0, LongWidth::W32), 60);
+        assert_eq!(first_fit_short(&m, 256, 0, 11, 0, 0), None);
+        assert!(find_next_zero_area_off(&m, 256, 0, 11, 0, 0, LongWidth::W32) > 256);
+        assert_eq!(first_fit_short(&m, 256, 0, 8, 7, 4), Some(60));
+        assert_eq!(first_fit_short(&m, 256, 0, 8, 7, 0), None);
+        assert_eq!(first_fit_short(&m, 256, 61, 8, 0, 0), Some(61));
+        assert_eq!(first_fit_short(&m, 256, 62, 8, 3, 0), None);
     }
 
     /// The searches read 64 bits at a time; this is the bit-by-bit definition they must match,
@@ -587,6 +684,36 @@ mod tests {
                     find_zero_area_fast(&m, size, start, nr, mask, off, w),
                     find_next_zero_area_off_kernel(&m, size, start, nr, mask, off, w)
                 );
+            }
+        }
+
+        /// The 64-candidates-at-a-time first fit against `find_next_zero_area_off_kernel()`:
+        /// its fit is the kernel's answer, and it finds none exactly when the kernel fails.
+        #[test]
+        fn bitmap_find_next_zero_area_off_short_first_fit_matches_the_kernel_loop(
+            nbits in 1u64..600,
+            runs in proptest::collection::vec((0u64..600, 1u64..100), 0..40),
+            holes in proptest::collection::vec((0u64..600, 1u64..70), 0..20),
+            size_below in 0u64..70,
+            start in 0u64..620,
+            nr in 1u64..=64,
+            align_order in 0u32..=6,
+            off in 0u64..64,
+        ) {
+            let mut m = Bitmap::zeroed(nbits);
+            for (s, l) in runs {
+                m.set(s, l);
+            }
+            for (s, l) in holes {
+                m.clear(s, l);
+            }
+            let size = nbits.saturating_sub(size_below);
+            let mask = (1u64 << align_order) - 1;
+            let off = off & mask;
+            let kernel = find_next_zero_area_off_kernel(&m, size, start, nr, mask, off, LongWidth::W64);
+            match first_fit_short(&m, size, start, nr, mask, off) {
+                Some(p) => proptest::prop_assert_eq!(p, kernel),
+                None => proptest::prop_assert!(kernel > size, "kernel found {} where the short search found none", kernel),
             }
         }
 
