@@ -1,7 +1,8 @@
 //! LibAFL's executor over cmafuzz's spine: every input goes through [`exec::Executor::execute`]
 //! (reset, model and kernel, compare, alias scan, oracle) on this client's own VM. The executor
-//! fills the two feedback maps and hands the whole [`Execution`] to the objective through
-//! [`ExecObserver`].
+//! fills the coverage map (model-state features in its first [`features::MODEL_MAP_SIZE`]
+//! entries, kernel coverage after them: one map, so one minimizing scheduler sees both) and hands
+//! the whole [`Execution`] to the objective through [`ExecObserver`].
 //!
 //! The VM: `exec::Executor` resets it between programs and reboots it after a hang or a dead
 //! guest (those come back as verdicts). Only a failure to start at all is handled here: bounded
@@ -17,7 +18,7 @@ use crate::targets::Target;
 use libafl::events::{Event, EventFirer, EventWithStats};
 use libafl::executors::{Executor, ExitKind, HasObservers};
 use libafl::monitors::stats::{AggregatorOps, UserStats, UserStatsValue};
-use libafl::observers::{Observer, StdMapObserver};
+use libafl::observers::{CanTrack, ExplicitTracking, Observer, StdMapObserver};
 use libafl::state::HasExecutions;
 use libafl::Error;
 use libafl_bolts::tuples::RefIndexable;
@@ -44,6 +45,10 @@ pub struct Counters {
     pub findings_new: AtomicU64,
     pub finding_hits: AtomicU64,
     pub harness_errors: AtomicU64,
+    /// Model-state map entries this client has seen set.
+    pub coverage_model: AtomicU64,
+    /// Kernel-coverage map entries this client has seen set.
+    pub coverage_kcov: AtomicU64,
 }
 
 /// Holds the last execution for the objective. Never sent to other clients (the campaign runs
@@ -72,14 +77,14 @@ impl<I, S> Observer<I, S> for ExecObserver {
     }
 }
 
-pub type MapObs = StdMapObserver<'static, u8, false>;
-pub type Observers = (MapObs, (MapObs, (ExecObserver, ())));
+pub type MapObs = ExplicitTracking<StdMapObserver<'static, u8, false>, true, false>;
+pub type Observers = (MapObs, (ExecObserver, ()));
+
+/// Entries of the coverage map: model-state features, then kernel coverage.
+pub const MAP_SIZE: usize = features::MODEL_MAP_SIZE + features::KCOV_MAP_SIZE;
 
 pub fn observers() -> Observers {
-    (
-        StdMapObserver::owned("model-state", vec![0u8; features::MODEL_MAP_SIZE]),
-        (StdMapObserver::owned("kcov", vec![0u8; features::KCOV_MAP_SIZE]), (ExecObserver::default(), ())),
-    )
+    (StdMapObserver::owned("coverage", vec![0u8; MAP_SIZE]).track_indices(), (ExecObserver::default(), ()))
 }
 
 /// LibAFL's view of one client's VM.
@@ -92,6 +97,8 @@ pub struct VmExecutor {
     pub counters: Arc<Counters>,
     seen_reboots: u32,
     last_stats: Instant,
+    /// Coverage-map entries ever set by this client (for the coverage figures).
+    seen: Vec<bool>,
 }
 
 impl VmExecutor {
@@ -105,6 +112,7 @@ impl VmExecutor {
             counters,
             seen_reboots: 0,
             last_stats: Instant::now(),
+            seen: vec![false; MAP_SIZE],
         }
     }
 
@@ -171,6 +179,8 @@ impl VmExecutor {
             ("restarts", c.restarts.load(Ordering::Relaxed), AggregatorOps::Sum),
             ("harness_errors", c.harness_errors.load(Ordering::Relaxed), AggregatorOps::Sum),
             ("finding_hits", c.finding_hits.load(Ordering::Relaxed), AggregatorOps::Sum),
+            ("model-state", c.coverage_model.load(Ordering::Relaxed), AggregatorOps::Max),
+            ("kcov", c.coverage_kcov.load(Ordering::Relaxed), AggregatorOps::Max),
         ] {
             let execs = *state.executions();
             mgr.fire(
@@ -243,11 +253,24 @@ where
                 if e.harness_error() {
                     self.counters.harness_errors.fetch_add(1, Ordering::Relaxed);
                 }
-                features::fill_model(&mut self.observers.0[..], &features::model_features(&e));
-                features::fill(&mut self.observers.1 .0[..], &features::kcov_features(&e));
+                let map = &mut self.observers.0.as_mut()[..];
+                let (model, kcov) = map.split_at_mut(features::MODEL_MAP_SIZE);
+                features::fill_model(model, &features::model_features(&e));
+                features::fill(kcov, &features::kcov_features(&e));
+                for (i, v) in map.iter().enumerate() {
+                    if *v != 0 && !self.seen[i] {
+                        self.seen[i] = true;
+                        let c = if i < features::MODEL_MAP_SIZE {
+                            &self.counters.coverage_model
+                        } else {
+                            &self.counters.coverage_kcov
+                        };
+                        c.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 let kind = exit_kind(&e);
                 let console = if e.finding() { self.console() } else { String::new() };
-                let obs = &mut self.observers.1 .1 .0;
+                let obs = &mut self.observers.1 .0;
                 obs.console = console;
                 obs.exec = Some(e);
                 kind

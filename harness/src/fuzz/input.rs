@@ -40,6 +40,13 @@ impl ProgramInput {
     }
 }
 
+/// Its op count: the minimizing scheduler favours short programs.
+impl libafl_bolts::HasLen for ProgramInput {
+    fn len(&self) -> usize {
+        self.0.ops.len()
+    }
+}
+
 impl Input for ProgramInput {
     fn to_file<P>(&self, path: P) -> Result<(), Error>
     where

@@ -6,7 +6,9 @@
 //! - generator: the seeded generator of `generate.rs`, with handles made valid;
 //! - mutators: [`mutate`] (structure-aware, handles kept valid);
 //! - executor: [`executor::VmExecutor`] over `exec::Executor::execute`;
-//! - feedback: model-state map ∪ kernel-coverage map ([`features`]), both `MaxMapFeedback`;
+//! - feedback: one `MaxMapFeedback` map, model-state features then kernel coverage ([`features`]);
+//! - scheduler: LibAFL's `IndexesLenTimeMinimizerScheduler` over that map (the shortest program
+//!   per map entry is favoured) around a `QueueScheduler`;
 //! - objective: [`objective::FindingFeedback`], any unsuppressed verdict, written to
 //!   `OUT/findings/` ([`findings`]) before the campaign moves on;
 //! - corpus: `OUT/corpus/` (LibAFL's `InMemoryOnDiskCorpus`, one `<hash>.prog` per entry); a
@@ -31,12 +33,11 @@ use executor::{Counters, VmExecutor};
 use input::ProgramInput;
 use libafl::corpus::{Corpus, InMemoryCorpus, InMemoryOnDiskCorpus};
 use libafl::events::{EventConfig, Launcher, ProgressReporter, SendExiting};
-use libafl::feedback_or;
 use libafl::feedbacks::MaxMapFeedback;
 use libafl::fuzzer::{Fuzzer, StdFuzzer};
 use libafl::generators::Generator;
 use libafl::mutators::HavocScheduledMutator;
-use libafl::schedulers::QueueScheduler;
+use libafl::schedulers::{IndexesLenTimeMinimizerScheduler, QueueScheduler};
 use libafl::stages::StdMutationalStage;
 use libafl::state::{HasCorpus, HasRand, StdState};
 use libafl::Error;
@@ -277,11 +278,9 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
         let counters = Arc::new(Counters::default());
         let mut executor =
             VmExecutor::new(opts.target.clone(), opts.kernel.clone(), opts.sup.clone(), counters.clone());
-        let model_fb = MaxMapFeedback::new(&executor.observers_ref().0);
-        let kcov_fb = MaxMapFeedback::new(&executor.observers_ref().1 .0);
-        let mut feedback = feedback_or!(model_fb, kcov_fb);
+        let mut feedback = MaxMapFeedback::new(&executor.observers_ref().0);
         let mut objective =
-            objective::FindingFeedback::new(store.clone(), executor.observers_ref().1 .1 .0.handle(), counters.clone());
+            objective::FindingFeedback::new(store.clone(), executor.observers_ref().1 .0.handle(), counters.clone());
         let mut state = match state {
             Some(s) => s,
             None => StdState::new(
@@ -292,7 +291,11 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
                 &mut objective,
             )?,
         };
-        let mut fuzzer = StdFuzzer::new(QueueScheduler::new(), feedback, objective);
+        // Favour, for every coverage entry, the shortest program that reaches it (AFL's
+        // "favored" inputs): the queue grows by one program per new entry, and without this
+        // the old, long ones get as many turns as the few that cover everything.
+        let scheduler = IndexesLenTimeMinimizerScheduler::new(&executor.observers_ref().0, QueueScheduler::new());
+        let mut fuzzer = StdFuzzer::new(scheduler, feedback, objective);
         if state.must_load_initial_inputs() {
             state.load_initial_inputs_by_filenames_forced(&mut fuzzer, &mut executor, &mut mgr, &files)?;
             if state.corpus().count() == 0 {

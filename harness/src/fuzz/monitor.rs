@@ -123,8 +123,8 @@ impl StatusMonitor {
                     ("restarts", UserStatsValue::Number(n)) => s.restarts += n,
                     ("harness_errors", UserStatsValue::Number(n)) => s.harness_errors += n,
                     ("finding_hits", UserStatsValue::Number(n)) => s.finding_hits += n,
-                    ("model-state", UserStatsValue::Ratio(a, _)) => s.coverage_model = s.coverage_model.max(*a),
-                    ("kcov", UserStatsValue::Ratio(a, _)) => s.coverage_kcov = s.coverage_kcov.max(*a),
+                    ("model-state", UserStatsValue::Number(a)) => s.coverage_model = s.coverage_model.max(*a),
+                    ("kcov", UserStatsValue::Number(a)) => s.coverage_kcov = s.coverage_kcov.max(*a),
                     _ => {}
                 }
             }
