@@ -141,6 +141,8 @@ pub struct KernelBackend {
     /// The console of the last VM that was thrown away (bounded), so a dead
     /// guest's last words survive it.
     last_console: String,
+    /// What the last VM printed that [`KernelBackend::new_console`] had not handed out yet.
+    dead_console: Option<String>,
     /// The PKMAP slot the driver learnt at the last reset (arm32 highmem), for the model.
     pub pkmap_last: Option<u32>,
     /// Ask the driver for an observation after every op (`CF_RUN_OBSERVE_EACH`).
@@ -163,6 +165,7 @@ impl KernelBackend {
             reboots: 0,
             boot_times: vec![boot_time],
             last_console: String::new(),
+            dead_console: None,
             pkmap_last: None,
             observe_each: false,
             kcov: false,
@@ -191,7 +194,26 @@ impl KernelBackend {
 
     /// Throws the VM away; the next use boots a fresh one.
     pub fn discard_vm(&mut self) {
-        self.vm = None;
+        self.drop_vm();
+    }
+
+    /// Drops the VM, keeping what it printed that nobody has read yet.
+    fn drop_vm(&mut self) {
+        if let Some(mut vm) = self.vm.take() {
+            let rest = vm.new_console(true);
+            self.dead_console.get_or_insert_with(String::new).push_str(&rest);
+        }
+    }
+
+    /// The console printed since the last call, across reboots: the rest of any VM thrown away
+    /// since, then the current VM's new complete lines. Each line is handed out once, so the
+    /// console is scanned once however long a campaign runs.
+    pub fn new_console(&mut self) -> String {
+        let mut out = self.dead_console.take().unwrap_or_default();
+        if let Some(vm) = self.vm.as_mut() {
+            out.push_str(&vm.new_console(false));
+        }
+        out
     }
 
     /// The console of the current VM (bounded), if one runs.
@@ -242,7 +264,7 @@ impl KernelBackend {
     /// flushes the PKMAP slots boot left and reports the cursor, which the model must take
     /// (without it, the first program after a reboot diverged on `mapping:pkmap-slot`).
     fn boot_fresh(&mut self) -> Result<(), BackendError> {
-        self.vm = None;
+        self.drop_vm();
         let r = match self.vm()?.chan.run(&RESET_OBSERVE) {
             Ok(r) => r,
             Err(e) => return Err(self.guest_err(e)),
@@ -260,7 +282,7 @@ impl KernelBackend {
         // The whole (bounded) console: an Oops header comes long before the panic.
         let console = self.vm.as_ref().map(|v| v.console()).unwrap_or_default();
         // A guest that failed once is not trusted again.
-        self.vm = None;
+        self.drop_vm();
         self.last_console = console.clone();
         BackendError::Guest { source, console }
     }

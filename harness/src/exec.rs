@@ -52,8 +52,6 @@ pub struct Executor {
     /// The layout programs are resolved against (the kernel's at boot, or the target's record).
     pub boot: Observation,
     pub sup: Suppressions,
-    seen_reports: usize,
-    seen_reboots: u32,
 }
 
 impl Executor {
@@ -78,7 +76,7 @@ impl Executor {
             Err(_) if choice == BackendChoice::Kernel => None,
             Err(e) => return Err(SessionError::Backend(e)),
         };
-        Ok(Executor { target: target.clone(), choice, kernel, model, boot, sup, seen_reports: 0, seen_reboots: 0 })
+        Ok(Executor { target: target.clone(), choice, kernel, model, boot, sup })
     }
 
     /// The kernel placed its areas differently from the target's record, or its default area
@@ -182,7 +180,7 @@ impl Executor {
                 Err(e) => kernel_error = Some(e),
             }
         }
-        let reports = self.new_console_reports(kernel_error.as_ref());
+        let reports = self.new_console_reports();
         let divergences = match (&mrun, &krun) {
             (Some(m), Some(k)) => compare::compare(&resolved, m, k, &self.boot.areas),
             _ => vec![],
@@ -215,22 +213,14 @@ impl Executor {
         })
     }
 
-    /// Console reports printed since the last program (the console only grows within one VM).
-    fn new_console_reports(&mut self, err: Option<&BackendError>) -> Vec<Report> {
-        let Some(k) = self.kernel.as_ref() else { return Vec::new() };
-        if let Some(BackendError::Guest { console: c, .. }) = err {
-            // The VM is gone; its whole console is in the error.
-            let r = console::scan(c).into_iter().skip(self.seen_reports).collect();
-            self.seen_reports = 0;
-            return r;
+    /// Console reports printed since the last program: the console's new lines only (a
+    /// re-scan of the whole console after every program cost time and, once it passed the
+    /// 1 MiB read bound, lost every later report).
+    fn new_console_reports(&mut self) -> Vec<Report> {
+        match self.kernel.as_mut() {
+            Some(k) => console::scan(&k.new_console()),
+            None => Vec::new(),
         }
-        if k.reboots != self.seen_reboots {
-            self.seen_reboots = k.reboots;
-            self.seen_reports = 0;
-        }
-        let r: Vec<Report> = console::scan(&k.console()).into_iter().skip(self.seen_reports).collect();
-        self.seen_reports += r.len();
-        r
     }
 }
 

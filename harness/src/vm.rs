@@ -57,6 +57,8 @@ pub struct Vm {
     pub hello: Hello,
     /// From spawning qemu to the agent's hello.
     pub boot_time: Duration,
+    /// Bytes of the console [`Vm::new_console`] has handed out (always a line start).
+    console_read: u64,
 }
 
 /// qemu for `spec` without any serial port or channel (the caller adds those): machine, cpu,
@@ -101,6 +103,16 @@ impl Vm {
     /// The whole console so far (bounded to the last 1 MiB).
     pub fn console(&self) -> String {
         read_bounded(&self.console_path(), 1 << 20)
+    }
+
+    /// The console lines printed since the last call (at most the last [`NEW_CONSOLE_MAX`]
+    /// bytes of them). A line still being written is left for the next call, unless `all`
+    /// (the VM is going away).
+    pub fn new_console(&mut self, all: bool) -> String {
+        let (bytes, start) = read_from(&self.console_path(), self.console_read, NEW_CONSOLE_MAX);
+        let keep = if all { bytes.len() } else { bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1) };
+        self.console_read = start + keep as u64;
+        String::from_utf8_lossy(&bytes[..keep]).into_owned()
     }
 
     /// Boots `spec` and waits for the agent's hello.
@@ -162,7 +174,7 @@ impl Vm {
             .0
             .take()
             .ok_or_else(|| VmError::Io { what: "qemu child".into(), source: std::io::Error::other("lost") })?;
-        Ok(Vm { child, dir, chan, hello, boot_time: start.elapsed() })
+        Ok(Vm { child, dir, chan, hello, boot_time: start.elapsed(), console_read: 0 })
     }
 
     /// qemu's process id.
@@ -218,6 +230,28 @@ fn poll_readable(l: &UnixListener, t: Duration) {
     unsafe {
         libc::poll(&mut pfd, 1, t.as_millis().min(i32::MAX as u128) as i32);
     }
+}
+
+/// Most console bytes [`Vm::new_console`] reads at once (a kernel printing more between two
+/// programs loses the oldest).
+pub const NEW_CONSOLE_MAX: u64 = 4 << 20;
+
+/// The bytes of `p` from `pos` to its end, at most the last `max` of them, and the offset they
+/// start at.
+fn read_from(p: &Path, pos: u64, max: u64) -> (Vec<u8>, u64) {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(p) else { return (Vec::new(), pos) };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if len <= pos {
+        return (Vec::new(), pos);
+    }
+    let start = pos.max(len.saturating_sub(max));
+    if f.seek(SeekFrom::Start(start)).is_err() {
+        return (Vec::new(), pos);
+    }
+    let mut b = Vec::new();
+    let _ = f.take(len - start).read_to_end(&mut b);
+    (b, start)
 }
 
 fn read_bounded(p: &Path, max: u64) -> String {

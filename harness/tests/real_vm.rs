@@ -417,3 +417,38 @@ fn an_order_per_bit_9_area_allocates_whole_bits_aligned_to_the_physical_pfn() {
 fn seed_corpus_agrees_with_the_model_on_lpae_descriptors() {
     replay_seeds("arm32-lpae-6.1");
 }
+
+/// Console reports are found however long the console grows: the fixture WARNs in
+/// `cma_alloc(count=4243)` and prints 1.5 MiB of filler in `cma_alloc(count=4244)`. A WARN, the
+/// filler, the WARN again: both WARNs are warning verdicts of their own programs (scanning the
+/// last 1 MiB of the whole console and skipping as many reports as seen before lost the second),
+/// and a program after them is not given them again.
+#[test]
+fn console_reports_are_found_after_the_console_passes_one_mib_and_each_only_once() {
+    use cmafuzz::exec::Executor;
+    use cmafuzz::oracle::VerdictKind;
+    let t = targets::find(Some("arm32-6.1")).expect("target");
+    let patch = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/panic-on-cma-alloc-4242.patch");
+    let kc = KernelChoice { src: None, patches: vec![patch] };
+    let sup = cmafuzz::oracle::Suppressions::builtin().expect("suppressions");
+    let mut ex = Executor::start(&t, BackendChoice::Both, &kc, sup, &mut |_| {}).expect("VM starts");
+    let warnings = |ex: &mut Executor, text: &str| {
+        let e = ex.execute(&Program::parse(text).expect("parses")).expect("runs");
+        let w: Vec<String> =
+            e.verdicts.iter().filter(|v| v.kind == VerdictKind::Warning).map(|v| v.detail.clone()).collect();
+        let others: Vec<&String> =
+            e.verdicts.iter().filter(|v| v.kind != VerdictKind::Warning).map(|v| &v.signature).collect();
+        assert!(others.is_empty(), "{text}: {others:?}");
+        w
+    };
+    let warn = "cma_alloc area=reserved count=4243\n";
+    assert_eq!(warnings(&mut ex, warn).len(), 1, "the first WARN");
+    assert!(warnings(&mut ex, "cma_alloc area=reserved count=4244\n").is_empty(), "the filler is no report");
+    let console = ex.kernel.as_ref().map(|k| k.console()).unwrap_or_default();
+    assert!(
+        console.len() >= 1 << 20 && !console.contains("warning on cma_alloc"),
+        "the first WARN is out of the last MiB"
+    );
+    assert_eq!(warnings(&mut ex, warn).len(), 1, "the WARN after 1.5 MiB of console");
+    assert!(warnings(&mut ex, "observe\n").is_empty(), "reports are not handed out twice");
+}
