@@ -624,10 +624,7 @@ mod tests {
             size in 0u64..340,
             start in 0u64..340,
         ) {
-            let mut m = Bitmap::zeroed(nbits);
-            for (s, l) in runs {
-                m.set(s, l);
-            }
+            let m = map_with(nbits, &runs);
             proptest::prop_assert_eq!(m.find_next_bit(size, start), naive_find(&m, size, start, true));
             proptest::prop_assert_eq!(m.find_next_zero_bit(size, start), naive_find(&m, size, start, false));
         }
@@ -646,10 +643,7 @@ mod tests {
             off in 0u64..64,
             w64 in proptest::bool::ANY,
         ) {
-            let mut m = Bitmap::zeroed(nbits);
-            for (s, l) in runs {
-                m.set(s, l);
-            }
+            let m = map_with(nbits, &runs);
             let size = nbits.saturating_add_signed(size_delta);
             let mask = (1u64 << align_order) - 1;
             let off = off & mask;
@@ -672,10 +666,7 @@ mod tests {
             align_order in 0u32..10,
             off in 0u64..1024,
         ) {
-            let mut m = Bitmap::zeroed(nbits);
-            for (s, l) in runs {
-                m.set(s, l);
-            }
+            let m = map_with(nbits, &runs);
             let size = nbits.saturating_sub(size_below);
             let mask = (1u64 << align_order) - 1;
             let off = off & mask;
@@ -700,10 +691,7 @@ mod tests {
             align_order in 0u32..=6,
             off in 0u64..64,
         ) {
-            let mut m = Bitmap::zeroed(nbits);
-            for (s, l) in runs {
-                m.set(s, l);
-            }
+            let mut m = map_with(nbits, &runs);
             for (s, l) in holes {
                 m.clear(s, l);
             }
@@ -728,10 +716,7 @@ mod tests {
             align_order in 25u32..32,
             off_from_top in 0u64..300,
         ) {
-            let mut m = Bitmap::zeroed(nbits);
-            for (s, l) in runs {
-                m.set(s, l);
-            }
+            let m = map_with(nbits, &runs);
             let w = LongWidth::W32;
             let nr = w.max() - nr_from_top;
             let mask = (1u64 << align_order) - 1;
