@@ -255,17 +255,16 @@ where
                 }
                 let map = &mut self.observers.0.as_mut()[..];
                 let (model, kcov) = map.split_at_mut(features::MODEL_MAP_SIZE);
-                features::fill_model(model, &features::model_features(&e));
-                features::fill(kcov, &features::kcov_features(&e));
-                for (i, v) in map.iter().enumerate() {
-                    if *v != 0 && !self.seen[i] {
-                        self.seen[i] = true;
-                        let c = if i < features::MODEL_MAP_SIZE {
-                            &self.counters.coverage_model
-                        } else {
-                            &self.counters.coverage_kcov
-                        };
-                        c.fetch_add(1, Ordering::Relaxed);
+                let set_model = features::fill_model(model, &features::model_features(&e));
+                let set_kcov = features::fill(kcov, &features::kcov_features(&e));
+                for (set, base, c) in [
+                    (set_model, 0, &self.counters.coverage_model),
+                    (set_kcov, features::MODEL_MAP_SIZE, &self.counters.coverage_kcov),
+                ] {
+                    for i in set {
+                        if !std::mem::replace(&mut self.seen[base + i], true) {
+                            c.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 }
                 let kind = exit_kind(&e);

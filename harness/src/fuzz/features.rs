@@ -193,30 +193,31 @@ pub fn kcov_features(e: &Execution) -> Vec<u64> {
 
 /// Writes model-state `features` into `map` as three hit-count classes (1, 2-3, 4+): doing a
 /// thing again is news once or twice, not at every power of two (a program that only grew
-/// longer is not a new CMA state).
-pub fn fill_model(map: &mut [u8], features: &[u64]) {
-    fill(map, features);
-    for v in map.iter_mut() {
-        *v = match *v {
-            0 => 0,
+/// longer is not a new CMA state). Returns the entries it set.
+pub fn fill_model(map: &mut [u8], features: &[u64]) -> Vec<usize> {
+    let set = fill(map, features);
+    for &i in &set {
+        map[i] = match map[i] {
             1 => 1,
             2 | 3 => 2,
             _ => 3,
         };
     }
+    set
 }
 
 /// Writes `features` into `map` (cleared by the observer before the run) as hit-count buckets:
 /// 1, 2, 3, 4-7, 8-15, 16-31, 32-127, 128+ become 1..=8, so a feature seen more often than
-/// before is news, like AFL's edge counts.
-pub fn fill(map: &mut [u8], features: &[u64]) {
+/// before is news, like AFL's edge counts. Returns the entries it set.
+pub fn fill(map: &mut [u8], features: &[u64]) -> Vec<usize> {
     if map.is_empty() {
-        return;
+        return Vec::new();
     }
     let mut counts = std::collections::HashMap::<usize, u32>::new();
     for f in features {
         *counts.entry((*f % map.len() as u64) as usize).or_default() += 1;
     }
+    let mut set = Vec::with_capacity(counts.len());
     for (i, c) in counts {
         map[i] = match c {
             0 => 0,
@@ -229,7 +230,9 @@ pub fn fill(map: &mut [u8], features: &[u64]) {
             32..=127 => 7,
             _ => 8,
         };
+        set.push(i);
     }
+    set
 }
 
 #[cfg(test)]
@@ -260,8 +263,10 @@ mod tests {
     #[test]
     fn the_model_map_has_three_count_classes() {
         let mut map = vec![0u8; 8];
-        fill_model(&mut map, &[1, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3]);
+        let mut set = fill_model(&mut map, &[1, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3]);
         assert_eq!(&map[1..4], &[1, 2, 3]);
+        set.sort_unstable();
+        assert_eq!(set, vec![1, 2, 3], "the entries set are returned");
     }
 
     #[test]
