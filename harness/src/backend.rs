@@ -236,8 +236,8 @@ impl KernelBackend {
             self.boot_fresh()?;
             return Ok(true);
         }
-        let r = match self.vm()?.chan.run(&RESET_OBSERVE) {
-            Ok(r) => r,
+        let now = match self.reset_observe() {
+            Ok(now) => now,
             Err(e) => {
                 // A guest that cannot reset is rebooted; that is the documented recovery.
                 let _ = self.guest_err(e);
@@ -245,9 +245,6 @@ impl KernelBackend {
                 return Ok(true);
             }
         };
-        let dec = self.decoder()?;
-        let now = r.observations.first().map(|o| to_observation(o, &dec));
-        self.pkmap_last = now.as_ref().and_then(|o| o.pkmap_last);
         let why = match &now {
             Some(o) => match state_difference(expected, o) {
                 None => return Ok(false),
@@ -265,13 +262,18 @@ impl KernelBackend {
     /// (without it, the first program after a reboot diverged on `mapping:pkmap-slot`).
     fn boot_fresh(&mut self) -> Result<(), BackendError> {
         self.drop_vm();
-        let r = match self.vm()?.chan.run(&RESET_OBSERVE) {
-            Ok(r) => r,
-            Err(e) => return Err(self.guest_err(e)),
-        };
-        let dec = self.decoder()?;
-        self.pkmap_last = r.observations.first().map(|o| to_observation(o, &dec)).and_then(|o| o.pkmap_last);
-        Ok(())
+        self.vm()?;
+        self.reset_observe().map(|_| ()).map_err(|e| self.guest_err(e))
+    }
+
+    /// The driver's RESET then OBSERVE on the running VM; learns the PKMAP cursor from it.
+    fn reset_observe(&mut self) -> Result<Option<Observation>, GuestError> {
+        let Some(vm) = self.vm.as_mut() else { return Ok(None) };
+        let r = vm.chan.run(&RESET_OBSERVE)?;
+        let dec = decoder(&vm.hello);
+        let now = r.observations.first().map(|o| to_observation(o, &dec));
+        self.pkmap_last = now.as_ref().and_then(|o| o.pkmap_last);
+        Ok(now)
     }
 
     fn decoder(&mut self) -> Result<AttrDecoder, BackendError> {
