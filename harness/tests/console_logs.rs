@@ -5,7 +5,7 @@
 //! from a real guest (`cmafuzz replay --console-log`, or the console tail a
 //! dead guest leaves).
 
-use cmafuzz::console;
+use cmafuzz::oracle::console;
 use std::path::PathBuf;
 
 struct Case {

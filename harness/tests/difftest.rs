@@ -3,7 +3,7 @@
 //! rebooting the VM.
 
 use cmafuzz::difftest::{self, DifftestOptions, DifftestSummary};
-use cmafuzz::session::KernelChoice;
+use cmafuzz::backend::kernel::boot::KernelChoice;
 use cmafuzz::targets;
 
 fn run(target: &str, count: u64, seed: u64) -> DifftestSummary {

@@ -219,7 +219,7 @@ fn sigint_stops_a_pristine_campaign_cleanly_with_everything_flushed() {
 fn corpus_name(seed: &Path) -> String {
     let text = std::fs::read_to_string(seed).expect("seed reads");
     let prog = reference_impl::program::Program::parse(&text).expect("seed parses");
-    format!("{:016x}.prog", cmafuzz::fuzz::input::ProgramInput(prog).content_hash())
+    format!("{:016x}.prog", cmafuzz::campaign::input::ProgramInput(prog).content_hash())
 }
 
 /// Two launchers on one machine, the second joined to the first with `--broker` (LLMP

@@ -4,8 +4,9 @@
 //! ccache variant build) and replayed against the model: the bug must be
 //! seen, as that kind of verdict and not suppressed, with exit code 1.
 
-use cmafuzz::replay::{self, BackendChoice};
-use cmafuzz::session::KernelChoice;
+use cmafuzz::diff::BackendChoice;
+use cmafuzz::replay;
+use cmafuzz::backend::kernel::boot::KernelChoice;
 use cmafuzz::targets;
 use std::path::PathBuf;
 
@@ -75,7 +76,7 @@ fn every_injected_bug_is_caught_as_its_declared_divergence() {
 /// it uses PKMAP slots and must not diverge on the slot cursor (the model takes the fresh VM's).
 #[test]
 fn what_a_buggy_kernel_leaves_behind_is_not_pinned_on_the_next_program() {
-    use cmafuzz::exec::Executor;
+    use cmafuzz::diff::Executor;
     use reference_impl::program::Program;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let cases = [

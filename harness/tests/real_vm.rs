@@ -5,8 +5,9 @@
 
 use cmafuzz::backend::{Backend, BackendError, KernelBackend};
 use cmafuzz::guest::GuestError;
-use cmafuzz::replay::{self, BackendChoice};
-use cmafuzz::session::{self, KernelChoice};
+use cmafuzz::diff::BackendChoice;
+use cmafuzz::replay;
+use cmafuzz::backend::kernel::boot::{self as session, KernelChoice};
 use cmafuzz::targets;
 use reference_impl::outcome::Outcome;
 use reference_impl::program::Program;
@@ -425,7 +426,7 @@ fn seed_corpus_agrees_with_the_model_on_lpae_descriptors() {
 /// and a program after them is not given them again.
 #[test]
 fn console_reports_are_found_after_the_console_passes_one_mib_and_each_only_once() {
-    use cmafuzz::exec::Executor;
+    use cmafuzz::diff::Executor;
     use cmafuzz::oracle::VerdictKind;
     let t = targets::find(Some("arm32-6.1")).expect("target");
     let patch = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/panic-on-cma-alloc-4242.patch");

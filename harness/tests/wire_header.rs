@@ -3,7 +3,7 @@
 //! against `qemu/include/cmafuzz_wire.h` with the host compiler and with
 //! both cross compilers (the ABIs the guest really uses).
 
-use cmafuzz::wire::*;
+use cmafuzz::guest::wire::*;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;

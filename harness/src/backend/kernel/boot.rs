@@ -3,11 +3,11 @@
 //! the kernel says about itself.
 
 use crate::backend::{BackendError, KernelBackend};
-use crate::guest_build::{self, GuestBuildError};
-use crate::kernel_build::{self, BuildError, BuildRequest, KernelArtifacts};
+use crate::build::agent::{self as guest_build, GuestBuildError};
+use crate::build::kernel::{self as kernel_build, BuildError, BuildRequest, KernelArtifacts};
 use crate::targets::{Target, TargetError};
 use crate::vm::VmSpec;
-use crate::wire;
+use crate::guest::wire;
 use reference_impl::observation::Observation;
 use reference_impl::profile::{Arch, KernelProfile};
 use reference_impl::units::Pfn;
@@ -26,7 +26,7 @@ pub enum SessionError {
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error("device tree: {0}")]
-    Dtb(#[from] crate::dtb::DtbError),
+    Dtb(#[from] crate::build::dtb::DtbError),
     #[error("target {target} is {want} but the booted kernel reports {got}: wrong image for the target")]
     ArchMismatch { target: String, want: String, got: String },
 }
@@ -63,7 +63,7 @@ pub fn vm_spec(target: &Target, kernel: &KernelArtifacts, initrd: PathBuf) -> Re
         boot_timeout: Duration::from_secs(60),
         op_timeout: Duration::from_secs(10),
     };
-    spec.dtb = crate::dtb::build(&spec, &target.pools)?;
+    spec.dtb = crate::build::dtb::build(&spec, &target.pools)?;
     Ok(spec)
 }
 

@@ -3,15 +3,15 @@
 //! `cache::root()/guest/<key>` by a hash of the agent, the wire header and
 //! the compiler.
 
-use crate::cache::{self, KeyHasher};
-use crate::kernel_build::{package_of, WIRE_H};
+use crate::build::cache::{self, KeyHasher};
+use crate::build::kernel::{package_of, WIRE_H};
 use crate::targets::Target;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use thiserror::Error;
 
-pub const AGENT_C: &str = include_str!("../../qemu/agent/agent.c");
+pub const AGENT_C: &str = include_str!("../../../qemu/agent/agent.c");
 
 #[derive(Debug, Error)]
 pub enum GuestBuildError {

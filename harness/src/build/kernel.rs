@@ -4,7 +4,7 @@
 //! Outputs are cached under `cache::root()/kernels/<key>`, where the key
 //! hashes every input; a second build of the same inputs is a cache hit.
 
-use crate::cache::{self, KeyHasher};
+use crate::build::cache::{self, KeyHasher};
 use crate::targets::Target;
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -13,8 +13,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
-pub const DRIVER_C: &str = include_str!("../../qemu/driver/cmafuzz.c");
-pub const WIRE_H: &str = include_str!("../../qemu/include/cmafuzz_wire.h");
+pub const DRIVER_C: &str = include_str!("../../../qemu/driver/cmafuzz.c");
+pub const WIRE_H: &str = include_str!("../../../qemu/include/cmafuzz_wire.h");
 
 #[derive(Debug, Error)]
 pub enum BuildError {

@@ -4,15 +4,25 @@
 //! through [`Executor::execute`].
 
 use crate::backend::{Backend, BackendError, KernelBackend, ModelBackend, ProgramRun};
-use crate::compare::{self, Divergence, Point};
-use crate::console::{self, Report};
+use crate::oracle::compare::{self, Divergence, Point};
+use crate::oracle::console::{self, Report};
 use crate::oracle::{self, AliasSeen, Suppressions, Verdict, VerdictKind};
-use crate::replay::BackendChoice;
-use crate::session::{self, SessionError};
+use crate::backend::kernel::boot::{self as session, SessionError};
 use crate::targets::Target;
 use reference_impl::observation::Observation;
 use reference_impl::program::{Program, ResolvedProgram};
 use std::time::{Duration, Instant};
+
+/// Which sides of the spine run and are judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// The model alone.
+    Model,
+    /// The kernel alone (the model still runs unseen, so resets know where the kernel must be).
+    Kernel,
+    /// Both, compared.
+    Both,
+}
 
 /// Everything one program produced.
 #[derive(Debug)]
@@ -128,7 +138,7 @@ impl Executor {
     /// Without KCOV in the guest (the hello says so) this stays off and coverage stays empty.
     pub fn set_kcov(&mut self, on: bool) {
         if let Some(k) = self.kernel.as_mut() {
-            k.kcov = on && k.hello().is_some_and(crate::wire::Hello::kcov);
+            k.kcov = on && k.hello().is_some_and(crate::guest::wire::Hello::kcov);
         }
     }
 

@@ -9,9 +9,12 @@
 //! console report, the area of a bitmap difference, the mapping kinds and memory types involved
 //! — never pfns, addresses, seeds, timestamps, or the op an observation happened to follow.
 
+pub mod compare;
+pub mod console;
+
 use crate::backend::BackendError;
-use crate::compare::{Divergence, Point};
-use crate::console::{self, Report};
+use compare::{Divergence, Point};
+use console::Report;
 use crate::guest::GuestError;
 use reference_impl::program::{ResolvedOp, ResolvedProgram};
 use serde::{Deserialize, Serialize};
@@ -292,6 +295,19 @@ pub fn judge(e: &Evidence<'_>, sup: &Suppressions, target: &str) -> Vec<Verdict>
     out
 }
 
+/// The exit-code convention of every command that compares: 2 if anything
+/// failed to run (bad input, build failure, dead guest), else 1 if a
+/// divergence was found, else 0.
+pub fn exit_code(errors: bool, divergences: bool) -> u8 {
+    if errors {
+        2
+    } else if divergences {
+        1
+    } else {
+        0
+    }
+}
+
 /// Whether any verdict is not suppressed: what makes a program a finding.
 pub fn any_unsuppressed(vs: &[Verdict]) -> bool {
     vs.iter().any(|v| v.suppressed.is_none())
@@ -301,7 +317,7 @@ pub fn any_unsuppressed(vs: &[Verdict]) -> bool {
 // Suppressions
 
 /// The project's suppressions, embedded in the binary.
-pub const SUPPRESSIONS_TOML: &str = include_str!("../../kernel-configs/suppressions.toml");
+pub const SUPPRESSIONS_TOML: &str = include_str!("../../../kernel-configs/suppressions.toml");
 
 #[derive(Debug, Error)]
 pub enum SuppressionError {
@@ -569,7 +585,7 @@ targets = ["arm32-*"]
     fn a_garbled_or_dead_guest_is_a_harness_error_unless_a_kernel_report_explains_it() {
         let p = prog();
         let garbled = BackendError::Guest {
-            source: GuestError::Wire(crate::wire::WireError::BadValue { what: "map.kind", got: 9 }),
+            source: GuestError::Wire(crate::guest::wire::WireError::BadValue { what: "map.kind", got: 9 }),
             console: "tail\n".into(),
         };
         let e = Evidence { prog: &p, divergences: &[], aliases: &[], console: &[], error: Some(&garbled) };

@@ -4,7 +4,7 @@
 //! kernel turns into a CMA area of its own (`rmem_cma_setup`, `kernel/dma/contiguous.c`, spec
 //! §1.8). Built with `dtc`, cached under the cache root keyed by everything that goes in.
 
-use crate::cache::{self, KeyHasher};
+use crate::build::cache::{self, KeyHasher};
 use crate::vm::VmSpec;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};

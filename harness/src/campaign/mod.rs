@@ -20,14 +20,14 @@
 
 pub mod executor;
 pub mod features;
-pub mod findings;
 pub mod input;
 pub mod monitor;
 pub mod mutate;
 pub mod objective;
 
+use crate::findings;
 use crate::oracle::Suppressions;
-use crate::session::{self, KernelChoice};
+use crate::backend::kernel::boot::{self as session, KernelChoice};
 use crate::targets::Target;
 use executor::{Counters, VmExecutor};
 use input::ProgramInput;
@@ -77,7 +77,7 @@ pub enum FuzzError {
     #[error(transparent)]
     Findings(#[from] findings::FindingError),
     #[error(transparent)]
-    Session(#[from] crate::session::SessionError),
+    Session(#[from] crate::backend::kernel::boot::SessionError),
     #[error("{what}: {msg}")]
     Io { what: PathBuf, msg: String },
     #[error("LibAFL: {0}")]
@@ -224,7 +224,7 @@ pub struct Summary {
 impl Summary {
     /// 1 when `OUT/findings` holds any finding, else 0 (errors are `Err`, exit 2).
     pub fn exit_code(&self) -> u8 {
-        crate::exit_code(false, !self.findings.is_empty())
+        crate::oracle::exit_code(false, !self.findings.is_empty())
     }
 }
 

@@ -7,13 +7,14 @@
 //! run so it can be compared as ratios.
 
 use crate::backend::{self, Backend, KernelBackend, ModelBackend};
-use crate::exec::Executor;
+use crate::diff::Executor;
 use crate::oracle::Suppressions;
-use crate::replay::{BackendChoice, LoadedProgram};
-use crate::session::{self, KernelChoice, SessionError};
+use crate::diff::BackendChoice;
+use crate::findings::programs::LoadedProgram;
+use crate::backend::kernel::boot::{self as session, KernelChoice, SessionError};
 use crate::targets::Target;
 use crate::vm::{Vm, VmSpec};
-use crate::wire::{self, WireOp};
+use crate::guest::wire::{self, WireOp};
 use reference_impl::program::{Program, ResolvedProgram};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -190,7 +191,7 @@ pub fn run(
 ) -> Result<Figures, BenchError> {
     let rounds = rounds.max(1);
     let k = session::build_kernel(target, kc, progress)?;
-    let g = crate::guest_build::build(target, &[]).map_err(SessionError::from)?;
+    let g = crate::build::agent::build(target, &[]).map_err(SessionError::from)?;
     let spec = session::vm_spec(target, &k, g.initramfs)?;
     let mut boot_times = Vec::new();
     for _ in 0..boots.max(1) {
@@ -334,10 +335,10 @@ fn client_rounds(
 }
 
 /// Compare and the alias scan again on one execution's outputs (what `execute` spends on them).
-fn time_judging(ex: &Executor, e: &crate::exec::Execution) -> Duration {
+fn time_judging(ex: &Executor, e: &crate::diff::Execution) -> Duration {
     let (Some(m), Some(k), Some(model)) = (&e.model, &e.kernel, &ex.model) else { return Duration::ZERO };
     let t = Instant::now();
-    let d = crate::compare::compare(&e.resolved, m, k, &ex.boot.areas);
+    let d = crate::oracle::compare::compare(&e.resolved, m, k, &ex.boot.areas);
     let rules = model.alias_rules();
     let aliases: usize = k
         .observations
@@ -388,7 +389,7 @@ fn local_mode(
             extra.push((format!("progs/{i:05}-{c:03}.run"), payload));
         }
     }
-    let g = crate::guest_build::build(target, &extra).map_err(SessionError::from)?;
+    let g = crate::build::agent::build(target, &extra).map_err(SessionError::from)?;
     let mut spec = spec.clone();
     spec.initrd = g.initramfs;
     spec.cmdline = format!("{} cmafuzz.local=/progs cmafuzz.repeat={rounds}", spec.cmdline);

@@ -13,7 +13,7 @@
 //!
 //! Both produce map indices with a hit count; [`fill`] writes them as AFL-style count buckets.
 
-use crate::exec::Execution;
+use crate::diff::Execution;
 use reference_impl::observation::{AreaObservation, Observation};
 use reference_impl::outcome::Outcome;
 use reference_impl::program::ResolvedOp;

@@ -12,7 +12,7 @@
 //!   types, `0x44` normal non-cacheable, anything else normal cacheable (`0xff` WBWA, `0xf0`
 //!   tagged, `0xaa` WT, `0xee` WB; spec §5.1, §6.1).
 
-use crate::wire;
+use crate::guest::wire;
 use reference_impl::observation::MemType;
 
 /// Turns `cf_map.attr` into a [`MemType`] for one kernel.

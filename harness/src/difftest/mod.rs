@@ -3,10 +3,10 @@
 //! side, one VM for all, reset between programs.
 
 use crate::backend::{Backend, BackendError};
-use crate::exec::Executor;
+use crate::diff::Executor;
 use crate::generate;
-use crate::replay::BackendChoice;
-use crate::session::{KernelChoice, SessionError};
+use crate::diff::BackendChoice;
+use crate::backend::kernel::boot::{KernelChoice, SessionError};
 use crate::targets::Target;
 use reference_impl::model::Model;
 use reference_impl::observation::Observation;
@@ -119,7 +119,7 @@ pub struct DifftestSummary {
 impl DifftestSummary {
     /// 2 on errors, 1 on a divergence, 0 otherwise.
     pub fn exit_code(&self) -> u8 {
-        crate::exit_code(self.errors > 0, self.divergences > 0)
+        crate::oracle::exit_code(self.errors > 0, self.divergences > 0)
     }
 
     pub fn render(&self) -> String {
@@ -179,7 +179,7 @@ pub fn difftest(
         if let Some(err) = &e.kernel_error {
             let why = match err {
                 BackendError::Guest { console: c, .. } => {
-                    crate::console::scan(c).first().map(|r| format!(": kernel said {}", r.title)).unwrap_or_default()
+                    crate::oracle::console::scan(c).first().map(|r| format!(": kernel said {}", r.title)).unwrap_or_default()
                 }
                 _ => String::new(),
             };

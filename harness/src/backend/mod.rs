@@ -3,10 +3,12 @@
 //! observations in the model crate's vocabulary. The comparison only ever
 //! sees this trait's outputs.
 
+pub mod kernel;
+
 use crate::guest::GuestError;
-use crate::memtype::AttrDecoder;
+use crate::backend::kernel::memtype::AttrDecoder;
 use crate::vm::{Vm, VmError, VmSpec};
-use crate::wire::{self, WireObs, WireOp, WireResult};
+use crate::guest::wire::{self, WireObs, WireOp, WireResult};
 use reference_impl::model::Model;
 use reference_impl::observation::{AreaObservation, MapKind, MapLevel, MapRun, Observation, PageAddr};
 use reference_impl::outcome::Outcome;
@@ -504,13 +506,13 @@ pub fn state_difference(want: &Observation, now: &Observation) -> Option<String>
     if now.maps_truncated {
         return None;
     }
-    let diffs = crate::compare::map_differences(want, now, &std::collections::BTreeMap::new());
+    let diffs = crate::oracle::compare::map_differences(want, now, &std::collections::BTreeMap::new());
     diffs.first().map(|(lo, hi, w, n)| {
         format!(
             "pfns {lo:#x}-{:#x}: {} expected, {} now",
             hi - 1,
-            crate::compare::show_page_maps(w),
-            crate::compare::show_page_maps(n)
+            crate::oracle::compare::show_page_maps(w),
+            crate::oracle::compare::show_page_maps(n)
         )
     })
 }

@@ -5,7 +5,7 @@
 //! harness leaves no qemu behind.
 
 use crate::guest::{Channel, GuestError};
-use crate::wire::Hello;
+use crate::guest::wire::Hello;
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

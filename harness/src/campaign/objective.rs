@@ -4,7 +4,7 @@
 //! is new, so the solutions LibAFL keeps are one per signature.
 
 use super::executor::{Counters, ExecObserver};
-use super::findings::{FindingStore, Recorded};
+use crate::findings::{FindingStore, Recorded};
 use super::input::ProgramInput;
 use crate::oracle::VerdictKind;
 use libafl::executors::ExitKind;

@@ -3,7 +3,7 @@
 //! the wire format; a garbled or silent guest is an error value, never a
 //! panic or an unbounded wait.
 
-use crate::wire::{self, FrameHdr, Hello, RunResult, WireError, WireOp};
+use super::wire::{self, FrameHdr, Hello, RunResult, WireError, WireOp};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};

@@ -8,16 +8,16 @@ use reference_impl::units::{Pages, Pfn};
 use serde::Deserialize;
 use thiserror::Error;
 
-const TARGETS_TOML: &str = include_str!("../../kernel-configs/targets.toml");
+const TARGETS_TOML: &str = include_str!("../../../kernel-configs/targets.toml");
 
 /// Config fragments, by file name, as embedded at build time.
 pub const FRAGMENTS: &[(&str, &str)] = &[
-    ("base.config", include_str!("../../kernel-configs/fragments/base.config")),
-    ("arm32.config", include_str!("../../kernel-configs/fragments/arm32.config")),
-    ("arm32-lpae.config", include_str!("../../kernel-configs/fragments/arm32-lpae.config")),
-    ("arm64.config", include_str!("../../kernel-configs/fragments/arm64.config")),
-    ("hugetlb.config", include_str!("../../kernel-configs/fragments/hugetlb.config")),
-    ("kcov.config", include_str!("../../kernel-configs/fragments/kcov.config")),
+    ("base.config", include_str!("../../../kernel-configs/fragments/base.config")),
+    ("arm32.config", include_str!("../../../kernel-configs/fragments/arm32.config")),
+    ("arm32-lpae.config", include_str!("../../../kernel-configs/fragments/arm32-lpae.config")),
+    ("arm64.config", include_str!("../../../kernel-configs/fragments/arm64.config")),
+    ("hugetlb.config", include_str!("../../../kernel-configs/fragments/hugetlb.config")),
+    ("kcov.config", include_str!("../../../kernel-configs/fragments/kcov.config")),
 ];
 
 #[derive(Debug, Error)]
@@ -62,7 +62,7 @@ pub struct Target {
     pub max_order: u32,
     /// Extra CMA areas from reusable `shared-dma-pool` regions added to qemu's device tree.
     #[serde(default)]
-    pub pools: Vec<crate::dtb::Pool>,
+    pub pools: Vec<crate::build::dtb::Pool>,
     pub boot: Vec<BootArea>,
 }
 

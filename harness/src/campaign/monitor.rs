@@ -151,7 +151,7 @@ impl StatusMonitor {
                 eprintln!("cmafuzz fuzz: cannot append to {}: {e}", p.display());
             }
         }
-        let _ = super::findings::write_atomic(&self.out.join("stats.json"), json.as_bytes());
+        let _ = crate::findings::write_atomic(&self.out.join("stats.json"), json.as_bytes());
         for d in finding_dirs(&self.out) {
             if self.known.insert(d.clone()) {
                 println!("[cmafuzz] new finding: {}", self.out.join("findings").join(&d).display());

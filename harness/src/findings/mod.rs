@@ -4,7 +4,9 @@
 //! `last_seen` in `meta.json` (temp file + rename). Clients of one campaign (and campaigns
 //! sharing an `OUT`) serialise on `OUT/findings/.lock`.
 
-use crate::exec::Execution;
+pub mod programs;
+
+use crate::diff::Execution;
 use crate::oracle::Verdict;
 use reference_impl::program::Program;
 use serde::{Deserialize, Serialize};

@@ -2,79 +2,31 @@
 //! prints what each side returned per op and every disagreement.
 
 use crate::backend::{Backend, BackendError, ProgramRun};
-use crate::compare::{show_outcome, Divergence};
-use crate::exec::{ExecError, Executor};
+use crate::oracle::compare::{show_outcome, Divergence};
+use crate::diff::{BackendChoice, ExecError, Executor};
+pub use crate::findings::programs::{collect_files, load, LoadedProgram};
+use crate::findings::programs::ProgramFileError;
 use crate::oracle::{self, Suppressions, Verdict};
-use crate::session::{self, SessionError};
+use crate::backend::kernel::boot::{self as session, SessionError};
 use crate::targets::Target;
 use reference_impl::observation::Observation;
-use reference_impl::program::Program;
 use serde_json::json;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 use thiserror::Error;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BackendChoice {
-    Model,
-    Kernel,
-    Both,
-}
 
 #[derive(Debug, Error)]
 pub enum ReplayError {
-    #[error("{path}: {msg}")]
-    File { path: PathBuf, msg: String },
-    #[error("no program files given (pass files or directories of *.prog / *.json)")]
-    NoFiles,
+    #[error(transparent)]
+    Programs(#[from] ProgramFileError),
+    #[error("{path}: cannot write the console log: {msg}")]
+    ConsoleLog { path: PathBuf, msg: String },
     #[error(transparent)]
     Session(#[from] SessionError),
     #[error("{0}")]
     Model(String),
-}
-
-/// A program loaded from disk.
-#[derive(Debug, Clone)]
-pub struct LoadedProgram {
-    pub path: PathBuf,
-    pub program: Program,
-}
-
-/// Expands directories into their `*.prog` and `*.json` files (sorted).
-pub fn collect_files(args: &[PathBuf]) -> Result<Vec<PathBuf>, ReplayError> {
-    let mut files = Vec::new();
-    for a in args {
-        if a.is_dir() {
-            let rd = std::fs::read_dir(a).map_err(|e| ReplayError::File { path: a.clone(), msg: e.to_string() })?;
-            let mut v: Vec<PathBuf> = rd
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("prog" | "json")))
-                .collect();
-            v.sort();
-            files.extend(v);
-        } else {
-            files.push(a.clone());
-        }
-    }
-    if files.is_empty() {
-        return Err(ReplayError::NoFiles);
-    }
-    Ok(files)
-}
-
-/// Loads one program, text or JSON by extension.
-pub fn load(path: &Path) -> Result<LoadedProgram, ReplayError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ReplayError::File { path: path.to_path_buf(), msg: format!("cannot read: {e}") })?;
-    let parsed = if path.extension().and_then(|e| e.to_str()) == Some("json") {
-        Program::from_json(&text)
-    } else {
-        Program::parse(&text)
-    };
-    let program = parsed.map_err(|e| ReplayError::File { path: path.to_path_buf(), msg: e.to_string() })?;
-    Ok(LoadedProgram { path: path.to_path_buf(), program })
 }
 
 /// Totals over a replay, for the summary and the exit code.
@@ -97,7 +49,7 @@ pub struct Summary {
 impl Summary {
     /// 0 when every program agrees, 1 on a divergence, 2 on an error.
     pub fn exit_code(&self) -> u8 {
-        crate::exit_code(self.errors > 0, self.diverge > 0)
+        crate::oracle::exit_code(self.errors > 0, self.diverge > 0)
     }
 }
 
@@ -212,10 +164,7 @@ pub fn replay(
     let kb = ex.kernel.as_ref();
     if let (Some(path), Some(k)) = (console_log, kb) {
         if let Err(e) = std::fs::write(path, k.console()) {
-            return Err(ReplayError::File {
-                path: path.to_path_buf(),
-                msg: format!("cannot write the console log: {e}"),
-            });
+            return Err(ReplayError::ConsoleLog { path: path.to_path_buf(), msg: e.to_string() });
         }
     }
     if !json_out {

@@ -1,0 +1,9 @@
+//! Build artifacts, cached by a hash of their inputs: the kernel under test with the driver built
+//! in, the agent and its initramfs, the device tree of targets with extra pools, and the table of
+//! host tools (and the Debian packages that carry them) every build needs.
+
+pub mod agent;
+pub mod cache;
+pub mod dtb;
+pub mod kernel;
+pub mod tools;
