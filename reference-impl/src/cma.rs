@@ -2,7 +2,7 @@
 //! (Linux 6.1 `mm/cma.c`; 6.12 identical in every respect the model observes, spec §8).
 
 use crate::bitmap::{find_next_zero_area_off, Bitmap, LongWidth};
-use crate::model::ModelError;
+use crate::error::ModelError;
 use crate::observation::AreaObservation;
 use crate::units::{Pages, Pfn};
 use std::collections::BTreeSet;

@@ -42,6 +42,7 @@
 pub mod alias;
 mod bitmap;
 mod cma;
+mod error;
 mod genpool;
 mod maps;
 pub mod model;

@@ -1,8 +1,7 @@
 //! What either side reports about the CMA areas: the same shape as the driver's
 //! `struct cf_obs_hdr` + `struct cf_area` blocks and as debugfs `cma/<name>/bitmap`.
 
-use crate::program::Handle;
-use crate::units::{Pages, Pfn};
+use crate::units::{Handle, Pages, Pfn};
 use serde::{Deserialize, Serialize};
 
 /// One entry of `cma_areas[]` (`struct cma`, Linux 6.1 `mm/cma.h:13-34`, 6.12 `:13-36`) as

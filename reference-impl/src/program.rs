@@ -37,11 +37,7 @@ pub enum AreaRef {
     Index(u32),
 }
 
-/// A symbolic handle: the index of the allocating op among the program's allocating ops, and
-/// the driver's slot number (`struct cf_op.handle`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Handle(pub u32);
+pub use crate::units::Handle;
 
 /// DMA attributes passed to `dma_alloc_attrs()` / `dma_free_attrs()`
 /// (`include/linux/dma-mapping.h`, Linux 6.1 and 6.12).

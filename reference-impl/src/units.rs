@@ -172,3 +172,9 @@ mod tests {
         assert_eq!(serde_json::to_string(&Order(3)).ok().as_deref(), Some("3"));
     }
 }
+
+/// A symbolic handle: the index of the allocating op among the program's allocating ops, and
+/// the driver's slot number (`struct cf_op.handle`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Handle(pub u32);

@@ -5,30 +5,11 @@
 //! §1.8). Built with `dtc`, cached under the cache root keyed by everything that goes in.
 
 use crate::build::cache::{self, KeyHasher};
-use crate::vm::VmSpec;
-use serde::Deserialize;
+pub use crate::targets::Pool;
+use crate::targets::Target;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use thiserror::Error;
-
-/// One reusable `shared-dma-pool` region.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Pool {
-    /// Node name without the unit address; the CMA area is called `<name>@<base in hex>`.
-    pub name: String,
-    /// Physical base address (bytes).
-    pub base: u64,
-    /// Size (bytes).
-    pub size: u64,
-}
-
-impl Pool {
-    /// The CMA area name the kernel gives the region: the node's full name (`rmem->name`).
-    pub fn area_name(&self) -> String {
-        format!("{}@{:x}", self.name, self.base)
-    }
-}
 
 #[derive(Debug, Error)]
 pub enum DtbError {
@@ -113,7 +94,8 @@ pub fn insert_into_root(dts: &str, node: &str) -> Result<String, DtbError> {
 }
 
 /// The device tree for `spec` with `pools` added; `None` without pools (qemu generates its own).
-pub fn build(spec: &VmSpec, pools: &[Pool]) -> Result<Option<PathBuf>, DtbError> {
+pub fn build(spec: &Target) -> Result<Option<PathBuf>, DtbError> {
+    let pools = &spec.pools[..];
     if pools.is_empty() {
         return Ok(None);
     }

@@ -20,6 +20,25 @@ pub const FRAGMENTS: &[(&str, &str)] = &[
     ("kcov.config", include_str!("../../../kernel-configs/fragments/kcov.config")),
 ];
 
+/// One reusable `shared-dma-pool` region.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    /// Node name without the unit address; the CMA area is called `<name>@<base in hex>`.
+    pub name: String,
+    /// Physical base address (bytes).
+    pub base: u64,
+    /// Size (bytes).
+    pub size: u64,
+}
+
+impl Pool {
+    /// The CMA area name the kernel gives the region: the node's full name (`rmem->name`).
+    pub fn area_name(&self) -> String {
+        format!("{}@{:x}", self.name, self.base)
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum TargetError {
     /// The embedded table is malformed: a build-time bug, caught by a unit test.
@@ -62,7 +81,7 @@ pub struct Target {
     pub max_order: u32,
     /// Extra CMA areas from reusable `shared-dma-pool` regions added to qemu's device tree.
     #[serde(default)]
-    pub pools: Vec<crate::build::dtb::Pool>,
+    pub pools: Vec<Pool>,
     pub boot: Vec<BootArea>,
 }
 

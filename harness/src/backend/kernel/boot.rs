@@ -63,7 +63,7 @@ pub fn vm_spec(target: &Target, kernel: &KernelArtifacts, initrd: PathBuf) -> Re
         boot_timeout: Duration::from_secs(60),
         op_timeout: Duration::from_secs(10),
     };
-    spec.dtb = crate::build::dtb::build(&spec, &target.pools)?;
+    spec.dtb = crate::build::dtb::build(target)?;
     Ok(spec)
 }
 
