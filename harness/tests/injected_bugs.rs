@@ -4,9 +4,9 @@
 //! ccache variant build) and replayed against the model: the bug must be
 //! seen, as that kind of verdict and not suppressed, with exit code 1.
 
+use cmafuzz::backend::kernel::boot::KernelChoice;
 use cmafuzz::diff::BackendChoice;
 use cmafuzz::replay;
-use cmafuzz::backend::kernel::boot::KernelChoice;
 use cmafuzz::targets;
 use std::path::PathBuf;
 
@@ -102,9 +102,9 @@ fn what_a_buggy_kernel_leaves_behind_is_not_pinned_on_the_next_program() {
         let first = Program::parse(first).expect("parses");
         let next = Program::parse(next).expect("parses");
         ex.execute(&first).expect("first program runs");
-        let reboots = ex.kernel.as_ref().map(|k| k.reboots).expect("a kernel");
+        let reboots = ex.subject.as_ref().map(|k| k.reboots).expect("a kernel");
         let e = ex.execute(&next).expect("next program runs");
-        let after = ex.kernel.as_ref().map(|k| k.reboots).expect("a kernel");
+        let after = ex.subject.as_ref().map(|k| k.reboots).expect("a kernel");
         assert!(after > reboots, "{patch}: the reset did not notice what the first program left");
         let bad: Vec<_> = e.verdicts.iter().filter(|v| v.suppressed.is_none()).map(|v| &v.signature).collect();
         assert!(bad.is_empty(), "{patch}: the next program was blamed for the last one's leftovers: {bad:?}");

@@ -2,10 +2,10 @@
 //! `Execution::coverage` gets the distinct kernel PCs. Boots `arm32-6.1` and `arm64-6.1` (built
 //! with `kcov.config`) from the build cache.
 
+use cmafuzz::backend::kernel::boot::KernelChoice;
+use cmafuzz::diff::BackendChoice;
 use cmafuzz::diff::Executor;
 use cmafuzz::oracle::Suppressions;
-use cmafuzz::diff::BackendChoice;
-use cmafuzz::backend::kernel::boot::KernelChoice;
 use cmafuzz::targets;
 use reference_impl::program::Program;
 use std::collections::BTreeSet;
@@ -51,7 +51,7 @@ fn cma_allocations_cover_more_kernel_code_than_observing_and_programs_differ_on_
 
 fn coverage_follows_the_program(target: &str) {
     let mut ex = start(target);
-    let hello = ex.kernel.as_ref().and_then(|k| k.hello()).expect("a kernel runs").clone();
+    let hello = ex.subject.as_ref().and_then(|k| k.hello()).expect("a kernel runs").clone();
     assert!(hello.kcov(), "{target} is built with kcov.config, its agent must offer KCOV: {hello:?}");
 
     // Off (replay, difftest): no coverage is asked for and none comes back.

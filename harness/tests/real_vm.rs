@@ -3,11 +3,12 @@
 //! the edge cases the spec observed. Kernels come from the build cache
 //! (scripts/test.sh builds them first; a cold cache builds them here).
 
-use cmafuzz::backend::{Backend, BackendError, KernelBackend};
-use cmafuzz::guest::GuestError;
-use cmafuzz::diff::BackendChoice;
-use cmafuzz::replay;
 use cmafuzz::backend::kernel::boot::{self as session, KernelChoice};
+use cmafuzz::backend::{Backend, BackendError, KernelBackend};
+use cmafuzz::diff::BackendChoice;
+use cmafuzz::guest::GuestError;
+use cmafuzz::oracle::placement::placement_note;
+use cmafuzz::replay;
 use cmafuzz::targets;
 use reference_impl::outcome::Outcome;
 use reference_impl::program::Program;
@@ -50,7 +51,7 @@ fn replay_seeds(target: &str) {
     // The layout recorded for model-only runs is the one the kernel really has, and on arm32 the
     // model's placement rule (spec §1.6) predicts the default area's base.
     let boot = sum.kernel_boot.as_ref().expect("a kernel ran");
-    assert_eq!(session::placement_note(&t, boot), None);
+    assert_eq!(placement_note(&t, boot), None);
     assert!(!text.contains("VERDICT: placement"), "{text}");
     if t.arch.starts_with("arm32") {
         let def = boot.areas.iter().find(|a| a.name == "reserved").expect("default area");
@@ -445,7 +446,7 @@ fn console_reports_are_found_after_the_console_passes_one_mib_and_each_only_once
     let warn = "cma_alloc area=reserved count=4243\n";
     assert_eq!(warnings(&mut ex, warn).len(), 1, "the first WARN");
     assert!(warnings(&mut ex, "cma_alloc area=reserved count=4244\n").is_empty(), "the filler is no report");
-    let console = ex.kernel.as_ref().map(|k| k.console()).unwrap_or_default();
+    let console = ex.subject.as_ref().map(|k| k.console()).unwrap_or_default();
     assert!(
         console.len() >= 1 << 20 && !console.contains("warning on cma_alloc"),
         "the first WARN is out of the last MiB"

@@ -71,6 +71,26 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome's class, without pfns: what signatures and the fuzzer's features name it by.
+    /// One classifier for both (cmafuzz's oracle and campaign features); the answers to `observe`
+    /// and to a malformed op share `other`.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Outcome::Allocated { .. } => "allocated",
+            Outcome::AllocatedOutsideCma { .. } => "outside-cma",
+            Outcome::AllocFailed => "failed",
+            Outcome::Released => "released",
+            Outcome::ReleaseRejected => "rejected",
+            Outcome::Noop => "noop",
+            Outcome::Refused => "refused",
+            Outcome::Pinned { .. } => "pinned",
+            Outcome::PinFailed { .. } => "pin-failed",
+            Outcome::Kmapped { .. } => "kmapped",
+            Outcome::Unpinned { .. } => "unpinned",
+            Outcome::Observed | Outcome::BadOp => "other",
+        }
+    }
+
     /// Whether this model prediction agrees with the kernel's `kernel` outcome. Everything must
     /// be equal, except that [`Outcome::AllocatedOutsideCma`] agrees with a kernel
     /// `Allocated { pfn, pages }` of the same size whose pages `[pfn, pfn + pages)` lie outside

@@ -6,15 +6,15 @@
 //! of each qemu, with one client and with two clients side by side. Everything is measured in one
 //! run so it can be compared as ratios.
 
-use crate::backend::{self, Backend, KernelBackend, ModelBackend};
-use crate::diff::Executor;
-use crate::oracle::Suppressions;
-use crate::diff::BackendChoice;
-use crate::findings::programs::LoadedProgram;
 use crate::backend::kernel::boot::{self as session, KernelChoice, SessionError};
+use crate::backend::{Backend, KernelBackend, ModelBackend};
+use crate::diff::BackendChoice;
+use crate::diff::Executor;
+use crate::findings::programs::LoadedProgram;
+use crate::guest::wire::{self, WireOp};
+use crate::oracle::Suppressions;
 use crate::targets::Target;
 use crate::vm::{Vm, VmSpec};
-use crate::guest::wire::{self, WireOp};
 use reference_impl::program::{Program, ResolvedProgram};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -213,10 +213,9 @@ pub fn run(
     let mut shadow = ModelBackend::new(profile, boot.clone())?;
     for _ in 0..rounds {
         for p in &resolved {
-            shadow.reset()?;
-            if kb.reset_expecting(&shadow.observe())? {
-                shadow.reset_to_boot();
-            }
+            crate::diff::reset_pair(Some(&mut shadow), Some(&mut kb), &boot).map_err(|e| match e {
+                crate::diff::PairError::Reference(e) | crate::diff::PairError::Subject(e) => BenchError::Backend(e),
+            })?;
             let t = Instant::now();
             kb.run(p)?;
             run_time += t.elapsed();
@@ -243,7 +242,7 @@ pub fn run(
     progress("running the programs through the full path, one client");
     let mut ex = Executor::start(target, BackendChoice::Both, kc, sup.clone(), progress)?;
     let (full, judge_s) = client_rounds(&mut ex, &kept, rounds, true)?;
-    let full_kcov = if ex.kernel.as_ref().and_then(KernelBackend::hello).is_some_and(wire::Hello::kcov) {
+    let full_kcov = if ex.subject.as_ref().and_then(KernelBackend::hello).is_some_and(wire::Hello::kcov) {
         ex.set_kcov(true);
         Some(client_rounds(&mut ex, &kept, rounds, false)?.0)
     } else {
@@ -321,13 +320,13 @@ fn client_rounds(
             let e = ex.execute(p).map_err(|e| BenchError::Exec(p.to_text(), e.to_string()))?;
             wall += t.elapsed();
             ops += e.resolved.ops.len() as u64;
-            kernel += e.kernel_time;
+            kernel += e.subject_time;
             if judge {
                 judged += time_judging(ex, &e);
             }
         }
     }
-    let qemu_hwm_kib = ex.kernel.as_ref().and_then(KernelBackend::vm_pid).map_or(0, |p| vm_hwm_kib(&p.to_string()));
+    let qemu_hwm_kib = ex.subject.as_ref().and_then(KernelBackend::vm_pid).map_or(0, |p| vm_hwm_kib(&p.to_string()));
     Ok((
         ClientFigures { ops, secs: wall.as_secs_f64(), kernel_secs: kernel.as_secs_f64(), qemu_hwm_kib },
         judged.as_secs_f64(),
@@ -336,7 +335,7 @@ fn client_rounds(
 
 /// Compare and the alias scan again on one execution's outputs (what `execute` spends on them).
 fn time_judging(ex: &Executor, e: &crate::diff::Execution) -> Duration {
-    let (Some(m), Some(k), Some(model)) = (&e.model, &e.kernel, &ex.model) else { return Duration::ZERO };
+    let (Some(m), Some(k), Some(model)) = (&e.reference, &e.subject, &ex.reference) else { return Duration::ZERO };
     let t = Instant::now();
     let d = crate::oracle::compare::compare(&e.resolved, m, k, &ex.boot.areas);
     let rules = model.alias_rules();
@@ -367,7 +366,7 @@ fn parse_vm_hwm(status: &str) -> u64 {
 /// The RUN payloads the kernel backend sends for `p` (the program's ops, then an OBSERVE; in
 /// chunks of `CF_MAX_OPS`, as [`KernelBackend`] does).
 pub fn run_payloads(p: &ResolvedProgram, flags: u32) -> Result<Vec<Vec<u8>>, wire::WireError> {
-    let mut ops: Vec<WireOp> = p.ops.iter().map(backend::to_wire).collect();
+    let mut ops: Vec<WireOp> = p.ops.iter().map(crate::backend::kernel::codec::to_wire).collect();
     ops.push(WireOp { kind: wire::OP_OBSERVE, ..Default::default() });
     ops.chunks(wire::MAX_OPS as usize).map(|c| wire::encode_run_flags(c, flags)).collect()
 }

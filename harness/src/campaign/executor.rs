@@ -10,10 +10,10 @@
 
 use super::features;
 use super::input::ProgramInput;
+use crate::backend::kernel::boot::KernelChoice;
+use crate::diff::BackendChoice;
 use crate::diff::{self as exec, Execution};
 use crate::oracle::{Suppressions, VerdictKind};
-use crate::diff::BackendChoice;
-use crate::backend::kernel::boot::KernelChoice;
 use crate::targets::Target;
 use libafl::events::{Event, EventFirer, EventWithStats};
 use libafl::executors::{Executor, ExitKind, HasObservers};
@@ -136,7 +136,7 @@ impl VmExecutor {
                     Ok(mut ex) => {
                         // Kernel coverage feeds the kcov map (when the guest has KCOV).
                         ex.set_kcov(true);
-                        self.seen_reboots = ex.kernel.as_ref().map_or(0, |k| k.reboots);
+                        self.seen_reboots = ex.subject.as_ref().map_or(0, |k| k.reboots);
                         self.inner = Some(ex);
                         break;
                     }
@@ -164,7 +164,7 @@ impl VmExecutor {
 
     /// The kernel's console of the running VM.
     fn console(&self) -> String {
-        self.inner.as_ref().and_then(|i| i.kernel.as_ref()).map(|k| k.console()).unwrap_or_default()
+        self.inner.as_ref().and_then(|i| i.subject.as_ref()).map(|k| k.console()).unwrap_or_default()
     }
 
     fn report<EM, S>(&mut self, state: &mut S, mgr: &mut EM) -> Result<(), Error>
@@ -236,7 +236,7 @@ where
     ) -> Result<ExitKind, Error> {
         let ex = self.ensure_started()?;
         let result = ex.execute(&input.0);
-        let reboots = ex.kernel.as_ref().map_or(0, |k| k.reboots);
+        let reboots = ex.subject.as_ref().map_or(0, |k| k.reboots);
         self.counters.execs.fetch_add(1, Ordering::Relaxed);
         if reboots != self.seen_reboots {
             self.counters.restarts.fetch_add(u64::from(reboots.saturating_sub(self.seen_reboots)), Ordering::Relaxed);
@@ -247,7 +247,7 @@ where
             // refuses: nothing ran, nothing to learn.
             Err(_) => ExitKind::Ok,
             Ok(e) => {
-                if e.kernel.is_some() {
+                if e.subject.is_some() {
                     self.counters.kernel_ops.fetch_add(e.resolved.ops.len() as u64, Ordering::Relaxed);
                 }
                 if e.harness_error() {

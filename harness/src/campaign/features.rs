@@ -31,22 +31,9 @@ fn h<T: Hash>(x: T) -> u64 {
     s.finish()
 }
 
-/// The outcome's class, without pfns.
+/// The outcome's class, without pfns (the oracle's classifier, [`Outcome::class`]).
 pub fn outcome_class(o: &Outcome) -> &'static str {
-    match o {
-        Outcome::Allocated { .. } => "allocated",
-        Outcome::AllocatedOutsideCma { .. } => "outside-cma",
-        Outcome::AllocFailed => "failed",
-        Outcome::Released => "released",
-        Outcome::ReleaseRejected => "rejected",
-        Outcome::Noop => "noop",
-        Outcome::Refused => "refused",
-        Outcome::Pinned { .. } => "pinned",
-        Outcome::PinFailed { .. } => "pin-failed",
-        Outcome::Kmapped { .. } => "kmapped",
-        Outcome::Unpinned { .. } => "unpinned",
-        _ => "other",
-    }
+    o.class()
 }
 
 /// log2 bucket: 0, 1, 2-3, 4-7, …
@@ -152,7 +139,7 @@ fn observation_features(tag: &str, o: &Observation, out: &mut Vec<u64>) {
 /// Model-state feature hashes of one execution (one entry per occurrence).
 pub fn model_features(e: &Execution) -> Vec<u64> {
     let mut out = Vec::new();
-    let Some(run) = e.model.as_ref().or(e.kernel.as_ref()) else { return out };
+    let Some(run) = e.reference.as_ref().or(e.subject.as_ref()) else { return out };
     let mut prev = ("start", "start");
     let mut pins = 0u32;
     let mut kmaps = 0u32;

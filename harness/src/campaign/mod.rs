@@ -25,9 +25,9 @@ pub mod monitor;
 pub mod mutate;
 pub mod objective;
 
+use crate::backend::kernel::boot::{self as session, KernelChoice};
 use crate::findings;
 use crate::oracle::Suppressions;
-use crate::backend::kernel::boot::{self as session, KernelChoice};
 use crate::targets::Target;
 use executor::{Counters, VmExecutor};
 use input::ProgramInput;

@@ -1,24 +1,33 @@
-//! One program through the whole spine: reset both sides, run the program on the model and on
-//! the kernel, read the kernel's console, compare, scan the kernel's page tables for aliases and
-//! judge everything with the oracle. `replay`, `difftest` and the fuzzer's executor all go
-//! through [`Executor::execute`].
+//! One program on two backends: reset both, run the program on each, read what the subject
+//! printed, compare, scan the subject's page tables for aliases and judge everything with the
+//! oracle. `replay`, `difftest`, `bench` and the fuzzer's executor all go through
+//! [`Executor::execute`].
+//!
+//! The spine is generic over [`Backend`]: the *reference* says what should happen and the
+//! *subject* is judged against it. Today's path is the model (reference) against a kernel
+//! (subject); two kernels (a base build against a patched one, one version against another)
+//! and two model profiles run through the same code. [`Executor::against`] runs the same
+//! program on a third backend and judges it against this executor's subject: the model checks
+//! the first kernel, the first kernel checks the second.
 
+use crate::backend::kernel::boot::{self as session, SessionError};
 use crate::backend::{Backend, BackendError, KernelBackend, ModelBackend, ProgramRun};
 use crate::oracle::compare::{self, Divergence, Point};
 use crate::oracle::console::{self, Report};
 use crate::oracle::{self, AliasSeen, Suppressions, Verdict, VerdictKind};
-use crate::backend::kernel::boot::{self as session, SessionError};
 use crate::targets::Target;
-use reference_impl::observation::Observation;
+use reference_impl::alias::{AliasClass, AliasRules};
+use reference_impl::observation::{Observation, PageAddr};
 use reference_impl::program::{Program, ResolvedProgram};
 use std::time::{Duration, Instant};
 
 /// Which sides of the spine run and are judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendChoice {
-    /// The model alone.
+    /// The reference alone (the model).
     Model,
-    /// The kernel alone (the model still runs unseen, so resets know where the kernel must be).
+    /// The subject alone (the kernel; the model still runs unseen, so resets know where the
+    /// kernel must be).
     Kernel,
     /// Both, compared.
     Both,
@@ -28,17 +37,21 @@ pub enum BackendChoice {
 #[derive(Debug)]
 pub struct Execution {
     pub resolved: ResolvedProgram,
-    /// The model's run (absent with `--backend kernel`, where the model runs unseen).
-    pub model: Option<ProgramRun>,
-    pub kernel: Option<ProgramRun>,
+    /// The reference's run (absent with `--backend kernel`, where the model runs unseen).
+    pub reference: Option<ProgramRun>,
+    /// The subject's run.
+    pub subject: Option<ProgramRun>,
     pub divergences: Vec<Divergence>,
     pub verdicts: Vec<Verdict>,
-    /// The kernel side failed (dead or hung guest, garbled frame): already judged in `verdicts`.
-    pub kernel_error: Option<BackendError>,
-    /// Time spent in the kernel's run (round trips included).
-    pub kernel_time: Duration,
-    /// Kernel code coverage of the run (KCOV PCs, deduplicated), when the kernel collects it.
+    /// The subject failed (dead or hung guest, garbled frame): already judged in `verdicts`.
+    pub subject_error: Option<BackendError>,
+    /// Time spent in the subject's run (round trips included).
+    pub subject_time: Duration,
+    /// The subject's code coverage of the run (KCOV PCs, deduplicated), when it collects it.
     pub coverage: Vec<u64>,
+    /// The subject's state after its reset, before the program (what a backend run beside it
+    /// must start from).
+    pub subject_reset: Option<Observation>,
 }
 
 impl Execution {
@@ -52,27 +65,42 @@ impl Execution {
     }
 }
 
-/// The backends of one target, kept across programs.
-pub struct Executor {
+/// A third backend's run of a program, judged against an execution's subject.
+#[derive(Debug)]
+pub struct Against {
+    pub run: Option<ProgramRun>,
+    pub divergences: Vec<Divergence>,
+    pub verdicts: Vec<Verdict>,
+    pub error: Option<BackendError>,
+}
+
+/// The two backends of one target, kept across programs.
+pub struct Executor<R: Backend = ModelBackend, S: Backend = KernelBackend> {
     pub target: Target,
     pub choice: BackendChoice,
-    pub kernel: Option<KernelBackend>,
-    /// Runs in lockstep even with `--backend kernel`, so resets know where the kernel must be.
-    pub model: Option<ModelBackend>,
+    /// Says what should happen; runs in lockstep even with `--backend kernel`, so resets know
+    /// where the subject must be.
+    pub reference: Option<R>,
+    /// Judged against the reference.
+    pub subject: Option<S>,
     /// The layout programs are resolved against (the kernel's at boot, or the target's record).
     pub boot: Observation,
     pub sup: Suppressions,
+    /// The alias rules of the target's profile, applied to the subject's page tables (none when
+    /// the model cannot be made for this kernel: no alias scan then).
+    pub rules: Option<AliasRules>,
+    coverage: bool,
 }
 
-impl Executor {
-    /// Builds (or finds) and boots what `choice` needs.
+impl Executor<ModelBackend, KernelBackend> {
+    /// Builds (or finds) and boots what `choice` needs: the model against the target's kernel.
     pub fn start(
         target: &Target,
         choice: BackendChoice,
         kc: &session::KernelChoice,
         sup: Suppressions,
         progress: &mut dyn FnMut(&str),
-    ) -> Result<Executor, SessionError> {
+    ) -> Result<Self, SessionError> {
         let (kernel, boot, profile) = if choice == BackendChoice::Model {
             (None, target.boot_observation(), target.profile()?)
         } else {
@@ -86,170 +114,265 @@ impl Executor {
             Err(_) if choice == BackendChoice::Kernel => None,
             Err(e) => return Err(SessionError::Backend(e)),
         };
-        Ok(Executor { target: target.clone(), choice, kernel, model, boot, sup })
+        let rules = model.as_ref().map(ModelBackend::alias_rules);
+        Ok(Executor::new(target, choice, model, kernel, boot, sup, rules))
     }
 
     /// The kernel placed its areas differently from the target's record, or its default area
     /// elsewhere than the model predicts (`reference_impl::placement`, spec §1.6): a finding about
     /// the kernel, not about one program.
     pub fn placement_verdict(&self) -> Option<Verdict> {
-        self.kernel.as_ref()?;
-        let mut notes = Vec::new();
-        if let Some(note) = session::placement_note(&self.target, &self.boot) {
-            notes.push(note);
-        }
-        if let (Some(m), Some(def)) = (&self.model, self.boot.areas.iter().find(|a| a.name == "reserved")) {
-            // Device-tree regions are reserved before the default area is placed.
-            let reserved: Vec<_> =
-                self.boot.areas.iter().filter(|a| a.name != "reserved").map(|a| (a.base_pfn, a.count)).collect();
-            if let Some(want) = reference_impl::placement::predict_default_area(m.profile(), def.count, &reserved) {
-                if want != def.base_pfn {
-                    notes.push(format!(
-                        "the default area is at pfn {:#x}, the model predicts {:#x} (top-down, highmem first)",
-                        def.base_pfn.0, want.0
-                    ));
-                }
-            }
-        }
-        if notes.is_empty() {
-            return None;
-        }
-        Some(Verdict {
-            kind: VerdictKind::Placement,
-            signature: "placement:boot".into(),
-            op_index: None,
-            detail: notes.join("; "),
-            excerpt: None,
-            suppressed: self.sup.find(&self.target.name, "placement:boot"),
-        })
+        self.subject.as_ref()?;
+        oracle::placement::verdict(
+            &self.target,
+            &self.boot,
+            self.reference.as_ref().map(ModelBackend::profile),
+            &self.sup,
+        )
+    }
+}
+
+impl<R: Backend, S: Backend> Executor<R, S> {
+    /// An executor over two backends that are already up.
+    pub fn new(
+        target: &Target,
+        choice: BackendChoice,
+        reference: Option<R>,
+        subject: Option<S>,
+        boot: Observation,
+        sup: Suppressions,
+        rules: Option<AliasRules>,
+    ) -> Self {
+        Executor { target: target.clone(), choice, reference, subject, boot, sup, rules, coverage: false }
     }
 
     /// Observe after every op on both sides (`--observe-each`).
     pub fn set_observe_each(&mut self, on: bool) {
-        if let Some(k) = self.kernel.as_mut() {
-            k.observe_each = on;
+        if let Some(s) = self.subject.as_mut() {
+            s.set_observe_each(on);
         }
-        if let Some(m) = self.model.as_mut() {
-            m.observe_each = on;
+        if let Some(r) = self.reference.as_mut() {
+            r.set_observe_each(on);
         }
     }
 
-    /// Collect KCOV coverage of every kernel run into [`Execution::coverage`] (fuzz campaigns).
-    /// Without KCOV in the guest (the hello says so) this stays off and coverage stays empty.
+    /// Collect the subject's coverage of every run into [`Execution::coverage`] (fuzz
+    /// campaigns). A subject that cannot (no KCOV in the guest, the hello says so) leaves it off.
     pub fn set_kcov(&mut self, on: bool) {
-        if let Some(k) = self.kernel.as_mut() {
-            k.kcov = on && k.hello().is_some_and(crate::guest::wire::Hello::kcov);
-        }
+        self.coverage = self.subject.as_mut().is_some_and(|s| s.set_coverage(on));
     }
 
-    /// Whether kernel runs collect KCOV coverage.
+    /// Whether subject runs collect coverage.
     pub fn kcov(&self) -> bool {
-        self.kernel.as_ref().is_some_and(|k| k.kcov)
+        self.coverage
     }
 
-    /// Resets both sides to the boot state (the kernel to where the model is: boot plus arm64
-    /// pool growth), runs `prog` on both and judges it. `Err` only when the program does not
-    /// resolve (an unknown area) or the model cannot run it.
+    /// Resets both sides to the boot state (the subject to where the reference is: boot plus
+    /// arm64 pool growth), runs `prog` on both and judges it. `Err` only when the program does
+    /// not resolve (an unknown area) or the reference cannot run it.
     pub fn execute(&mut self, prog: &Program) -> Result<Execution, ExecError> {
         let resolved = prog.resolve(&self.boot.areas).map_err(|e| ExecError::Resolve(e.to_string()))?;
-        let mut reset_err = None;
-        if let Some(m) = self.model.as_mut() {
-            m.reset().map_err(|e| ExecError::Model(e.to_string()))?;
-        }
-        if let Some(k) = self.kernel.as_mut() {
-            let expected = self.model.as_ref().map_or_else(|| self.boot.clone(), ModelBackend::observe);
-            match k.reset_expecting(&expected) {
-                Ok(true) => self.model.iter_mut().for_each(ModelBackend::reset_to_boot),
-                Ok(false) => {}
-                Err(e) => reset_err = Some(e),
-            }
-            if let Some(m) = self.model.as_mut() {
-                m.set_pkmap_last(k.pkmap_last);
-            }
-        }
-        let mrun = match self.model.as_mut() {
-            Some(m) => Some(m.run(&resolved).map_err(|e| ExecError::Model(e.to_string()))?),
+        let (subject_reset, reset_err) = match reset_pair(self.reference.as_mut(), self.subject.as_mut(), &self.boot) {
+            Ok(state) => (state, None),
+            Err(PairError::Reference(e)) => return Err(ExecError::Model(e.to_string())),
+            Err(PairError::Subject(e)) => (None, Some(e)),
+        };
+        let rrun = match self.reference.as_mut() {
+            Some(r) => Some(r.run(&resolved).map_err(|e| ExecError::Model(e.to_string()))?),
             None => None,
         };
-        let mrun = if self.choice == BackendChoice::Kernel { None } else { mrun };
-        let mut krun = None;
-        let mut kernel_error = None;
-        let mut kernel_time = Duration::ZERO;
-        if let Some(k) = self.kernel.as_mut() {
-            let res = match reset_err {
-                Some(e) => Err(e),
-                None => {
-                    let t = Instant::now();
-                    let r = k.run(&resolved);
-                    kernel_time = t.elapsed();
-                    r
-                }
-            };
-            match res {
-                Ok(r) => krun = Some(r),
-                Err(e) => kernel_error = Some(e),
-            }
-        }
-        let reports = self.new_console_reports();
-        let divergences = match (&mrun, &krun) {
-            (Some(m), Some(k)) => compare::compare(&resolved, m, k, &self.boot.areas),
-            _ => vec![],
+        let rrun = if self.choice == BackendChoice::Kernel { None } else { rrun };
+        let (srun, subject_error, subject_time) = match self.subject.as_mut() {
+            Some(s) => run_timed(s, &resolved, reset_err),
+            None => (None, None, Duration::ZERO),
         };
-        let aliases = match (&krun, &self.model) {
-            (Some(k), Some(m)) => scan_aliases(m, k),
-            _ => vec![],
-        };
-        let verdicts = oracle::judge(
-            &oracle::Evidence {
-                prog: &resolved,
-                divergences: &divergences,
-                aliases: &aliases,
-                console: &reports,
-                error: kernel_error.as_ref(),
-            },
+        let reports = self.subject.as_mut().map(|s| console::scan(&s.new_console())).unwrap_or_default();
+        let (divergences, verdicts) = judge_pair(
+            &resolved,
+            rrun.as_ref(),
+            srun.as_ref(),
+            &reports,
+            subject_error.as_ref(),
+            &self.boot,
+            self.rules.as_ref(),
             &self.sup,
             &self.target.name,
         );
-        let coverage = krun.as_ref().map(|k| k.coverage.clone()).unwrap_or_default();
+        let coverage = srun.as_ref().map(|k| k.coverage.clone()).unwrap_or_default();
         Ok(Execution {
             resolved,
-            model: mrun,
-            kernel: krun,
+            reference: rrun,
+            subject: srun,
             divergences,
             verdicts,
-            kernel_error,
-            kernel_time,
+            subject_error,
+            subject_time,
             coverage,
+            subject_reset,
         })
     }
 
-    /// Console reports printed since the last program: the console's new lines only (a
-    /// re-scan of the whole console after every program cost time and, once it passed the
-    /// 1 MiB read bound, lost every later report).
-    fn new_console_reports(&mut self) -> Vec<Report> {
-        match self.kernel.as_mut() {
-            Some(k) => console::scan(&k.new_console()),
-            None => Vec::new(),
-        }
+    /// Runs the program `e` ran on `other`, from the state `e`'s subject started from, and
+    /// judges `other` against `e`'s subject: the differences between two kernels on one
+    /// program, typed like divergences. `other`'s reset is checked against the subject's; what
+    /// a buggy `other` left behind makes it restart, never blamed on the program.
+    pub fn against<B: Backend>(&self, e: &Execution, other: &mut B) -> Against {
+        let (run, error) = match reset_to(e.subject_reset.as_ref(), other) {
+            Err(err) => (None, Some(err)),
+            Ok(()) => {
+                let (run, error, _) = run_timed(other, &e.resolved, None);
+                (run, error)
+            }
+        };
+        let reports = console::scan(&other.new_console());
+        let (divergences, verdicts) = judge_pair(
+            &e.resolved,
+            e.subject.as_ref(),
+            run.as_ref(),
+            &reports,
+            error.as_ref(),
+            &self.boot,
+            self.rules.as_ref(),
+            &self.sup,
+            &self.target.name,
+        );
+        Against { run, divergences, verdicts, error }
     }
 }
 
-/// Runs the alias invariant (the model's rules) over every observation of the kernel's run.
-fn scan_aliases(model: &ModelBackend, k: &ProgramRun) -> Vec<AliasSeen> {
-    let rules = model.alias_rules();
+fn run_timed<S: Backend>(
+    s: &mut S,
+    prog: &ResolvedProgram,
+    reset_err: Option<BackendError>,
+) -> (Option<ProgramRun>, Option<BackendError>, Duration) {
+    if let Some(e) = reset_err {
+        return (None, Some(e), Duration::ZERO);
+    }
+    let t = Instant::now();
+    let r = s.run(prog);
+    let took = t.elapsed();
+    match r {
+        Ok(r) => (Some(r), None, took),
+        Err(e) => (None, Some(e), took),
+    }
+}
+
+/// Which side a reset failed on.
+#[derive(Debug)]
+pub enum PairError {
+    Reference(BackendError),
+    Subject(BackendError),
+}
+
+/// Resets both sides for the next program. The subject's state after its reset must equal the
+/// reference's (for the model: boot plus arm64 pool growth, spec §6.3): the bitmaps and the
+/// mapping of every page the tables cover, so what a buggy kernel leaves behind (a page a free
+/// left uncached) is never pinned on the next program. Otherwise the subject restarts, and so
+/// does the reference (the subject's pool growth is gone). The reference then adopts what the
+/// subject's reset revealed (its PKMAP cursor). Returns the subject's state after all that.
+pub fn reset_pair<R: Backend, S: Backend>(
+    reference: Option<&mut R>,
+    subject: Option<&mut S>,
+    boot: &Observation,
+) -> Result<Option<Observation>, PairError> {
+    let mut reference = reference;
+    let want = match reference.as_deref_mut() {
+        Some(r) => r.reset().map_err(PairError::Reference)?.state,
+        None => None,
+    };
+    let Some(s) = subject else { return Ok(None) };
+    let expected = want.as_ref().unwrap_or(boot);
+    let r = s.reset().map_err(PairError::Subject)?;
+    let (state, restarted) = match (r.restarted, r.state) {
+        (true, state) => (state, true),
+        (false, Some(now)) => match compare::state_difference(expected, &now) {
+            None => (Some(now), false),
+            Some(why) => {
+                eprintln!(
+                    "note: reset left the {}'s CMA state different from the expected one ({why}); restarting it",
+                    s.name()
+                );
+                (s.restart().map_err(PairError::Subject)?, true)
+            }
+        },
+        (false, None) => {
+            eprintln!("note: the {}'s reset gave no observation; restarting it", s.name());
+            (s.restart().map_err(PairError::Subject)?, true)
+        }
+    };
+    if let Some(r) = reference {
+        if restarted {
+            r.restart().map_err(PairError::Reference)?;
+        }
+        r.adopt(state.as_ref());
+    }
+    Ok(state)
+}
+
+/// Resets `other` and checks its state against `want` (another backend's state after its own
+/// reset); a difference restarts `other`.
+fn reset_to<B: Backend>(want: Option<&Observation>, other: &mut B) -> Result<(), BackendError> {
+    let r = other.reset()?;
+    let differs = match (&r.state, want) {
+        (Some(now), Some(want)) => compare::state_difference(want, now),
+        (None, _) if !r.restarted => Some("no observation".into()),
+        _ => None,
+    };
+    if let Some(why) = differs {
+        eprintln!(
+            "note: reset left the {}'s CMA state different from the other side's ({why}); restarting it",
+            other.name()
+        );
+        other.restart()?;
+    }
+    Ok(())
+}
+
+/// Compares a reference run with a subject run of one program, scans the subject's page tables
+/// for aliases and judges it all.
+#[allow(clippy::too_many_arguments)]
+fn judge_pair(
+    prog: &ResolvedProgram,
+    reference: Option<&ProgramRun>,
+    subject: Option<&ProgramRun>,
+    reports: &[Report],
+    error: Option<&BackendError>,
+    boot: &Observation,
+    rules: Option<&AliasRules>,
+    sup: &Suppressions,
+    target: &str,
+) -> (Vec<Divergence>, Vec<Verdict>) {
+    let divergences = match (reference, subject) {
+        (Some(m), Some(k)) => compare::compare(prog, m, k, &boot.areas),
+        _ => vec![],
+    };
+    let aliases = match (subject, rules) {
+        (Some(k), Some(rules)) => scan_aliases(rules, k),
+        _ => vec![],
+    };
+    let verdicts = oracle::judge(
+        &oracle::Evidence { prog, divergences: &divergences, aliases: &aliases, console: reports, error },
+        sup,
+        target,
+    );
+    (divergences, verdicts)
+}
+
+/// Runs the alias invariant (the target's rules) over every observation of a run.
+fn scan_aliases(rules: &AliasRules, k: &ProgramRun) -> Vec<AliasSeen> {
     let mut out = Vec::new();
     let points = k.observations.iter().map(|(i, o)| (Point::Observe(*i), o)).chain([(Point::End, &k.end)]);
     for (at, obs) in points {
-        for a in reference_impl::alias::scan(&obs.maps, &rules) {
-            let reference_impl::observation::PageAddr::Pfn(p) = a.first else { continue };
+        for a in reference_impl::alias::scan(&obs.maps, rules) {
+            let PageAddr::Pfn(p) = a.first else { continue };
             out.push(AliasSeen {
                 at,
                 first_pfn: p.0,
                 pages: a.pages,
-                mappings: compare::show_page_maps(&a.mappings),
+                mappings: a.mappings.clone(),
                 rule: match a.class {
-                    reference_impl::alias::AliasClass::Violation => None,
-                    reference_impl::alias::AliasClass::ByDesign(r) => Some(r.name().to_string()),
+                    AliasClass::Violation => None,
+                    AliasClass::ByDesign(r) => Some(r.name().to_string()),
                 },
             });
         }

@@ -2,11 +2,11 @@
 //! alone with its invariants checked after every op, or on the model and a real kernel side by
 //! side, one VM for all, reset between programs.
 
+use crate::backend::kernel::boot::{KernelChoice, SessionError};
 use crate::backend::{Backend, BackendError};
+use crate::diff::BackendChoice;
 use crate::diff::Executor;
 use crate::generate;
-use crate::diff::BackendChoice;
-use crate::backend::kernel::boot::{KernelChoice, SessionError};
 use crate::targets::Target;
 use reference_impl::model::Model;
 use reference_impl::observation::Observation;
@@ -156,10 +156,10 @@ pub fn difftest(
     let mut last_progress = Instant::now();
     for s in opts.seed..opts.seed.saturating_add(opts.count) {
         let prog = generate::program_for(s, &areas);
-        if let Some(m) = ex.model.as_mut() {
+        if let Some(m) = ex.reference.as_mut() {
             // What the reset will expect: boot, or boot plus arm64 pool growth.
             m.reset().map_err(SessionError::Backend)?;
-            if !crate::backend::same_layout(&m.observe(), &boot) {
+            if !crate::oracle::compare::same_layout(&m.observe(), &boot) {
                 sum.grown_resets += 1;
             }
         }
@@ -176,11 +176,12 @@ pub fn difftest(
         for v in e.verdicts.iter().filter(|v| v.suppressed.is_some()) {
             *sum.suppressed.entry(v.signature.clone()).or_default() += 1;
         }
-        if let Some(err) = &e.kernel_error {
+        if let Some(err) = &e.subject_error {
             let why = match err {
-                BackendError::Guest { console: c, .. } => {
-                    crate::oracle::console::scan(c).first().map(|r| format!(": kernel said {}", r.title)).unwrap_or_default()
-                }
+                BackendError::Guest { console: c, .. } => crate::oracle::console::scan(c)
+                    .first()
+                    .map(|r| format!(": kernel said {}", r.title))
+                    .unwrap_or_default(),
                 _ => String::new(),
             };
             eprintln!("error: seed {s}: {}{why}", err.to_string().lines().next().unwrap_or_default());
@@ -206,12 +207,12 @@ pub fn difftest(
         }
         if last_progress.elapsed() > Duration::from_secs(5) {
             last_progress = Instant::now();
-            sum.reboots = ex.kernel.as_ref().map_or(0, |k| k.reboots);
+            sum.reboots = ex.subject.as_ref().map_or(0, |k| k.reboots);
             sum.seconds = t.elapsed().as_secs_f64();
             eprintln!("progress: {}", sum.render());
         }
     }
-    sum.reboots = ex.kernel.as_ref().map_or(0, |k| k.reboots);
+    sum.reboots = ex.subject.as_ref().map_or(0, |k| k.reboots);
     sum.seconds = t.elapsed().as_secs_f64();
     for (sig, n) in &sum.suppressed {
         let _ = writeln!(out, "suppressed: {sig} ({n} programs)");

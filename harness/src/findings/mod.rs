@@ -194,7 +194,7 @@ impl FindingStore {
         let side = |r: Option<&crate::backend::ProgramRun>| {
             r.map(|r| json!({ "outcomes": r.outcomes, "observations": r.observations, "end": r.end }))
         };
-        let obs = json!({ "model": side(e.model.as_ref()), "kernel": side(e.kernel.as_ref()) });
+        let obs = json!({ "model": side(e.reference.as_ref()), "kernel": side(e.subject.as_ref()) });
         write_atomic(&d.join("observations.json"), &to_json(&obs))?;
         let excerpt = match &verdict.excerpt {
             Some(x) => x.clone(),
@@ -244,13 +244,14 @@ mod tests {
     fn exec() -> Execution {
         Execution {
             resolved: ResolvedProgram::default(),
-            model: None,
-            kernel: None,
+            reference: None,
+            subject: None,
             divergences: vec![],
             verdicts: vec![],
-            kernel_error: None,
-            kernel_time: std::time::Duration::ZERO,
+            subject_error: None,
+            subject_time: std::time::Duration::ZERO,
             coverage: vec![],
+            subject_reset: None,
         }
     }
 

@@ -29,44 +29,102 @@ impl std::fmt::Display for Point {
     }
 }
 
-/// One disagreement between the model and the kernel.
+/// One disagreement between the reference (the model) and the subject (a kernel), typed: the
+/// oracle builds signatures from these fields, never from their display. The JSON form keeps the
+/// names `model` / `kernel` for the two sides.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Divergence {
     /// An op returned different things.
-    Outcome { op_index: usize, model: String, kernel: String },
+    Outcome {
+        op_index: usize,
+        #[serde(rename = "model", serialize_with = "outcome_text")]
+        reference: Outcome,
+        #[serde(rename = "kernel", serialize_with = "outcome_text")]
+        subject: Outcome,
+    },
     /// The area lists differ (names, bases, sizes, order_per_bit).
     Areas { at: Point, model: String, kernel: String },
     /// An area's bitmap differs.
     Bitmap { at: Point, area: String, model_used: u64, kernel_used: u64, only_model: String, only_kernel: String },
     /// An observation exists on one side only.
     MissingObservation { at: Point },
-    /// Pages whose kernel mappings (kind and memory type, from the kernel's page tables) differ
-    /// from the model's.
-    Mapping { at: Point, pages: u64, detail: String },
+    /// Pages whose mappings (kind and memory type, from the kernel's page tables) differ
+    /// between the sides: `pages` in all, in `groups` of consecutive pfns with one disagreement
+    /// each (the first [`MAX_GROUPS`] of `group_count`).
+    Mapping {
+        at: Point,
+        pages: u64,
+        #[serde(rename = "detail", serialize_with = "groups_text")]
+        groups: Vec<MapGroup>,
+        #[serde(skip)]
+        group_count: usize,
+    },
     /// The PKMAP slot the kernel assigned last differs from the model's.
     Pkmap { at: Point, model: u32, kernel: u32 },
 }
 
+/// Pfns `[lo, hi)` that the reference maps as `reference` and the subject as `subject`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapGroup {
+    pub lo: u64,
+    pub hi: u64,
+    pub reference: PageMaps,
+    pub subject: PageMaps,
+}
+
+/// Mapping groups kept (and shown) per divergence.
+pub const MAX_GROUPS: usize = 8;
+
+fn outcome_text<S: serde::Serializer>(o: &Outcome, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&show_outcome(o))
+}
+
+fn groups_text<S: serde::Serializer>(g: &[MapGroup], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&show_groups(g, g.len(), ("model", "kernel")))
+}
+
+/// `pfns 0x40010-0x40012: model lin:wb, kernel lin:wb+vmap:nc; …`.
+fn show_groups(groups: &[MapGroup], count: usize, sides: (&str, &str)) -> String {
+    let mut parts: Vec<String> = groups
+        .iter()
+        .map(|g| {
+            let range =
+                if g.hi - g.lo == 1 { format!("pfn {:#x}", g.lo) } else { format!("pfns {:#x}-{:#x}", g.lo, g.hi - 1) };
+            format!("{range}: {} {}, {} {}", sides.0, show_page_maps(&g.reference), sides.1, show_page_maps(&g.subject))
+        })
+        .collect();
+    if count > groups.len() {
+        parts.push(format!("… ({count} groups)"));
+    }
+    parts.join("; ")
+}
+
+impl Divergence {
+    /// The divergence in words, naming the two sides `sides` (`("model", "kernel")`, or two
+    /// kernels).
+    pub fn describe(&self, sides: (&str, &str)) -> String {
+        let (a, b) = sides;
+        match self {
+            Divergence::Outcome { op_index, reference, subject } => {
+                format!("op #{op_index}: {a} {}, {b} {}", show_outcome(reference), show_outcome(subject))
+            }
+            Divergence::Areas { at, model, kernel } => format!("{at}: areas differ: {a} [{model}], {b} [{kernel}]"),
+            Divergence::Bitmap { at, area, model_used, kernel_used, only_model, only_kernel } => format!(
+                "{at}: area {area} bitmap differs: {a} {model_used} bits used, {b} {kernel_used}; set only in {a}: {only_model}; set only in {b}: {only_kernel}"
+            ),
+            Divergence::MissingObservation { at } => format!("{at}: observation missing on one side"),
+            Divergence::Mapping { at, pages, groups, group_count } => {
+                format!("{at}: mappings differ on {pages} page(s): {}", show_groups(groups, *group_count, sides))
+            }
+            Divergence::Pkmap { at, model, kernel } => format!("{at}: last PKMAP slot: {a} {model}, {b} {kernel}"),
+        }
+    }
+}
+
 impl std::fmt::Display for Divergence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Divergence::Outcome { op_index, model, kernel } => {
-                write!(f, "op #{op_index}: model {model}, kernel {kernel}")
-            }
-            Divergence::Areas { at, model, kernel } => write!(f, "{at}: areas differ: model [{model}], kernel [{kernel}]"),
-            Divergence::Bitmap { at, area, model_used, kernel_used, only_model, only_kernel } => write!(
-                f,
-                "{at}: area {area} bitmap differs: model {model_used} bits used, kernel {kernel_used}; set only in model: {only_model}; set only in kernel: {only_kernel}"
-            ),
-            Divergence::MissingObservation { at } => write!(f, "{at}: observation missing on one side"),
-            Divergence::Mapping { at, pages, detail } => {
-                write!(f, "{at}: mappings differ on {pages} page(s): {detail}")
-            }
-            Divergence::Pkmap { at, model, kernel } => {
-                write!(f, "{at}: last PKMAP slot: model {model}, kernel {kernel}")
-            }
-        }
+        f.write_str(&self.describe(("model", "kernel")))
     }
 }
 
@@ -239,18 +297,13 @@ pub fn compare_maps(
     let diffs = map_differences(model, kernel, handles);
     let total: u64 = diffs.iter().map(|(lo, hi, _, _)| hi - lo).sum();
     if total > 0 {
-        let mut parts: Vec<String> = diffs
-            .iter()
-            .take(8)
-            .map(|(lo, hi, ms, ks)| {
-                let range = if hi - lo == 1 { format!("pfn {lo:#x}") } else { format!("pfns {lo:#x}-{:#x}", hi - 1) };
-                format!("{range}: model {}, kernel {}", show_page_maps(ms), show_page_maps(ks))
-            })
+        let group_count = diffs.len();
+        let groups = diffs
+            .into_iter()
+            .take(MAX_GROUPS)
+            .map(|(lo, hi, reference, subject)| MapGroup { lo, hi, reference, subject })
             .collect();
-        if diffs.len() > 8 {
-            parts.push(format!("… ({} groups)", diffs.len()));
-        }
-        out.push(Divergence::Mapping { at, pages: total, detail: parts.join("; ") });
+        out.push(Divergence::Mapping { at, pages: total, groups, group_count });
     }
     if let (Some(mp), Some(kp)) = (model.pkmap_last, kernel.pkmap_last) {
         if mp != kp {
@@ -293,7 +346,7 @@ pub fn compare(
     let handles = kernel_handles(prog, kernel);
     for (i, (m, k)) in model.outcomes.iter().zip(&kernel.outcomes).enumerate() {
         if !m.agrees_with(k, areas) {
-            out.push(Divergence::Outcome { op_index: i, model: show_outcome(m), kernel: show_outcome(k) });
+            out.push(Divergence::Outcome { op_index: i, reference: m.clone(), subject: k.clone() });
         }
     }
     let mut k_obs = kernel.observations.iter();
@@ -312,6 +365,32 @@ pub fn compare(
     compare_observations(Point::End, &model.end, &kernel.end, &mut out);
     compare_maps(Point::End, &model.end, &kernel.end, &handles, &mut out);
     out
+}
+
+/// Same areas and bitmaps (CmaFree is not part of the layout).
+pub fn same_layout(a: &Observation, b: &Observation) -> bool {
+    a.areas == b.areas
+}
+
+/// How the kernel's state after a reset differs from the expected one: the areas' bitmaps, and
+/// the mapping of every page the tables cover (a page a buggy free left uncached stays so
+/// through the driver's reset, and every later program would diverge on it). `None`: the same.
+pub fn state_difference(want: &Observation, now: &Observation) -> Option<String> {
+    for (x, y) in want.areas.iter().zip(&now.areas) {
+        if x != y {
+            return Some(format!("area {}: {} bits used expected, {} now", x.name, x.used_bits(), y.used_bits()));
+        }
+    }
+    if want.areas.len() != now.areas.len() {
+        return Some(format!("{} areas expected, {} now", want.areas.len(), now.areas.len()));
+    }
+    if now.maps_truncated {
+        return None;
+    }
+    let diffs = map_differences(want, now, &std::collections::BTreeMap::new());
+    diffs.first().map(|(lo, hi, w, n)| {
+        format!("pfns {lo:#x}-{:#x}: {} expected, {} now", hi - 1, show_page_maps(w), show_page_maps(n))
+    })
 }
 
 #[cfg(test)]

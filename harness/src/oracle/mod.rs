@@ -11,11 +11,12 @@
 
 pub mod compare;
 pub mod console;
+pub mod placement;
 
 use crate::backend::BackendError;
+use crate::guest::GuestError;
 use compare::{Divergence, Point};
 use console::Report;
-use crate::guest::GuestError;
 use reference_impl::program::{ResolvedOp, ResolvedProgram};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -118,8 +119,8 @@ pub struct AliasSeen {
     pub at: Point,
     pub first_pfn: u64,
     pub pages: u64,
-    /// `vmap:nc+pkmap:wb`.
-    pub mappings: String,
+    /// Every distinct (kind, memory type) mapping these pages (`vmap:nc+pkmap:wb`).
+    pub mappings: compare::PageMaps,
     /// The rule that accepts it, `None` for a violation.
     pub rule: Option<String>,
 }
@@ -142,35 +143,6 @@ fn op_index_of(at: Point) -> Option<usize> {
     }
 }
 
-/// The outcome's variant name: `allocated`, `alloc_failed`, …
-fn outcome_class(shown: &str) -> &'static str {
-    if shown.starts_with("pfn ") {
-        "allocated"
-    } else if shown.starts_with("outside CMA") {
-        "outside-cma"
-    } else if shown == "failed" {
-        "failed"
-    } else if shown == "released" {
-        "released"
-    } else if shown == "rejected" {
-        "rejected"
-    } else if shown.starts_with("no-op") {
-        "noop"
-    } else if shown.starts_with("refused") {
-        "refused"
-    } else if shown.starts_with("pinned") {
-        "pinned"
-    } else if shown.starts_with("pin of") {
-        "pin-failed"
-    } else if shown.starts_with("unpinned") {
-        "unpinned"
-    } else if shown.starts_with("kmapped") {
-        "kmapped"
-    } else {
-        "other"
-    }
-}
-
 /// Judges one program run. Verdicts with the same signature within one program are merged
 /// (the first detail is kept).
 pub fn judge(e: &Evidence<'_>, sup: &Suppressions, target: &str) -> Vec<Verdict> {
@@ -182,11 +154,11 @@ pub fn judge(e: &Evidence<'_>, sup: &Suppressions, target: &str) -> Vec<Verdict>
     };
     for d in e.divergences {
         let (kind, signature, op_index) = match d {
-            Divergence::Outcome { op_index, model, kernel } => {
+            Divergence::Outcome { op_index, reference, subject } => {
                 let op = e.prog.ops.get(*op_index).map_or("?", ResolvedOp::kind);
                 (
                     VerdictKind::Layout,
-                    format!("layout:{op}:{}-vs-{}", outcome_class(model), outcome_class(kernel)),
+                    format!("layout:{op}:{}-vs-{}", reference.class(), subject.class()),
                     Some(*op_index),
                 )
             }
@@ -200,14 +172,15 @@ pub fn judge(e: &Evidence<'_>, sup: &Suppressions, target: &str) -> Vec<Verdict>
             Divergence::MissingObservation { at } => {
                 (VerdictKind::HarnessError, "harness-error:missing-observation".to_string(), op_index_of(*at))
             }
-            Divergence::Mapping { at, detail, .. } => {
-                // The first group's "model X, kernel Y" names the bug class.
-                let class = detail
-                    .split_once(": model ")
-                    .map(|(_, rest)| rest.split(';').next().unwrap_or(rest))
-                    .map(|s| s.replace(", kernel ", "-vs-"))
+            Divergence::Mapping { at, groups, .. } => {
+                // The first group's memory types on each side name the bug class; as for
+                // bitmaps, not the op the observation followed.
+                let class = groups
+                    .first()
+                    .map(|g| {
+                        format!("{}-vs-{}", compare::show_page_maps(&g.reference), compare::show_page_maps(&g.subject))
+                    })
                     .unwrap_or_default();
-                // As for bitmaps: the mapping class (model vs kernel memory types) names the bug.
                 (VerdictKind::Mapping, format!("mapping:{class}"), op_index_of(*at))
             }
             Divergence::Pkmap { at, .. } => (VerdictKind::Mapping, "mapping:pkmap-slot".to_string(), op_index_of(*at)),
@@ -217,7 +190,7 @@ pub fn judge(e: &Evidence<'_>, sup: &Suppressions, target: &str) -> Vec<Verdict>
     for a in e.aliases {
         let (kind, signature) = match &a.rule {
             Some(rule) => (VerdictKind::AliasByDesign, format!("alias-by-design:{rule}")),
-            None => (VerdictKind::AliasViolation, format!("alias-violation:{}", a.mappings)),
+            None => (VerdictKind::AliasViolation, format!("alias-violation:{}", compare::show_page_maps(&a.mappings))),
         };
         let range = if a.pages == 1 {
             format!("pfn {:#x}", a.first_pfn)
@@ -229,7 +202,7 @@ pub fn judge(e: &Evidence<'_>, sup: &Suppressions, target: &str) -> Vec<Verdict>
             kind,
             signature,
             op_index: op_index_of(a.at),
-            detail: format!("{}: {range} mapped {} at once{why}", a.at, a.mappings),
+            detail: format!("{}: {range} mapped {} at once{why}", a.at, compare::show_page_maps(&a.mappings)),
             excerpt: None,
             suppressed: None,
         });
@@ -439,8 +412,10 @@ pub fn glob(pattern: &str, s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reference_impl::observation::{MapKind, MemType};
+    use reference_impl::outcome::Outcome;
     use reference_impl::program::{AreaId, Handle};
-    use reference_impl::units::{Order, Pages};
+    use reference_impl::units::{Order, Pages, Pfn};
 
     fn prog() -> ResolvedProgram {
         ResolvedProgram {
@@ -474,7 +449,11 @@ mod tests {
     #[test]
     fn signatures_carry_kind_and_op_kind_but_no_pfns() {
         let v = judge_divs(&[
-            Divergence::Outcome { op_index: 0, model: "pfn 0x7e040 (3 pages)".into(), kernel: "failed".into() },
+            Divergence::Outcome {
+                op_index: 0,
+                reference: Outcome::Allocated { pfn: Pfn(0x7e040), pages: Pages(3) },
+                subject: Outcome::AllocFailed,
+            },
             Divergence::Bitmap {
                 at: Point::Observe(1),
                 area: "reserved".into(),
@@ -496,7 +475,13 @@ mod tests {
         let v = judge_divs(&[Divergence::Mapping {
             at: Point::End,
             pages: 3,
-            detail: "pfns 0x7e040-0x7e042: model lin:nc, kernel lin:wb".into(),
+            groups: vec![compare::MapGroup {
+                lo: 0x7e040,
+                hi: 0x7e043,
+                reference: vec![(MapKind::Lin, MemType::Nc)],
+                subject: vec![(MapKind::Lin, MemType::Wb)],
+            }],
+            group_count: 1,
         }]);
         assert_eq!(v[0].signature, "mapping:lin:nc-vs-lin:wb");
     }
@@ -534,7 +519,7 @@ targets = ["arm32-*"]
             at: Point::End,
             first_pfn: 0x7e040,
             pages: 1,
-            mappings: "vmap:nc+pkmap:wb".into(),
+            mappings: vec![(MapKind::Vmap, MemType::Nc), (MapKind::Pkmap, MemType::Wb)],
             rule: None,
         }];
         let e = Evidence { prog: &p, divergences: &[], aliases: &aliases, console: &[], error: None };

@@ -1,13 +1,13 @@
 //! `cmafuzz replay`: runs program files on the model, the kernel or both,
 //! prints what each side returned per op and every disagreement.
 
-use crate::backend::{Backend, BackendError, ProgramRun};
-use crate::oracle::compare::{show_outcome, Divergence};
-use crate::diff::{BackendChoice, ExecError, Executor};
-pub use crate::findings::programs::{collect_files, load, LoadedProgram};
-use crate::findings::programs::ProgramFileError;
-use crate::oracle::{self, Suppressions, Verdict};
 use crate::backend::kernel::boot::{self as session, SessionError};
+use crate::backend::{Backend, BackendError, ProgramRun};
+use crate::diff::{BackendChoice, ExecError, Executor};
+use crate::findings::programs::ProgramFileError;
+pub use crate::findings::programs::{collect_files, load, LoadedProgram};
+use crate::oracle::compare::{show_outcome, Divergence};
+use crate::oracle::{self, Suppressions, Verdict};
 use crate::targets::Target;
 use reference_impl::observation::Observation;
 use serde_json::json;
@@ -15,7 +15,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 use thiserror::Error;
-
 
 #[derive(Debug, Error)]
 pub enum ReplayError {
@@ -88,8 +87,8 @@ pub fn replay(
     ex.set_observe_each(opts.observe_each);
     let boot = ex.boot.clone();
     let mut sum =
-        Summary { kernel_boot: ex.kernel.as_ref().map(|k| k.boot_observation().clone()), ..Summary::default() };
-    if let Some(k) = ex.kernel.as_ref() {
+        Summary { kernel_boot: ex.subject.as_ref().map(|k| k.boot_observation().clone()), ..Summary::default() };
+    if let Some(k) = ex.subject.as_ref() {
         if !json_out {
             let hello = k.hello().map(|h| h.release.clone()).unwrap_or_default();
             let bt = k.boot_times.first().copied().unwrap_or_default();
@@ -129,11 +128,11 @@ pub fn replay(
             }
             Err(e @ ExecError::Model(_)) => return Err(ReplayError::Model(e.to_string())),
         };
-        if e.kernel.is_some() {
-            sum.kernel_time += e.kernel_time;
+        if e.subject.is_some() {
+            sum.kernel_time += e.subject_time;
             sum.kernel_ops += e.resolved.ops.len() as u64;
         }
-        if let Some(err) = &e.kernel_error {
+        if let Some(err) = &e.subject_error {
             // The run did not complete: say so on stderr, keep the console for the user.
             let saved = save_console(err);
             eprintln!("error: {label}: {}{saved}", err.to_string().lines().next().unwrap_or_default());
@@ -143,7 +142,7 @@ pub fn replay(
         }
         if e.finding() {
             sum.diverge += 1;
-        } else if e.kernel_error.is_some() {
+        } else if e.subject_error.is_some() {
             // Counted as an error above (or explained by a suppressed report).
         } else if choice != BackendChoice::Both {
             sum.ran += 1;
@@ -154,14 +153,14 @@ pub fn replay(
         let text = lp.program.to_text();
         let op_lines: Vec<&str> =
             text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
-        let (m, k) = (e.model.as_ref(), e.kernel.as_ref());
+        let (m, k) = (e.reference.as_ref(), e.subject.as_ref());
         if json_out {
             print_json(out, &label, target, choice, &op_lines, m, k, &e.divergences, &e.verdicts);
         } else {
             print_text(out, &label, &op_lines, m, k, &e.divergences, &e.verdicts, &boot);
         }
     }
-    let kb = ex.kernel.as_ref();
+    let kb = ex.subject.as_ref();
     if let (Some(path), Some(k)) = (console_log, kb) {
         if let Err(e) = std::fs::write(path, k.console()) {
             return Err(ReplayError::ConsoleLog { path: path.to_path_buf(), msg: e.to_string() });

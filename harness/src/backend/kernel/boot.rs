@@ -5,10 +5,9 @@
 use crate::backend::{BackendError, KernelBackend};
 use crate::build::agent::{self as guest_build, GuestBuildError};
 use crate::build::kernel::{self as kernel_build, BuildError, BuildRequest, KernelArtifacts};
+use crate::guest::wire;
 use crate::targets::{Target, TargetError};
 use crate::vm::VmSpec;
-use crate::guest::wire;
-use reference_impl::observation::Observation;
 use reference_impl::profile::{Arch, KernelProfile};
 use reference_impl::units::Pfn;
 use std::path::PathBuf;
@@ -102,27 +101,4 @@ pub fn profile_from_kernel(target: &Target, kb: &KernelBackend) -> Result<Kernel
         p.max_pfn = Pfn(h.max_pfn);
     }
     Ok(p)
-}
-
-/// A note when the kernel placed its areas differently from the layout the
-/// target records (the full model turns this into a finding).
-pub fn placement_note(target: &Target, boot: &Observation) -> Option<String> {
-    let expect = target.boot_observation();
-    let show = |o: &Observation| {
-        o.areas
-            .iter()
-            .map(|a| format!("{}@{:#x}+{} ({} used)", a.name, a.base_pfn.0, a.count.0, a.used_bits()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    if expect.areas == boot.areas {
-        None
-    } else {
-        Some(format!(
-            "boot CMA layout differs from the one recorded for {}: kernel [{}], recorded [{}]",
-            target.name,
-            show(boot),
-            show(&expect)
-        ))
-    }
 }

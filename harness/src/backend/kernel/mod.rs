@@ -1,5 +1,257 @@
-//! The real kernel in qemu as a backend: booting a target (`boot`), and decoding the driver's
-//! memory-type indices with the guest CPU's own attribute registers (`memtype`).
+//! The real kernel in qemu as a backend: a VM booted from built artifacts (`boot` builds and
+//! boots a target), one RUN frame per program through the agent, the driver's answers decoded
+//! into the shared vocabulary (`codec`, `memtype`).
 
 pub mod boot;
+pub mod codec;
 pub mod memtype;
+
+use super::{Backend, BackendError, ProgramRun, Reset};
+use crate::guest::wire::{self, WireOp};
+use crate::guest::GuestError;
+use crate::vm::{Vm, VmSpec};
+use memtype::AttrDecoder;
+use reference_impl::observation::Observation;
+use reference_impl::program::ResolvedProgram;
+
+/// The real kernel in qemu, driven through the agent.
+pub struct KernelBackend {
+    /// Who this kernel is in reports (`kernel`, or `kernel (patched)` beside another).
+    pub name: String,
+    spec: VmSpec,
+    vm: Option<Vm>,
+    boot: Observation,
+    /// Reboots caused by resets that did not restore the boot state or by dead guests.
+    pub reboots: u32,
+    pub boot_times: Vec<std::time::Duration>,
+    /// The console of the last VM that was thrown away (bounded), so a dead
+    /// guest's last words survive it.
+    last_console: String,
+    /// What the last VM printed that [`KernelBackend::new_console`] had not handed out yet.
+    dead_console: Option<String>,
+    /// The PKMAP slot the driver learnt at the last reset (arm32 highmem), for the model.
+    pub pkmap_last: Option<u32>,
+    /// Ask the driver for an observation after every op (`CF_RUN_OBSERVE_EACH`).
+    pub observe_each: bool,
+    /// Ask the agent for KCOV coverage of every run (`CF_RUN_KCOV`). Set it only when the
+    /// hello says the agent has KCOV ([`wire::Hello::kcov`]); otherwise runs have no coverage.
+    pub kcov: bool,
+}
+
+impl KernelBackend {
+    /// Boots the kernel and reads its boot-time CMA layout.
+    pub fn boot(spec: VmSpec) -> Result<Self, BackendError> {
+        let mut vm = Vm::boot(&spec)?;
+        let boot_time = vm.boot_time;
+        let boot = observe(&mut vm)?;
+        Ok(KernelBackend {
+            name: "kernel".into(),
+            spec,
+            vm: Some(vm),
+            boot,
+            reboots: 0,
+            boot_times: vec![boot_time],
+            last_console: String::new(),
+            dead_console: None,
+            pkmap_last: None,
+            observe_each: false,
+            kcov: false,
+        })
+    }
+
+    pub fn hello(&self) -> Option<&wire::Hello> {
+        self.vm.as_ref().map(|v| &v.hello)
+    }
+
+    fn vm(&mut self) -> Result<&mut Vm, BackendError> {
+        if self.vm.is_none() {
+            let vm = Vm::boot(&self.spec)?;
+            self.boot_times.push(vm.boot_time);
+            self.reboots += 1;
+            self.vm = Some(vm);
+        }
+        // Just ensured.
+        self.vm.as_mut().ok_or_else(|| BackendError::Model("no VM".into()))
+    }
+
+    /// qemu's process id, if a VM runs (for fault-injection tests).
+    pub fn vm_pid(&self) -> Option<u32> {
+        self.vm.as_ref().map(|v| v.pid())
+    }
+
+    /// Throws the VM away; the next use boots a fresh one.
+    pub fn discard_vm(&mut self) {
+        self.drop_vm();
+    }
+
+    /// Drops the VM, keeping what it printed that nobody has read yet.
+    fn drop_vm(&mut self) {
+        if let Some(mut vm) = self.vm.take() {
+            let rest = vm.new_console(true);
+            self.dead_console.get_or_insert_with(String::new).push_str(&rest);
+        }
+    }
+
+    /// The console printed since the last call, across reboots: the rest of any VM thrown away
+    /// since, then the current VM's new complete lines. Each line is handed out once, so the
+    /// console is scanned once however long a campaign runs.
+    pub fn new_console(&mut self) -> String {
+        let mut out = self.dead_console.take().unwrap_or_default();
+        if let Some(vm) = self.vm.as_mut() {
+            out.push_str(&vm.new_console(false));
+        }
+        out
+    }
+
+    /// The console of the current VM (bounded), if one runs.
+    /// The console of the current VM, or of the last one if it died (bounded to 1 MiB).
+    pub fn console(&self) -> String {
+        match &self.vm {
+            Some(v) => v.console(),
+            None => self.last_console.clone(),
+        }
+    }
+
+    /// Boots a fresh VM and gives it the driver's RESET + OBSERVE, as every program gets: that
+    /// flushes the PKMAP slots boot left and reports the cursor, which the model must take
+    /// (without it, the first program after a reboot diverged on `mapping:pkmap-slot`).
+    fn boot_fresh(&mut self) -> Result<Option<Observation>, BackendError> {
+        self.drop_vm();
+        self.vm()?;
+        self.reset_observe().map_err(|e| self.guest_err(e))
+    }
+
+    /// The driver's RESET then OBSERVE on the running VM; learns the PKMAP cursor from it.
+    fn reset_observe(&mut self) -> Result<Option<Observation>, GuestError> {
+        let Some(vm) = self.vm.as_mut() else { return Ok(None) };
+        let r = vm.chan.run(&RESET_OBSERVE)?;
+        let dec = codec::decoder(&vm.hello);
+        let now = r.observations.first().map(|o| codec::to_observation(o, &dec));
+        self.pkmap_last = now.as_ref().and_then(|o| o.pkmap_last);
+        Ok(now)
+    }
+
+    fn decoder(&mut self) -> Result<AttrDecoder, BackendError> {
+        Ok(codec::decoder(&self.vm()?.hello))
+    }
+
+    fn guest_err(&mut self, source: GuestError) -> BackendError {
+        // The whole (bounded) console: an Oops header comes long before the panic.
+        let console = self.vm.as_ref().map(|v| v.console()).unwrap_or_default();
+        // A guest that failed once is not trusted again.
+        self.drop_vm();
+        self.last_console = console.clone();
+        BackendError::Guest { source, console }
+    }
+}
+
+fn observe(vm: &mut Vm) -> Result<Observation, BackendError> {
+    let r = vm
+        .chan
+        .run(&[WireOp { kind: wire::OP_OBSERVE, ..Default::default() }])
+        .map_err(|source| BackendError::Guest { source, console: vm.console_tail(40) })?;
+    let dec = codec::decoder(&vm.hello);
+    match r.observations.first() {
+        Some(o) => Ok(codec::to_observation(o, &dec)),
+        None => Err(BackendError::Inconsistent { index: 0, kind: wire::OP_OBSERVE, status: r.results[0].status }),
+    }
+}
+
+impl Backend for KernelBackend {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn boot_observation(&self) -> &Observation {
+        &self.boot
+    }
+
+    /// The driver's RESET then OBSERVE. A guest that cannot reset, or a VM that died, is
+    /// rebooted (the documented recovery), and the reset says so.
+    fn reset(&mut self) -> Result<Reset, BackendError> {
+        self.pkmap_last = None;
+        if self.vm.is_none() {
+            // The last guest died: a fresh one is at its boot state already.
+            let state = self.boot_fresh()?;
+            return Ok(Reset { state, restarted: true });
+        }
+        match self.reset_observe() {
+            Ok(state) => Ok(Reset { state, restarted: false }),
+            Err(e) => {
+                let _ = self.guest_err(e);
+                let state = self.boot_fresh()?;
+                Ok(Reset { state, restarted: true })
+            }
+        }
+    }
+
+    fn restart(&mut self) -> Result<Option<Observation>, BackendError> {
+        self.boot_fresh()
+    }
+
+    fn new_console(&mut self) -> String {
+        KernelBackend::new_console(self)
+    }
+
+    fn set_observe_each(&mut self, on: bool) {
+        self.observe_each = on;
+    }
+
+    fn set_coverage(&mut self, on: bool) -> bool {
+        self.kcov = on && self.hello().is_some_and(wire::Hello::kcov);
+        self.kcov
+    }
+
+    fn restarts(&self) -> u32 {
+        self.reboots
+    }
+
+    fn run(&mut self, prog: &ResolvedProgram) -> Result<ProgramRun, BackendError> {
+        let mut ops: Vec<WireOp> = prog.ops.iter().map(codec::to_wire).collect();
+        ops.push(WireOp { kind: wire::OP_OBSERVE, ..Default::default() });
+        let mut results = Vec::with_capacity(ops.len());
+        let mut obs = Vec::new();
+        // Handles live in the driver across runs, so long programs go in chunks; with an
+        // observation after every op, small ones, so that a RESULT stays far below CF_MAX_FRAME.
+        let (per_run, mut flags) =
+            if self.observe_each { (64, wire::RUN_OBSERVE_EACH) } else { (wire::MAX_OPS as usize, 0) };
+        if self.kcov {
+            flags |= wire::RUN_KCOV;
+        }
+        let mut coverage = Vec::new();
+        for (ci, chunk) in ops.chunks(per_run).enumerate() {
+            let base = ci * per_run;
+            let r = match self.vm()?.chan.run_flags(chunk, flags) {
+                Ok(r) => r,
+                Err(e) => return Err(self.guest_err(e)),
+            };
+            results.extend(r.results);
+            if let Some(k) = r.kcov {
+                coverage.extend(k.pcs);
+            }
+            obs.extend(r.observations.into_iter().map(|o| (base + o.op_index as usize, o)));
+        }
+        let mut outcomes = Vec::with_capacity(prog.ops.len());
+        for (i, (op, r)) in ops.iter().zip(&results).enumerate().take(prog.ops.len()) {
+            outcomes.push(codec::to_outcome(i, op, r)?);
+        }
+        let dec = self.decoder()?;
+        let mut observations: Vec<(usize, Observation)> =
+            obs.iter().map(|(i, o)| (*i, codec::to_observation(o, &dec))).collect();
+        let end = match observations.pop() {
+            Some((i, o)) if i == prog.ops.len() => o,
+            _ => return Err(BackendError::Inconsistent { index: prog.ops.len(), kind: wire::OP_OBSERVE, status: 0 }),
+        };
+        let raw = results.iter().take(prog.ops.len()).map(|r| Some(codec::to_reply(r))).collect();
+        // Distinct within each run already; chunks of one program may repeat PCs.
+        coverage.sort_unstable();
+        coverage.dedup();
+        Ok(ProgramRun { outcomes, raw, observations, end, coverage })
+    }
+}
+
+/// The driver's RESET then OBSERVE.
+const RESET_OBSERVE: [WireOp; 2] = [
+    WireOp { kind: wire::OP_RESET, area: 0, handle: 0, flags: 0, a: 0, b: 0 },
+    WireOp { kind: wire::OP_OBSERVE, area: 0, handle: 0, flags: 0, a: 0, b: 0 },
+];

@@ -1,0 +1,210 @@
+//! The driver's frames in the shared vocabulary and back: resolved ops to `struct cf_op`,
+//! `struct cf_result` to outcomes (a status an op cannot produce is a garbled guest), and
+//! observation blocks to observations, memory types decoded with the guest CPU's own registers.
+
+use super::memtype::AttrDecoder;
+use crate::backend::{BackendError, DriverReply};
+use crate::guest::wire::{self, WireObs, WireOp, WireResult};
+use reference_impl::observation::{AreaObservation, MapKind, MapLevel, MapRun, Observation, PageAddr};
+use reference_impl::outcome::Outcome;
+use reference_impl::program::{Gfp, ResolvedOp};
+use reference_impl::units::{Pages, Pfn};
+
+/// The driver's answer as it gave it.
+pub fn to_reply(r: &WireResult) -> DriverReply {
+    DriverReply { status: r.status, kind: r.kind, pfn: r.pfn, pages: r.pages, aux: r.aux }
+}
+
+/// The memory-type decoder for the kernel that said `hello`.
+pub fn decoder(hello: &wire::Hello) -> AttrDecoder {
+    AttrDecoder::new(hello.arch, hello.attr_regs)
+}
+
+/// One `struct cf_map` in the shared vocabulary.
+pub fn to_map_run(m: &wire::WireMap, dec: &AttrDecoder) -> MapRun {
+    let kind = match m.kind {
+        wire::MAP_LIN => MapKind::Lin,
+        wire::MAP_VMAP => MapKind::Vmap,
+        wire::MAP_PKMAP => MapKind::Pkmap,
+        _ => MapKind::Fixmap,
+    };
+    let level = match m.level {
+        wire::LVL_PTE => MapLevel::Pte,
+        wire::LVL_SECTION => MapLevel::Section,
+        wire::LVL_PMD => MapLevel::Pmd,
+        _ => MapLevel::Pud,
+    };
+    MapRun {
+        kind,
+        first: PageAddr::Pfn(Pfn(m.pfn)),
+        pages: u64::from(m.pages),
+        mem: dec.decode(m.attr),
+        va: Some(m.va),
+        level: Some(level),
+    }
+}
+
+pub fn to_observation(o: &WireObs, dec: &AttrDecoder) -> Observation {
+    Observation {
+        areas: o
+            .areas
+            .iter()
+            .map(|a| AreaObservation {
+                name: a.name.clone(),
+                base_pfn: Pfn(a.base_pfn),
+                count: Pages(a.count),
+                order_per_bit: a.order_per_bit,
+                bitmap: a.words.clone(),
+            })
+            .collect(),
+        cma_free: Some(Pages(o.cma_free_pages)),
+        maps: o.maps.iter().map(|m| to_map_run(m, dec)).collect(),
+        maps_truncated: o.flags & wire::OBS_MAPS_TRUNCATED != 0,
+        pkmap_last: (o.pkmap_last != wire::PKMAP_UNKNOWN).then_some(o.pkmap_last),
+    }
+}
+
+/// Encodes one resolved op for the driver.
+pub fn to_wire(op: &ResolvedOp) -> WireOp {
+    match op {
+        ResolvedOp::CmaAlloc { area, h, count, align } => {
+            WireOp { kind: wire::OP_CMA_ALLOC, area: area.0, handle: h.0, flags: 0, a: count.0, b: u64::from(align.0) }
+        }
+        ResolvedOp::CmaRelease { h } => WireOp { kind: wire::OP_CMA_RELEASE, handle: h.0, ..Default::default() },
+        ResolvedOp::CmaReleaseRaw { area, off, count } => {
+            WireOp { kind: wire::OP_CMA_RELEASE_RAW, area: area.0, a: *off as u64, b: count.0, ..Default::default() }
+        }
+        ResolvedOp::DmaAlloc { h, size, attrs, gfp } => {
+            let mut flags = 0;
+            if attrs.wc {
+                flags |= wire::ATTR_WC;
+            }
+            if attrs.nokmap {
+                flags |= wire::ATTR_NOKMAP;
+            }
+            if *gfp == Gfp::Atomic {
+                flags |= wire::GFP_ATOMIC;
+            }
+            WireOp { kind: wire::OP_DMA_ALLOC, handle: h.0, flags, a: size.0, ..Default::default() }
+        }
+        ResolvedOp::DmaFree { h } => WireOp { kind: wire::OP_DMA_FREE, handle: h.0, ..Default::default() },
+        ResolvedOp::Pin { area, off } => {
+            WireOp { kind: wire::OP_PIN, area: area.0, a: *off as u64, ..Default::default() }
+        }
+        ResolvedOp::Unpin { area, off } => {
+            WireOp { kind: wire::OP_UNPIN, area: area.0, a: *off as u64, ..Default::default() }
+        }
+        ResolvedOp::Kmap { area, off } => {
+            WireOp { kind: wire::OP_KMAP, area: area.0, a: *off as u64, ..Default::default() }
+        }
+        ResolvedOp::Observe => WireOp { kind: wire::OP_OBSERVE, ..Default::default() },
+    }
+}
+
+/// Decodes the driver's answer to one op into the shared vocabulary;
+/// a status that the op cannot produce is a garbled guest.
+pub fn to_outcome(index: usize, op: &WireOp, r: &WireResult) -> Result<Outcome, BackendError> {
+    let bad = || BackendError::Inconsistent { index, kind: r.kind, status: r.status };
+    if r.kind != op.kind {
+        return Err(bad());
+    }
+    let o = match (op.kind, r.status) {
+        (_, wire::ST_BADOP) => Outcome::BadOp,
+        (wire::OP_CMA_ALLOC | wire::OP_DMA_ALLOC, wire::ST_OK) => {
+            Outcome::Allocated { pfn: Pfn(r.pfn), pages: Pages(r.pages) }
+        }
+        (wire::OP_CMA_ALLOC | wire::OP_DMA_ALLOC, wire::ST_FAILED) => Outcome::AllocFailed,
+        (wire::OP_CMA_RELEASE | wire::OP_DMA_FREE | wire::OP_CMA_RELEASE_RAW, wire::ST_OK) => Outcome::Released,
+        (wire::OP_CMA_RELEASE | wire::OP_DMA_FREE | wire::OP_CMA_RELEASE_RAW, wire::ST_FAILED) => {
+            Outcome::ReleaseRejected
+        }
+        (wire::OP_CMA_RELEASE | wire::OP_DMA_FREE, wire::ST_NOOP) => Outcome::Noop,
+        (wire::OP_CMA_RELEASE_RAW | wire::OP_PIN | wire::OP_KMAP, wire::ST_REFUSED) => Outcome::Refused,
+        (wire::OP_KMAP, wire::ST_OK) => Outcome::Kmapped { pfn: Pfn(r.pfn) },
+        (wire::OP_KMAP, wire::ST_FAILED) => Outcome::PinFailed { pfn: Pfn(r.pfn) },
+        (wire::OP_KMAP, wire::ST_NOOP) => Outcome::Noop,
+        (wire::OP_PIN, wire::ST_OK) => Outcome::Pinned { pfn: Pfn(r.pfn) },
+        (wire::OP_PIN, wire::ST_FAILED) => Outcome::PinFailed { pfn: Pfn(r.pfn) },
+        (wire::OP_UNPIN, wire::ST_OK) => Outcome::Unpinned { pfn: Pfn(r.pfn) },
+        (wire::OP_UNPIN, wire::ST_NOOP) => Outcome::Noop,
+        (wire::OP_OBSERVE, wire::ST_OK) => Outcome::Observed,
+        _ => return Err(bad()),
+    };
+    Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reference_impl::program::{AreaId, DmaAttrs, Handle};
+    use reference_impl::units::{Bytes, Order};
+
+    #[test]
+    fn ops_encode_with_the_fields_the_driver_reads() {
+        let w = to_wire(&ResolvedOp::CmaAlloc { area: AreaId(1), h: Handle(5), count: Pages(16), align: Order(4) });
+        assert_eq!((w.kind, w.area, w.handle, w.a, w.b), (wire::OP_CMA_ALLOC, 1, 5, 16, 4));
+        let w = to_wire(&ResolvedOp::CmaReleaseRaw { area: AreaId(0), off: -3, count: Pages(2) });
+        assert_eq!(w.a as i64, -3);
+        let w = to_wire(&ResolvedOp::DmaAlloc {
+            h: Handle(2),
+            size: Bytes(4097),
+            attrs: DmaAttrs { wc: true, nokmap: true },
+            gfp: Gfp::Atomic,
+        });
+        assert_eq!(w.flags, wire::ATTR_WC | wire::ATTR_NOKMAP | wire::GFP_ATOMIC);
+        assert_eq!(w.a, 4097);
+    }
+
+    #[test]
+    fn a_status_the_op_cannot_produce_is_inconsistent() {
+        let op = WireOp { kind: wire::OP_CMA_ALLOC, ..Default::default() };
+        let r = WireResult { status: wire::ST_REFUSED, kind: wire::OP_CMA_ALLOC, pfn: 0, pages: 0, aux: 0 };
+        assert!(matches!(to_outcome(0, &op, &r), Err(BackendError::Inconsistent { .. })));
+        let r = WireResult { status: wire::ST_OK, kind: wire::OP_DMA_FREE, pfn: 0, pages: 0, aux: 0 };
+        assert!(matches!(to_outcome(0, &op, &r), Err(BackendError::Inconsistent { .. })));
+    }
+
+    #[test]
+    fn statuses_map_to_outcomes() {
+        let raw = WireOp { kind: wire::OP_CMA_RELEASE_RAW, ..Default::default() };
+        let r = |status| WireResult { status, kind: wire::OP_CMA_RELEASE_RAW, pfn: 0, pages: 0, aux: 0 };
+        assert_eq!(to_outcome(0, &raw, &r(wire::ST_REFUSED)).ok(), Some(Outcome::Refused));
+        assert_eq!(to_outcome(0, &raw, &r(wire::ST_FAILED)).ok(), Some(Outcome::ReleaseRejected));
+        assert_eq!(to_outcome(0, &raw, &r(wire::ST_OK)).ok(), Some(Outcome::Released));
+    }
+
+    #[test]
+    fn pin_and_unpin_encode_area_and_signed_offset() {
+        let w = to_wire(&ResolvedOp::Pin { area: AreaId(2), off: 65 });
+        assert_eq!((w.kind, w.area, w.handle, w.flags, w.a, w.b), (wire::OP_PIN, 2, 0, 0, 65, 0));
+        let w = to_wire(&ResolvedOp::Unpin { area: AreaId(0), off: -1 });
+        assert_eq!((w.kind, w.area, w.a as i64, w.b), (wire::OP_UNPIN, 0, -1, 0));
+    }
+
+    #[test]
+    fn pin_statuses_map_to_pinned_pin_failed_and_refused() {
+        let op = WireOp { kind: wire::OP_PIN, ..Default::default() };
+        let r = |status| WireResult { status, kind: wire::OP_PIN, pfn: 0x7e041, pages: 1, aux: 0 };
+        assert_eq!(to_outcome(0, &op, &r(wire::ST_OK)).ok(), Some(Outcome::Pinned { pfn: Pfn(0x7e041) }));
+        assert_eq!(to_outcome(0, &op, &r(wire::ST_FAILED)).ok(), Some(Outcome::PinFailed { pfn: Pfn(0x7e041) }));
+        assert_eq!(to_outcome(0, &op, &r(wire::ST_REFUSED)).ok(), Some(Outcome::Refused));
+        assert_eq!(to_outcome(0, &op, &r(wire::ST_BADOP)).ok(), Some(Outcome::BadOp));
+        assert!(matches!(to_outcome(0, &op, &r(wire::ST_NOOP)), Err(BackendError::Inconsistent { .. })));
+    }
+
+    #[test]
+    fn unpin_statuses_map_to_unpinned_and_noop() {
+        let op = WireOp { kind: wire::OP_UNPIN, ..Default::default() };
+        let r = |status| WireResult { status, kind: wire::OP_UNPIN, pfn: 0x7cc61, pages: 1, aux: 0 };
+        assert_eq!(to_outcome(0, &op, &r(wire::ST_OK)).ok(), Some(Outcome::Unpinned { pfn: Pfn(0x7cc61) }));
+        assert_eq!(to_outcome(0, &op, &r(wire::ST_NOOP)).ok(), Some(Outcome::Noop));
+        for status in [wire::ST_FAILED, wire::ST_REFUSED] {
+            assert!(matches!(to_outcome(0, &op, &r(status)), Err(BackendError::Inconsistent { .. })), "{status}");
+        }
+    }
+
+    #[test]
+    fn the_model_and_the_wire_format_agree_on_the_pin_limit() {
+        assert_eq!(wire::MAX_PINS as usize, reference_impl::program::MAX_PINS);
+    }
+}
