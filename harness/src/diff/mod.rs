@@ -197,6 +197,7 @@ impl<R: Backend, S: Backend> Executor<R, S> {
             self.rules.as_ref(),
             &self.sup,
             &self.target.name,
+            oracle::MODEL_KERNEL,
         );
         let coverage = srun.as_ref().map(|k| k.coverage.clone()).unwrap_or_default();
         Ok(Execution {
@@ -225,6 +226,7 @@ impl<R: Backend, S: Backend> Executor<R, S> {
             }
         };
         let reports = console::scan(&other.new_console());
+        let first = self.subject.as_ref().map_or("kernel", |s| s.name());
         let (divergences, verdicts) = judge_pair(
             &e.resolved,
             e.subject.as_ref(),
@@ -235,6 +237,7 @@ impl<R: Backend, S: Backend> Executor<R, S> {
             self.rules.as_ref(),
             &self.sup,
             &self.target.name,
+            (first, other.name()),
         );
         Against { run, divergences, verdicts, error }
     }
@@ -341,6 +344,7 @@ fn judge_pair(
     rules: Option<&AliasRules>,
     sup: &Suppressions,
     target: &str,
+    sides: (&str, &str),
 ) -> (Vec<Divergence>, Vec<Verdict>) {
     let divergences = match (reference, subject) {
         (Some(m), Some(k)) => compare::compare(prog, m, k, &boot.areas),
@@ -350,10 +354,11 @@ fn judge_pair(
         (Some(k), Some(rules)) => scan_aliases(rules, k),
         _ => vec![],
     };
-    let verdicts = oracle::judge(
+    let verdicts = oracle::judge_sides(
         &oracle::Evidence { prog, divergences: &divergences, aliases: &aliases, console: reports, error },
         sup,
         target,
+        sides,
     );
     (divergences, verdicts)
 }

@@ -146,6 +146,15 @@ fn op_index_of(at: Point) -> Option<usize> {
 /// Judges one program run. Verdicts with the same signature within one program are merged
 /// (the first detail is kept).
 pub fn judge(e: &Evidence<'_>, sup: &Suppressions, target: &str) -> Vec<Verdict> {
+    judge_sides(e, sup, target, MODEL_KERNEL)
+}
+
+/// The names of the two sides of today's spine, as details show them.
+pub const MODEL_KERNEL: (&str, &str) = ("model", "kernel");
+
+/// [`judge`] of a run whose two sides are called `sides` in the details (two kernels: `kernel`
+/// and `kernel (patched)`). Signatures do not name the sides.
+pub fn judge_sides(e: &Evidence<'_>, sup: &Suppressions, target: &str, sides: (&str, &str)) -> Vec<Verdict> {
     let mut out: Vec<Verdict> = Vec::new();
     let mut push = |v: Verdict| {
         if !out.iter().any(|o| o.signature == v.signature) {
@@ -185,7 +194,7 @@ pub fn judge(e: &Evidence<'_>, sup: &Suppressions, target: &str) -> Vec<Verdict>
             }
             Divergence::Pkmap { at, .. } => (VerdictKind::Mapping, "mapping:pkmap-slot".to_string(), op_index_of(*at)),
         };
-        push(Verdict { kind, signature, op_index, detail: d.to_string(), excerpt: None, suppressed: None });
+        push(Verdict { kind, signature, op_index, detail: d.describe(sides), excerpt: None, suppressed: None });
     }
     for a in e.aliases {
         let (kind, signature) = match &a.rule {

@@ -3,7 +3,7 @@
 
 use crate::backend::kernel::boot::{self as session, SessionError};
 use crate::backend::{Backend, BackendError, ProgramRun};
-use crate::diff::{BackendChoice, ExecError, Executor};
+use crate::diff::{Against, BackendChoice, ExecError, Executor};
 use crate::findings::programs::ProgramFileError;
 pub use crate::findings::programs::{collect_files, load, LoadedProgram};
 use crate::oracle::compare::{show_outcome, Divergence};
@@ -20,6 +20,8 @@ use thiserror::Error;
 pub enum ReplayError {
     #[error(transparent)]
     Programs(#[from] ProgramFileError),
+    #[error("--vs-kernel-patch and --vs-target compare two kernels: drop --backend model")]
+    VsWithoutKernel,
     #[error("{path}: cannot write the console log: {msg}")]
     ConsoleLog { path: PathBuf, msg: String },
     #[error(transparent)]
@@ -62,12 +64,29 @@ pub struct ReplayOptions {
     pub suppressions: Suppressions,
     /// Observe after every op, not only at `observe` ops and the end.
     pub observe_each: bool,
+    /// A second kernel that runs every program beside the first and is judged against it.
+    pub vs: Option<VsKernel>,
+}
+
+/// The second kernel of `replay --vs-kernel-patch` / `--vs-target`.
+#[derive(Debug, Clone)]
+pub struct VsKernel {
+    pub target: Target,
+    pub kernel: session::KernelChoice,
+    /// Its name in reports: `kernel (patched)`, `kernel arm64-6.12`.
+    pub name: String,
 }
 
 impl ReplayOptions {
     /// Text output, the built-in suppressions, observations where the program asks.
     pub fn new(json: bool) -> Result<Self, crate::oracle::SuppressionError> {
-        Ok(ReplayOptions { json, console_log: None, suppressions: Suppressions::builtin()?, observe_each: false })
+        Ok(ReplayOptions {
+            json,
+            console_log: None,
+            suppressions: Suppressions::builtin()?,
+            observe_each: false,
+            vs: None,
+        })
     }
 }
 
@@ -83,8 +102,24 @@ pub fn replay(
 ) -> Result<Summary, ReplayError> {
     let json_out = opts.json;
     let console_log = opts.console_log.as_deref();
+    if opts.vs.is_some() && choice == BackendChoice::Model {
+        return Err(ReplayError::VsWithoutKernel);
+    }
     let mut ex = Executor::start(target, choice, kernel, opts.suppressions.clone(), &mut |l| eprintln!("{l}"))?;
     ex.set_observe_each(opts.observe_each);
+    let mut vs = match &opts.vs {
+        Some(v) => {
+            let mut k = session::boot_kernel(&v.target, &v.kernel, &mut |l| eprintln!("{l}"))?;
+            k.name.clone_from(&v.name);
+            k.set_observe_each(opts.observe_each);
+            if !json_out {
+                let hello = k.hello().map(|h| h.release.clone()).unwrap_or_default();
+                let _ = writeln!(out, "{}: {} ({hello}) runs every program beside the kernel", v.name, v.target.name);
+            }
+            Some(k)
+        }
+        None => None,
+    };
     let boot = ex.boot.clone();
     let mut sum =
         Summary { kernel_boot: ex.subject.as_ref().map(|k| k.boot_observation().clone()), ..Summary::default() };
@@ -153,11 +188,24 @@ pub fn replay(
         let text = lp.program.to_text();
         let op_lines: Vec<&str> =
             text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+        let second = vs.as_mut().map(|k| (ex.against(&e, k), k.name.clone()));
+        if let Some((a, _)) = &second {
+            if oracle::any_unsuppressed(&a.verdicts) && !e.finding() {
+                sum.diverge += 1;
+            }
+            if a.verdicts.iter().any(|v| v.kind == crate::oracle::VerdictKind::HarnessError) && !e.harness_error() {
+                sum.errors += 1;
+            }
+            sum.suppressed += a.verdicts.iter().filter(|v| v.suppressed.is_some()).count();
+        }
         let (m, k) = (e.reference.as_ref(), e.subject.as_ref());
         if json_out {
-            print_json(out, &label, target, choice, &op_lines, m, k, &e.divergences, &e.verdicts);
+            print_json(out, &label, target, choice, &op_lines, m, k, &e.divergences, &e.verdicts, second.as_ref());
         } else {
             print_text(out, &label, &op_lines, m, k, &e.divergences, &e.verdicts, &boot);
+            if let Some((a, name)) = &second {
+                print_against(out, name, a);
+            }
         }
     }
     let kb = ex.subject.as_ref();
@@ -222,6 +270,25 @@ fn report_error(out: &mut dyn Write, json_out: bool, label: &str, msg: &str) {
         let _ = writeln!(out, "{}", json!({"file": label, "verdict": "error", "error": msg}));
     }
     eprintln!("error: {label}: {one_line}");
+}
+
+/// The second kernel's verdicts on one program (`--vs-*`).
+fn print_against(out: &mut dyn Write, name: &str, a: &Against) {
+    if let Some(err) = &a.error {
+        let _ = writeln!(out, "  {name}: did not complete: {}", err.to_string().lines().next().unwrap_or_default());
+    }
+    for v in &a.verdicts {
+        let tag = if v.suppressed.is_some() { "suppressed" } else { "VERDICT" };
+        let _ = writeln!(out, "  {name} vs kernel: {tag}: {v}");
+    }
+    let verdict = if oracle::any_unsuppressed(&a.verdicts) {
+        "FINDING"
+    } else if a.divergences.is_empty() && a.error.is_none() {
+        "agree"
+    } else {
+        "agree (suppressed verdicts only)"
+    };
+    let _ = writeln!(out, "  => {name} vs kernel: {verdict}");
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -329,6 +396,7 @@ fn print_json(
     k: Option<&ProgramRun>,
     divs: &[Divergence],
     verdicts: &[Verdict],
+    second: Option<&(Against, String)>,
 ) {
     let n = m.or(k).map_or(0, |r| r.outcomes.len());
     let op_objs: Vec<_> = (0..n)
@@ -366,6 +434,14 @@ fn print_json(
         "kernel_observations": obs(k),
         "divergences": divs,
         "verdicts": verdicts,
+        "vs": second.map(|(a, name)| json!({
+            "name": name,
+            "outcomes": a.run.as_ref().map(|r| &r.outcomes),
+            "observations": obs(a.run.as_ref()),
+            "divergences": a.divergences,
+            "verdicts": a.verdicts,
+            "error": a.error.as_ref().map(ToString::to_string),
+        })),
     });
     let _ = writeln!(out, "{v}");
 }

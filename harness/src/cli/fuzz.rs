@@ -1,0 +1,77 @@
+//! `cmafuzz fuzz`: a coverage-guided LibAFL campaign.
+
+use super::KernelArgs;
+use crate::targets;
+use anyhow::Context;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct FuzzArgs {
+    #[arg(long)]
+    pub target: Option<String>,
+    /// How long to run: 30s, 10m, 8h, 1d.
+    #[arg(long, default_value = "10m")]
+    pub duration: String,
+    /// Cores: a count (2) or a list (0,2-3); one client and one VM per core.
+    #[arg(long, default_value = "1")]
+    pub cores: String,
+    /// Seed programs.
+    #[arg(long, value_name = "DIR", default_value = "corpora/seed")]
+    pub corpus: PathBuf,
+    /// Campaign directory: corpus/, findings/, stats.json, clients.log.
+    #[arg(long, value_name = "DIR", default_value = "out")]
+    pub out: PathBuf,
+    /// Random seed of the clients (client i uses seed + i).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Append every status line as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json_stats: Option<PathBuf>,
+    /// Address of this campaign's LLMP broker (loopback unless built with `public-broker`).
+    #[arg(long, value_name = "IP:PORT", default_value = crate::campaign::DEFAULT_LISTEN)]
+    pub listen: String,
+    /// Join another machine's campaign: connect this broker to its broker.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub broker: Option<String>,
+    /// Stop the campaign once OUT/findings holds a finding (checked between programs).
+    #[arg(long)]
+    pub stop_on_finding: bool,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+}
+
+pub fn run(a: FuzzArgs) -> anyhow::Result<u8> {
+    let FuzzArgs { target, duration, cores, corpus, out, seed, json_stats, listen, broker, stop_on_finding, kernel } =
+        a;
+    use crate::campaign as fuzz;
+    let opts = fuzz::FuzzOptions {
+        target: targets::find(target.as_deref())?,
+        kernel: kernel.choice(),
+        duration: fuzz::parse_duration(&duration)?,
+        cores: fuzz::parse_cores(&cores)?,
+        corpus,
+        out,
+        seed,
+        json_stats,
+        listen: fuzz::parse_listen(&listen)?,
+        broker: broker.as_deref().map(fuzz::parse_broker).transpose()?,
+        stop_on_finding,
+        sup: crate::oracle::Suppressions::builtin()?,
+    };
+    let sum = fuzz::run(&opts).with_context(|| format!("fuzz on {}", opts.target.name))?;
+    if let Some(s) = &sum.last_status {
+        println!("{}", s.line());
+    }
+    println!(
+        "{} corpus entries in {}; {} findings in {}",
+        sum.corpus,
+        sum.out.join("corpus").display(),
+        sum.findings.len(),
+        sum.out.join("findings").display()
+    );
+    for m in &sum.findings {
+        println!("  {} (seen {} times)", m.signature, m.count);
+    }
+    Ok(sum.exit_code())
+}
