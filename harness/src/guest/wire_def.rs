@@ -54,7 +54,7 @@ const DMA_FLAGS_MASK: u32 = ATTR_WC | ATTR_NOKMAP | GFP_ATOMIC;
 
 pub const RUN_OBSERVE_EACH: u32 = 1 << 0;
 /// What the driver accepts in `cf_run.flags`; [`RUN_KCOV`] is the agent's and never reaches it.
-pub const RUN_FLAGS_MASK: u32 = RUN_OBSERVE_EACH;
+const RUN_FLAGS_MASK: u32 = RUN_OBSERVE_EACH;
 pub const RUN_KCOV: u32 = 1 << 31;
 pub const AGENT_KCOV: u32 = 1 << 0;
 pub const KCOV_MAGIC: u32 = 0x564f_434b;
@@ -535,7 +535,7 @@ pub const RESULT_SIZE: usize = RESULT.size();
 /// The header after its opening comment, in order.
 pub const ITEMS: &[Item] = &[
     Item::Gap,
-    expr("CF_MAGIC", MAGIC as u64, "0x5a464d43u", "\"CMFZ\""),
+    num("CF_MAGIC", MAGIC as u64, Style::Hex, "\"CMFZ\""),
     dec("CF_VERSION", VERSION as u64, ""),
     Item::Gap,
     Item::Note("Bounds.  The host rejects any frame or count above these."),
