@@ -74,11 +74,6 @@
 #define CF_CMA_ALIGNMENT	0
 #endif
 
-/* Largest CF_OP_DMA_ALLOC size accepted; more only exercises the OOM path. */
-#define CF_MAX_DMA_SIZE		(1ULL << 30)
-/* cma_alloc() shifts by align: keep it far from the width of a long. */
-#define CF_MAX_CMA_ALIGN	31
-
 enum cf_hkind {
 	CF_H_NONE = 0,
 	CF_H_CMA,

@@ -6,10 +6,15 @@
  * agent's struct cf_agent_hello after the hello, CF_RUN_KCOV and the
  * struct cf_kcov trailer of a RESULT).
  *
+ * GENERATED from harness/src/guest/wire_def.rs, do not edit: change the
+ * table there and run
+ *   CMAFUZZ_BLESS=1 cargo test -p cmafuzz --test wire_header
+ * which rewrites this file (the same test fails while it is stale).
+ *
  * One definition shared by the in-kernel driver (qemu/driver/cmafuzz.c),
- * the guest agent (qemu/agent/agent.c) and, checked by a test, the host
- * (harness/src/wire.rs).  Everything is little-endian, fixed width and
- * explicitly padded, so the layout is the same on arm32, arm64 and x86-64.
+ * the guest agent (qemu/agent/agent.c) and the host (harness/src/guest/).
+ * Everything is little-endian, fixed width and explicitly padded, so the
+ * layout is the same on arm32, arm64 and x86-64.
  *
  * The host and the agent exchange frames over a virtio-serial port:
  *
@@ -40,7 +45,6 @@
 #define CF_MAX_AREAS		16u		/* CMA areas reported */
 #define CF_NAME_LEN		64u		/* CMA_MAX_NAME */
 #define CF_MAX_BITMAP_WORDS	32768u		/* u32 words of one area bitmap */
-#define CF_MAX_OBS		CF_MAX_OPS	/* observation blocks in a RESULT */
 #define CF_MAX_MAPS		16384u		/* cf_map runs in one observation */
 #define CF_MAX_KCOV		65536u		/* distinct PCs in a cf_kcov trailer */
 
@@ -73,7 +77,7 @@ struct cf_hello {
 	__u32 pb_order;		/* pageblock_order (a macro in the kernel) */
 	__u64 max_low_pfn;	/* first pfn above lowmem (arm32 highmem start) */
 	__u64 max_pfn;		/* end of RAM */
-	char release[64];	/* utsname()->release, NUL padded */
+	char release[CF_NAME_LEN];	/* utsname()->release, NUL padded */
 	/*
 	 * The registers that give cf_map.attr its meaning, read from the CPU:
 	 * arm32 classic (TEX remap): PRRR | (u64) NMRR << 32;
@@ -112,6 +116,10 @@ struct cf_agent_hello {
 #define CF_ATTR_NOKMAP		(1u << 1)	/* DMA_ATTR_NO_KERNEL_MAPPING */
 #define CF_GFP_ATOMIC		(1u << 8)	/* GFP_ATOMIC instead of GFP_KERNEL */
 #define CF_DMA_FLAGS_MASK	(CF_ATTR_WC | CF_ATTR_NOKMAP | CF_GFP_ATOMIC)
+
+/* The largest op arguments the driver takes; an op above them is CF_ST_BADOP. */
+#define CF_MAX_DMA_SIZE		(1u << 30)	/* CF_OP_DMA_ALLOC a (bytes) */
+#define CF_MAX_CMA_ALIGN	31u		/* CF_OP_CMA_ALLOC b: cma_alloc() shifts by it */
 
 struct cf_op {
 	__u32 kind;
@@ -199,8 +207,11 @@ struct cf_result_hdr {
 #define CF_OBS_MAPS_TRUNCATED	(1u << 0)	/* more than CF_MAX_MAPS runs */
 
 struct cf_obs_hdr {
-	__u32 op_index;		/* index of the OBSERVE op (or, with
-				 * CF_RUN_OBSERVE_EACH, of the op just run) */
+	/*
+	 * index of the OBSERVE op (or, with CF_RUN_OBSERVE_EACH, of the
+	 * op just run)
+	 */
+	__u32 op_index;
 	__u32 nareas;		/* <= CF_MAX_AREAS */
 	__u64 cma_free_pages;	/* NR_FREE_CMA_PAGES */
 	__u32 nmaps;		/* <= CF_MAX_MAPS */

@@ -14,6 +14,7 @@ One op per line, '#' starts a comment:
     dma_free         handle=1
     pin              area=0 off=65
     unpin            area=0 off=65
+    kmap             area=0 off=65
     observe
     reset
 
@@ -35,13 +36,14 @@ OPS = {
     "reset": 7,
     "pin": 8,
     "unpin": 9,
+    "kmap": 10,
 }
 FLAG_WORDS = {"wc": 1 << 0, "nokmap": 1 << 1, "atomic": 1 << 8}
 # named aliases for cf_op.a and cf_op.b, per op kind
 ALIASES = {
     "count": {"cma_alloc": "a", "cma_release_raw": "b"},
     "align": {"cma_alloc": "b"},
-    "off": {"cma_release_raw": "a", "pin": "a", "unpin": "a"},
+    "off": {"cma_release_raw": "a", "pin": "a", "unpin": "a", "kmap": "a"},
     "size": {"dma_alloc": "a"},
 }
 OP_FMT = "<IIIIQQ"  # struct cf_op

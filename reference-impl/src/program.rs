@@ -19,10 +19,10 @@ pub const MAX_HANDLES: u32 = 4096;
 pub const MAX_PINS: usize = 64;
 /// Largest `count` of `cma_alloc` / `cma_release_raw`: the `unsigned long` of arm32.
 pub const MAX_COUNT: u64 = 0xffff_ffff;
-/// Largest `align` of `cma_alloc`: larger shifts are undefined behaviour in
+/// Largest `align` of `cma_alloc` (`CF_MAX_CMA_ALIGN`): larger shifts are undefined behaviour in
 /// `cma_bitmap_aligned_mask()` on arm32 (spec §2.1).
 pub const MAX_ALIGN: u32 = 31;
-/// Largest `size` of `dma_alloc` (1 GiB).
+/// Largest `size` of `dma_alloc` (1 GiB, `CF_MAX_DMA_SIZE`).
 pub const MAX_DMA_SIZE: u64 = 1 << 30;
 
 /// Which CMA area an op names: `area=<name>` in text, or `area=<digits>` for an index into the

@@ -3,5 +3,6 @@
 
 pub mod channel;
 pub mod wire;
+pub mod wire_def;
 
 pub use channel::{Channel, GuestError};

@@ -1,90 +1,24 @@
-//! The host side of the guest wire format. The C definition is
-//! `qemu/include/cmafuzz_wire.h`; `tests/wire_header.rs` compiles a C probe
-//! against that header and checks every constant and layout here agrees.
+//! The host side of the guest wire format: encoding and decoding. The constants and the struct
+//! layouts are defined once, in `wire_def.rs`, which also renders the C header
+//! `qemu/include/cmafuzz_wire.h`; every offset and size here comes from that table.
 //!
 //! Everything that arrives from the guest is untrusted: every count is
 //! bounded before it is used to size anything, and decoding never panics.
 
+use super::wire_def::{
+    At, NameBytes, Struct, AGENT_HELLO, AREA, FRAME_HDR, HELLO, KCOV, MAP, OBS_HDR, OP, RESULT, RESULT_HDR, RUN,
+};
 use thiserror::Error;
 
-pub const MAGIC: u32 = 0x5a46_4d43;
-pub const VERSION: u16 = 4;
-pub const MAX_FRAME: u32 = 4 << 20;
-pub const MAX_OPS: u32 = 4096;
-pub const MAX_HANDLES: u32 = 4096;
-pub const MAX_PINS: u32 = 64;
-pub const MAX_AREAS: u32 = 16;
-pub const NAME_LEN: usize = 64;
-pub const MAX_BITMAP_WORDS: u32 = 32768;
-pub const MAX_MAPS: u32 = 16384;
-pub const MAX_KCOV: u32 = 65536;
-
-pub const FRAME_HELLO: u16 = 1;
-pub const FRAME_RUN: u16 = 2;
-pub const FRAME_RESULT: u16 = 3;
-pub const FRAME_ERROR: u16 = 4;
-
-pub const ARCH_ARM32: u32 = 1;
-pub const ARCH_ARM32_LPAE: u32 = 2;
-pub const ARCH_ARM64: u32 = 3;
-
-pub const OP_CMA_ALLOC: u32 = 1;
-pub const OP_CMA_RELEASE: u32 = 2;
-pub const OP_CMA_RELEASE_RAW: u32 = 3;
-pub const OP_DMA_ALLOC: u32 = 4;
-pub const OP_DMA_FREE: u32 = 5;
-pub const OP_OBSERVE: u32 = 6;
-pub const OP_RESET: u32 = 7;
-pub const OP_PIN: u32 = 8;
-pub const OP_UNPIN: u32 = 9;
-pub const OP_KMAP: u32 = 10;
-
-pub const RUN_OBSERVE_EACH: u32 = 1 << 0;
-/// What the driver accepts in `cf_run.flags`; [`RUN_KCOV`] is the agent's and never reaches it.
-pub const RUN_FLAGS_MASK: u32 = RUN_OBSERVE_EACH;
-pub const RUN_KCOV: u32 = 1 << 31;
-pub const AGENT_KCOV: u32 = 1 << 0;
-pub const KCOV_MAGIC: u32 = 0x564f_434b;
-pub const KCOV_TRUNCATED: u32 = 1 << 0;
-pub const OBS_MAPS_TRUNCATED: u32 = 1 << 0;
-pub const PKMAP_UNKNOWN: u32 = u32::MAX;
-
-pub const MAP_LIN: u8 = 1;
-pub const MAP_VMAP: u8 = 2;
-pub const MAP_PKMAP: u8 = 3;
-pub const MAP_FIXMAP: u8 = 4;
-pub const LVL_PTE: u8 = 1;
-pub const LVL_SECTION: u8 = 2;
-pub const LVL_PMD: u8 = 3;
-pub const LVL_PUD: u8 = 4;
-
-pub const ATTR_WC: u32 = 1 << 0;
-pub const ATTR_NOKMAP: u32 = 1 << 1;
-pub const GFP_ATOMIC: u32 = 1 << 8;
-
-pub const ST_OK: u32 = 0;
-pub const ST_FAILED: u32 = 1;
-pub const ST_NOOP: u32 = 2;
-pub const ST_REFUSED: u32 = 3;
-pub const ST_BADOP: u32 = 4;
-
-pub const CPU_LINEAR: u64 = 1;
-pub const CPU_VMALLOC: u64 = 2;
-pub const CPU_COOKIE: u64 = 3;
-pub const CPU_OTHER: u64 = 4;
-
-/// Sizes of the C structs, checked against the header by a test.
-pub const FRAME_HDR_SIZE: usize = 16;
-pub const HELLO_SIZE: usize = 128;
-pub const OP_SIZE: usize = 32;
-pub const RUN_SIZE: usize = 8;
-pub const RESULT_SIZE: usize = 32;
-pub const RESULT_HDR_SIZE: usize = 8;
-pub const OBS_HDR_SIZE: usize = 32;
-pub const AREA_SIZE: usize = 88;
-pub const MAP_SIZE: usize = 24;
-pub const AGENT_HELLO_SIZE: usize = 8;
-pub const KCOV_SIZE: usize = 16;
+pub use super::wire_def::{
+    AGENT_KCOV, ARCH_ARM32, ARCH_ARM32_LPAE, ARCH_ARM64, ATTR_NOKMAP, ATTR_WC, FRAME_ERROR, FRAME_HDR_SIZE,
+    FRAME_HELLO, FRAME_RESULT, FRAME_RUN, GFP_ATOMIC, HELLO_SIZE, KCOV_MAGIC, KCOV_TRUNCATED, LVL_PMD, LVL_PTE,
+    LVL_PUD, LVL_SECTION, MAGIC, MAP_FIXMAP, MAP_LIN, MAP_PKMAP, MAP_VMAP, MAX_AREAS, MAX_BITMAP_WORDS, MAX_CMA_ALIGN,
+    MAX_DMA_SIZE, MAX_FRAME, MAX_HANDLES, MAX_KCOV, MAX_MAPS, MAX_OPS, MAX_PINS, NAME_LEN, OBS_MAPS_TRUNCATED,
+    OP_CMA_ALLOC, OP_CMA_RELEASE, OP_CMA_RELEASE_RAW, OP_DMA_ALLOC, OP_DMA_FREE, OP_KMAP, OP_OBSERVE, OP_PIN, OP_RESET,
+    OP_SIZE, OP_UNPIN, PKMAP_UNKNOWN, RESULT_SIZE, RUN_KCOV, RUN_OBSERVE_EACH, RUN_SIZE, ST_BADOP, ST_FAILED, ST_NOOP,
+    ST_OK, ST_REFUSED, VERSION,
+};
 
 /// A malformed frame or payload from the guest.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -120,27 +54,28 @@ pub struct FrameHdr {
 impl FrameHdr {
     pub fn encode(&self) -> [u8; FRAME_HDR_SIZE] {
         let mut b = [0u8; FRAME_HDR_SIZE];
-        b[0..4].copy_from_slice(&MAGIC.to_le_bytes());
-        b[4..6].copy_from_slice(&VERSION.to_le_bytes());
-        b[6..8].copy_from_slice(&self.kind.to_le_bytes());
-        b[8..12].copy_from_slice(&self.len.to_le_bytes());
-        b[12..16].copy_from_slice(&self.seq.to_le_bytes());
+        let mut w = RecMut::new(&FRAME_HDR, &mut b);
+        w.u32(const { FRAME_HDR.u32("magic") }, MAGIC);
+        w.u16(const { FRAME_HDR.u16("version") }, VERSION);
+        w.u16(const { FRAME_HDR.u16("kind") }, self.kind);
+        w.u32(const { FRAME_HDR.u32("len") }, self.len);
+        w.u32(const { FRAME_HDR.u32("seq") }, self.seq);
         b
     }
 
     pub fn decode(b: &[u8; FRAME_HDR_SIZE]) -> Result<FrameHdr, WireError> {
-        let mut r = Reader::new(b);
-        let magic = r.u32("frame magic")?;
+        let h = Reader::new(b).record(&FRAME_HDR)?;
+        let magic = h.u32(const { FRAME_HDR.u32("magic") });
         if magic != MAGIC {
             return Err(WireError::BadMagic(magic));
         }
-        let version = r.u16("frame version")?;
+        let version = h.u16(const { FRAME_HDR.u16("version") });
         if version != VERSION {
             return Err(WireError::BadVersion(version));
         }
-        let kind = r.u16("frame kind")?;
-        let len = r.u32("frame len")?;
-        let seq = r.u32("frame seq")?;
+        let kind = h.u16(const { FRAME_HDR.u16("kind") });
+        let len = h.u32(const { FRAME_HDR.u32("len") });
+        let seq = h.u32(const { FRAME_HDR.u32("seq") });
         if !(FRAME_HELLO..=FRAME_ERROR).contains(&kind) {
             return Err(WireError::BadValue { what: "frame kind", got: kind.into() });
         }
@@ -178,27 +113,26 @@ pub struct Hello {
 impl Hello {
     pub fn decode(p: &[u8]) -> Result<Hello, WireError> {
         let mut r = Reader::new(p);
-        let h = Hello {
-            version: r.u32("hello.version")?,
-            max_frame: r.u32("hello.max_frame")?,
-            max_ops: r.u32("hello.max_ops")?,
-            max_handles: r.u32("hello.max_handles")?,
-            arch: r.u32("hello.arch")?,
-            page_shift: r.u32("hello.page_shift")?,
-            cma_alignment: r.u32("hello.cma_alignment")?,
-            pageblock_order: r.u32("hello.pageblock_order")?,
-            max_low_pfn: r.u64("hello.max_low_pfn")?,
-            max_pfn: r.u64("hello.max_pfn")?,
-            release: r.name("hello.release")?,
-            attr_regs: r.u64("hello.attr_regs")?,
-            pkmap_slots: r.u32("hello.pkmap_slots")?,
-            agent_flags: {
-                r.u32("hello.reserved")?;
-                r.u32("agent_hello.flags")?
-            },
-            max_kcov: r.u32("agent_hello.max_kcov")?,
-        };
+        let d = r.record(&HELLO)?;
+        let a = r.record(&AGENT_HELLO)?;
         r.finish()?;
+        let h = Hello {
+            version: d.u32(const { HELLO.u32("version") }),
+            max_frame: d.u32(const { HELLO.u32("max_frame") }),
+            max_ops: d.u32(const { HELLO.u32("max_ops") }),
+            max_handles: d.u32(const { HELLO.u32("max_handles") }),
+            arch: d.u32(const { HELLO.u32("arch") }),
+            page_shift: d.u32(const { HELLO.u32("page_shift") }),
+            cma_alignment: d.u32(const { HELLO.u32("cma_alignment") }),
+            pageblock_order: d.u32(const { HELLO.u32("pb_order") }),
+            max_low_pfn: d.u64(const { HELLO.u64("max_low_pfn") }),
+            max_pfn: d.u64(const { HELLO.u64("max_pfn") }),
+            release: d.name(const { HELLO.name("release") }),
+            attr_regs: d.u64(const { HELLO.u64("attr_regs") }),
+            pkmap_slots: d.u32(const { HELLO.u32("pkmap_slots") }),
+            agent_flags: a.u32(const { AGENT_HELLO.u32("flags") }),
+            max_kcov: a.u32(const { AGENT_HELLO.u32("max_kcov") }),
+        };
         if h.agent_flags & !AGENT_KCOV != 0 {
             return Err(WireError::BadValue { what: "agent_hello.flags", got: h.agent_flags.into() });
         }
@@ -245,16 +179,19 @@ pub fn encode_run_flags(ops: &[WireOp], flags: u32) -> Result<Vec<u8>, WireError
     if n > u64::from(MAX_OPS) {
         return Err(WireError::TooBig { what: "ops in one run", got: n, limit: MAX_OPS.into() });
     }
-    let mut b = Vec::with_capacity(RUN_SIZE + ops.len() * OP_SIZE);
-    b.extend_from_slice(&(ops.len() as u32).to_le_bytes());
-    b.extend_from_slice(&flags.to_le_bytes());
-    for op in ops {
-        b.extend_from_slice(&op.kind.to_le_bytes());
-        b.extend_from_slice(&op.area.to_le_bytes());
-        b.extend_from_slice(&op.handle.to_le_bytes());
-        b.extend_from_slice(&op.flags.to_le_bytes());
-        b.extend_from_slice(&op.a.to_le_bytes());
-        b.extend_from_slice(&op.b.to_le_bytes());
+    let mut b = vec![0u8; RUN_SIZE + ops.len() * OP_SIZE];
+    let (run, rest) = b.split_at_mut(RUN_SIZE);
+    let mut w = RecMut::new(&RUN, run);
+    w.u32(const { RUN.u32("nops") }, ops.len() as u32);
+    w.u32(const { RUN.u32("flags") }, flags);
+    for (op, chunk) in ops.iter().zip(rest.chunks_exact_mut(OP_SIZE)) {
+        let mut w = RecMut::new(&OP, chunk);
+        w.u32(const { OP.u32("kind") }, op.kind);
+        w.u32(const { OP.u32("area") }, op.area);
+        w.u32(const { OP.u32("handle") }, op.handle);
+        w.u32(const { OP.u32("flags") }, op.flags);
+        w.u64(const { OP.u64("a") }, op.a);
+        w.u64(const { OP.u64("b") }, op.b);
     }
     Ok(b)
 }
@@ -322,8 +259,9 @@ pub struct RunResult {
 /// Decodes a RESULT payload for a RUN of `nops` ops.
 pub fn decode_result(p: &[u8], nops: usize) -> Result<RunResult, WireError> {
     let mut r = Reader::new(p);
-    let nres = r.u32("result_hdr.nresults")?;
-    let nobs = r.u32("result_hdr.nobs")?;
+    let hdr = r.record(&RESULT_HDR)?;
+    let nres = hdr.u32(const { RESULT_HDR.u32("nresults") });
+    let nobs = hdr.u32(const { RESULT_HDR.u32("nobs") });
     if nres as usize != nops {
         return Err(WireError::BadValue { what: "result_hdr.nresults (must equal ops sent)", got: nres.into() });
     }
@@ -332,12 +270,13 @@ pub fn decode_result(p: &[u8], nops: usize) -> Result<RunResult, WireError> {
     }
     let mut results = Vec::with_capacity(nops);
     for _ in 0..nres {
+        let rec = r.record(&RESULT)?;
         let res = WireResult {
-            status: r.u32("result.status")?,
-            kind: r.u32("result.kind")?,
-            pfn: r.u64("result.pfn")?,
-            pages: r.u64("result.pages")?,
-            aux: r.u64("result.aux")?,
+            status: rec.u32(const { RESULT.u32("status") }),
+            kind: rec.u32(const { RESULT.u32("kind") }),
+            pfn: rec.u64(const { RESULT.u64("pfn") }),
+            pages: rec.u64(const { RESULT.u64("pages") }),
+            aux: rec.u64(const { RESULT.u64("aux") }),
         };
         if res.status > ST_BADOP {
             return Err(WireError::BadValue { what: "result.status", got: res.status.into() });
@@ -346,13 +285,13 @@ pub fn decode_result(p: &[u8], nops: usize) -> Result<RunResult, WireError> {
     }
     let mut observations = Vec::with_capacity(nobs as usize);
     for _ in 0..nobs {
-        let op_index = r.u32("obs.op_index")?;
-        let nareas = r.u32("obs.nareas")?;
-        let cma_free_pages = r.u64("obs.cma_free_pages")?;
-        let nmaps = r.u32("obs.nmaps")?;
-        let flags = r.u32("obs.flags")?;
-        let pkmap_last = r.u32("obs.pkmap_last")?;
-        r.u32("obs.reserved")?;
+        let o = r.record(&OBS_HDR)?;
+        let op_index = o.u32(const { OBS_HDR.u32("op_index") });
+        let nareas = o.u32(const { OBS_HDR.u32("nareas") });
+        let cma_free_pages = o.u64(const { OBS_HDR.u64("cma_free_pages") });
+        let nmaps = o.u32(const { OBS_HDR.u32("nmaps") });
+        let flags = o.u32(const { OBS_HDR.u32("flags") });
+        let pkmap_last = o.u32(const { OBS_HDR.u32("pkmap_last") });
         if nmaps > MAX_MAPS {
             return Err(WireError::TooBig { what: "obs.nmaps", got: nmaps.into(), limit: MAX_MAPS.into() });
         }
@@ -367,11 +306,12 @@ pub fn decode_result(p: &[u8], nops: usize) -> Result<RunResult, WireError> {
         }
         let mut areas = Vec::with_capacity(nareas as usize);
         for _ in 0..nareas {
-            let name = r.name("area.name")?;
-            let base_pfn = r.u64("area.base_pfn")?;
-            let count = r.u64("area.count")?;
-            let order_per_bit = r.u32("area.order_per_bit")?;
-            let nwords = r.u32("area.nwords")?;
+            let a = r.record(&AREA)?;
+            let name = a.name(const { AREA.name("name") });
+            let base_pfn = a.u64(const { AREA.u64("base_pfn") });
+            let count = a.u64(const { AREA.u64("count") });
+            let order_per_bit = a.u32(const { AREA.u32("order_per_bit") });
+            let nwords = a.u32(const { AREA.u32("nwords") });
             if nwords > MAX_BITMAP_WORDS {
                 return Err(WireError::TooBig {
                     what: "area.nwords",
@@ -397,15 +337,15 @@ pub fn decode_result(p: &[u8], nops: usize) -> Result<RunResult, WireError> {
         }
         let mut maps = Vec::with_capacity(nmaps as usize);
         for _ in 0..nmaps {
+            let rec = r.record(&MAP)?;
             let m = WireMap {
-                va: r.u64("map.va")?,
-                pfn: r.u64("map.pfn")?,
-                pages: r.u32("map.pages")?,
-                kind: r.u8("map.kind")?,
-                level: r.u8("map.level")?,
-                attr: r.u8("map.attr")?,
+                va: rec.u64(const { MAP.u64("va") }),
+                pfn: rec.u64(const { MAP.u64("pfn") }),
+                pages: rec.u32(const { MAP.u32("pages") }),
+                kind: rec.u8(const { MAP.u8("kind") }),
+                level: rec.u8(const { MAP.u8("level") }),
+                attr: rec.u8(const { MAP.u8("attr") }),
             };
-            r.u8("map.reserved")?;
             if !(MAP_LIN..=MAP_FIXMAP).contains(&m.kind) {
                 return Err(WireError::BadValue { what: "map.kind", got: m.kind.into() });
             }
@@ -421,9 +361,10 @@ pub fn decode_result(p: &[u8], nops: usize) -> Result<RunResult, WireError> {
     }
     // Bytes after the last observation are a KCOV trailer if they say so, else garbage.
     let rest = &p[r.at..];
+    let magic = const { KCOV.u32("magic") }.off;
     let kcov = if rest.is_empty() {
         None
-    } else if rest.len() >= 4 && rest[..4] == KCOV_MAGIC.to_le_bytes() {
+    } else if rest.get(magic..magic + 4) == Some(&KCOV_MAGIC.to_le_bytes()[..]) {
         Some(decode_kcov(&mut r)?)
     } else {
         return Err(WireError::Trailing(rest.len()));
@@ -434,10 +375,10 @@ pub fn decode_result(p: &[u8], nops: usize) -> Result<RunResult, WireError> {
 
 /// The optional `struct cf_kcov` trailer at the end of a RESULT.
 fn decode_kcov(r: &mut Reader<'_>) -> Result<Kcov, WireError> {
-    r.u32("kcov.magic")?;
-    let npcs = r.u32("kcov.npcs")?;
-    let flags = r.u32("kcov.flags")?;
-    let reserved = r.u32("kcov.reserved")?;
+    let k = r.record(&KCOV)?;
+    let npcs = k.u32(const { KCOV.u32("npcs") });
+    let flags = k.u32(const { KCOV.u32("flags") });
+    let reserved = k.u32(const { KCOV.u32("reserved") });
     if npcs > MAX_KCOV {
         return Err(WireError::TooBig { what: "kcov.npcs", got: npcs.into(), limit: MAX_KCOV.into() });
     }
@@ -479,13 +420,9 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn u8(&mut self, what: &'static str) -> Result<u8, WireError> {
-        Ok(self.take(what, 1)?[0])
-    }
-
-    fn u16(&mut self, what: &'static str) -> Result<u16, WireError> {
-        let s = self.take(what, 2)?;
-        Ok(u16::from_le_bytes([s[0], s[1]]))
+    /// The next `struct <s.name>`, whole.
+    fn record(&mut self, s: &Struct) -> Result<Rec<'a>, WireError> {
+        Ok(Rec { b: self.take(s.name, s.size())?, strukt: s.name })
     }
 
     fn u32(&mut self, what: &'static str) -> Result<u32, WireError> {
@@ -500,18 +437,89 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(a))
     }
 
-    /// A NUL-padded fixed-size name; non-UTF-8 bytes are replaced, not trusted.
-    fn name(&mut self, what: &'static str) -> Result<String, WireError> {
-        let s = self.take(what, NAME_LEN)?;
-        let end = s.iter().position(|&c| c == 0).unwrap_or(s.len());
-        Ok(String::from_utf8_lossy(&s[..end]).into_owned())
-    }
-
     fn finish(&self) -> Result<(), WireError> {
         match self.b.len() - self.at {
             0 => Ok(()),
             n => Err(WireError::Trailing(n)),
         }
+    }
+}
+
+/// One whole struct read off the wire; its fields are read at the offsets the table computes.
+struct Rec<'a> {
+    b: &'a [u8],
+    strukt: &'static str,
+}
+
+impl Rec<'_> {
+    /// The `N` bytes at `f`; `f` is a field of this struct (so in range by construction).
+    fn bytes<const N: usize, T>(&self, f: At<T>) -> [u8; N] {
+        debug_assert_eq!(f.strukt, self.strukt, "a field of another struct");
+        let mut a = [0u8; N];
+        let s = self.b.get(f.off..f.off + N);
+        debug_assert!(s.is_some(), "{}: field at {} beyond the struct", self.strukt, f.off);
+        if let Some(s) = s {
+            a.copy_from_slice(s);
+        }
+        a
+    }
+
+    fn u8(&self, f: At<u8>) -> u8 {
+        u8::from_le_bytes(self.bytes(f))
+    }
+
+    fn u16(&self, f: At<u16>) -> u16 {
+        u16::from_le_bytes(self.bytes(f))
+    }
+
+    fn u32(&self, f: At<u32>) -> u32 {
+        u32::from_le_bytes(self.bytes(f))
+    }
+
+    fn u64(&self, f: At<u64>) -> u64 {
+        u64::from_le_bytes(self.bytes(f))
+    }
+
+    /// A NUL-padded fixed-size name; non-UTF-8 bytes are replaced, not trusted.
+    fn name(&self, f: At<NameBytes>) -> String {
+        let s: [u8; NAME_LEN] = self.bytes(f);
+        let end = s.iter().position(|&c| c == 0).unwrap_or(s.len());
+        String::from_utf8_lossy(&s[..end]).into_owned()
+    }
+}
+
+/// One whole struct being written; fields go to the offsets the table computes.
+struct RecMut<'a> {
+    b: &'a mut [u8],
+    strukt: &'static str,
+}
+
+impl<'a> RecMut<'a> {
+    /// `b` is exactly one `struct <s.name>`.
+    fn new(s: &Struct, b: &'a mut [u8]) -> Self {
+        debug_assert_eq!(b.len(), s.size(), "{}", s.name);
+        RecMut { b, strukt: s.name }
+    }
+
+    fn put<T>(&mut self, f: At<T>, v: &[u8]) {
+        debug_assert_eq!(f.strukt, self.strukt, "a field of another struct");
+        let d = self.b.get_mut(f.off..f.off + v.len());
+        debug_assert!(d.is_some(), "{}: field at {} beyond the struct", self.strukt, f.off);
+        if let Some(d) = d {
+            d.copy_from_slice(v);
+        }
+    }
+
+    fn u16(&mut self, f: At<u16>, v: u16) {
+        self.put(f, &v.to_le_bytes());
+    }
+
+    fn u32(&mut self, f: At<u32>, v: u32) {
+        self.put(f, &v.to_le_bytes());
+    }
+
+    fn u64(&mut self, f: At<u64>, v: u64) {
+        self.put(f, &v.to_le_bytes());
     }
 }
 
@@ -694,7 +702,7 @@ mod tests {
             ("count below the bytes", kcov_trailer(2, 0, &pcs)),
             ("undefined flag", kcov_trailer(3, 2, &pcs)),
             ("header cut short", kcov_trailer(3, 0, &pcs)[..10].to_vec()),
-            ("a pc cut short", kcov_trailer(3, 0, &pcs)[..KCOV_SIZE + 20].to_vec()),
+            ("a pc cut short", kcov_trailer(3, 0, &pcs)[..KCOV.size() + 20].to_vec()),
             ("one stray byte", vec![0x4b]),
         ];
         for (what, trailer) in cases {
@@ -711,7 +719,7 @@ mod tests {
             let r = decode_result(&p, 1);
             assert_eq!(r.is_ok(), cut == 0, "cut at {cut}");
         }
-        for at in 0..KCOV_SIZE {
+        for at in 0..KCOV.size() {
             let mut t = full.clone();
             t[at] = t[at].wrapping_add(0x41);
             let mut p = one_result();
@@ -734,7 +742,7 @@ mod tests {
         for v in [1024u32, 0, agent_flags, max_kcov] {
             b.extend_from_slice(&v.to_le_bytes());
         }
-        assert_eq!(b.len(), HELLO_SIZE + AGENT_HELLO_SIZE);
+        assert_eq!(b.len(), HELLO_SIZE + AGENT_HELLO.size());
         b
     }
 
