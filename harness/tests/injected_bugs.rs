@@ -110,3 +110,38 @@ fn what_a_buggy_kernel_leaves_behind_is_not_pinned_on_the_next_program() {
         assert!(bad.is_empty(), "{patch}: the next program was blamed for the last one's leftovers: {bad:?}");
     }
 }
+
+#[test]
+fn a_second_kernel_with_the_release_bug_is_judged_against_the_first_and_a_pristine_one_agrees() {
+    // `replay corpora/seed --target arm32-6.1 --vs-kernel-patch <release bug>`: the model checks the
+    // pristine kernel (they agree), the patched kernel is judged against it.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let t = targets::find(Some("arm32-6.1")).expect("target");
+    let files = replay::collect_files(&[root.join("corpora/seed")]).expect("seeds");
+    let progs: Vec<_> = files.iter().map(|f| replay::load(f).expect("seed")).collect();
+    let patch = root.join("benchmarks/bugs/release-clears-one-bit-short.patch");
+    let run = |vs_patches: Vec<PathBuf>| {
+        let mut opts = replay::ReplayOptions::new(false).expect("options");
+        opts.vs = Some(replay::VsKernel {
+            target: t.clone(),
+            kernel: KernelChoice { src: None, patches: vs_patches },
+            name: "kernel (patched)".into(),
+        });
+        let mut out = Vec::new();
+        let sum = replay::replay(&t, BackendChoice::Both, &KernelChoice::default(), &progs, &opts, &mut out)
+            .expect("replay runs");
+        (sum, String::from_utf8_lossy(&out).into_owned())
+    };
+    let (sum, text) = run(vec![patch]);
+    assert_eq!(sum.exit_code(), 1, "{text}");
+    assert_eq!(sum.diverge, 0, "the model and the pristine kernel must agree:\n{text}");
+    assert!(sum.vs_differ > 0, "{text}");
+    assert!(
+        text.contains("kernel (patched) vs kernel: VERDICT: bitmap [bitmap:reserved]"),
+        "the bitmap difference between the kernels is not reported:\n{text}"
+    );
+    assert!(!text.contains("[mapping:pkmap-slot]"), "a restarted kernel's PKMAP cursor is not a difference:\n{text}");
+    // The same pristine kernel on both sides: nothing differs.
+    let (sum, text) = run(vec![]);
+    assert_eq!((sum.exit_code(), sum.vs_differ), (0, 0), "{text}");
+}

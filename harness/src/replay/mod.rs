@@ -38,6 +38,9 @@ pub struct Summary {
     /// Programs run on one backend only (nothing to compare).
     pub ran: usize,
     pub diverge: usize,
+    /// Programs on which the second kernel (`--vs-*`) gave an unsuppressed verdict against the
+    /// first.
+    pub vs_differ: usize,
     pub errors: usize,
     /// Verdicts a suppression accepted (reported, not counted as findings).
     pub suppressed: usize,
@@ -50,7 +53,7 @@ pub struct Summary {
 impl Summary {
     /// 0 when every program agrees, 1 on a divergence, 2 on an error.
     pub fn exit_code(&self) -> u8 {
-        crate::oracle::exit_code(self.errors > 0, self.diverge > 0)
+        crate::oracle::exit_code(self.errors > 0, self.diverge > 0 || self.vs_differ > 0)
     }
 }
 
@@ -190,8 +193,8 @@ pub fn replay(
             text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
         let second = vs.as_mut().map(|k| (ex.against(&e, k), k.name.clone()));
         if let Some((a, _)) = &second {
-            if oracle::any_unsuppressed(&a.verdicts) && !e.finding() {
-                sum.diverge += 1;
+            if oracle::any_unsuppressed(&a.verdicts) {
+                sum.vs_differ += 1;
             }
             if a.verdicts.iter().any(|v| v.kind == crate::oracle::VerdictKind::HarnessError) && !e.harness_error() {
                 sum.errors += 1;
@@ -230,6 +233,9 @@ pub fn replay(
                 format!("{choice:?}").to_lowercase(),
                 sum.errors
             );
+        }
+        if let Some(v) = &opts.vs {
+            let _ = write!(out, "; {} vs kernel: {} differ", v.name, sum.vs_differ);
         }
         if sum.kernel_ops > 0 && !sum.kernel_time.is_zero() {
             let _ = write!(
