@@ -393,29 +393,10 @@ impl Suppressions {
     }
 }
 
-/// `*` matches any run of characters (including none); everything else literally.
+/// `*` matches any run of characters (including none), `?` one character; everything else
+/// literally (the `wildmatch` crate).
 pub fn glob(pattern: &str, s: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == s;
-    }
-    let mut rest = s;
-    for (i, part) in parts.iter().enumerate() {
-        if i == 0 {
-            match rest.strip_prefix(part) {
-                Some(r) => rest = r,
-                None => return false,
-            }
-        } else if i == parts.len() - 1 {
-            return rest.ends_with(part);
-        } else {
-            match rest.find(part) {
-                Some(at) => rest = &rest[at + part.len()..],
-                None => return false,
-            }
-        }
-    }
-    true
+    wildmatch::WildMatch::new(pattern).matches(s)
 }
 
 #[cfg(test)]
