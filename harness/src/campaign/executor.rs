@@ -10,10 +10,10 @@
 
 use super::features;
 use super::input::ProgramInput;
+use crate::backend::kernel::boot::KernelChoice;
+use crate::diff::BackendChoice;
 use crate::diff::{self as exec, Execution};
 use crate::oracle::{Suppressions, VerdictKind};
-use crate::diff::BackendChoice;
-use crate::backend::kernel::boot::KernelChoice;
 use crate::targets::Target;
 use libafl::events::{Event, EventFirer, EventWithStats};
 use libafl::executors::{Executor, ExitKind, HasObservers};

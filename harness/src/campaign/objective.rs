@@ -4,8 +4,8 @@
 //! is new, so the solutions LibAFL keeps are one per signature.
 
 use super::executor::{Counters, ExecObserver};
-use crate::findings::{FindingStore, Recorded};
 use super::input::ProgramInput;
+use crate::findings::{FindingStore, Recorded};
 use crate::oracle::VerdictKind;
 use libafl::executors::ExitKind;
 use libafl::feedbacks::{Feedback, StateInitializer};

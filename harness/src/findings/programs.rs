@@ -27,7 +27,8 @@ pub fn collect_files(args: &[PathBuf]) -> Result<Vec<PathBuf>, ProgramFileError>
     let mut files = Vec::new();
     for a in args {
         if a.is_dir() {
-            let rd = std::fs::read_dir(a).map_err(|e| ProgramFileError::File { path: a.clone(), msg: e.to_string() })?;
+            let rd =
+                std::fs::read_dir(a).map_err(|e| ProgramFileError::File { path: a.clone(), msg: e.to_string() })?;
             let mut v: Vec<PathBuf> = rd
                 .filter_map(Result::ok)
                 .map(|e| e.path())
@@ -57,4 +58,3 @@ pub fn load(path: &Path) -> Result<LoadedProgram, ProgramFileError> {
     let program = parsed.map_err(|e| ProgramFileError::File { path: path.to_path_buf(), msg: e.to_string() })?;
     Ok(LoadedProgram { path: path.to_path_buf(), program })
 }
-

@@ -4,8 +4,8 @@
 //! killed on drop, and qemu is told to die with its parent, so a killed
 //! harness leaves no qemu behind.
 
-use crate::guest::{Channel, GuestError};
 use crate::guest::wire::Hello;
+use crate::guest::{Channel, GuestError};
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
