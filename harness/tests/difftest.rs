@@ -2,8 +2,8 @@
 //! model, and on arm64 the resets between programs keep the atomic pools' growth instead of
 //! rebooting the VM.
 
-use cmafuzz::backend::kernel::boot::KernelChoice;
 use cmafuzz::difftest::{self, DifftestOptions, DifftestSummary};
+use cmafuzz::backend::kernel::boot::KernelChoice;
 use cmafuzz::targets;
 
 fn run(target: &str, count: u64, seed: u64) -> DifftestSummary {

@@ -4,9 +4,9 @@
 //! ccache variant build) and replayed against the model: the bug must be
 //! seen, as that kind of verdict and not suppressed, with exit code 1.
 
-use cmafuzz::backend::kernel::boot::KernelChoice;
 use cmafuzz::diff::BackendChoice;
 use cmafuzz::replay;
+use cmafuzz::backend::kernel::boot::KernelChoice;
 use cmafuzz::targets;
 use std::path::PathBuf;
 

@@ -2,10 +2,10 @@
 //! `Execution::coverage` gets the distinct kernel PCs. Boots `arm32-6.1` and `arm64-6.1` (built
 //! with `kcov.config`) from the build cache.
 
-use cmafuzz::backend::kernel::boot::KernelChoice;
-use cmafuzz::diff::BackendChoice;
 use cmafuzz::diff::Executor;
 use cmafuzz::oracle::Suppressions;
+use cmafuzz::diff::BackendChoice;
+use cmafuzz::backend::kernel::boot::KernelChoice;
 use cmafuzz::targets;
 use reference_impl::program::Program;
 use std::collections::BTreeSet;

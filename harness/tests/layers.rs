@@ -297,12 +297,8 @@ fn upward(g: &Graph, layers: &[Vec<String>]) -> Vec<String> {
         match (rank.get(ff.as_str()), rank.get(tf.as_str())) {
             (Some(a), Some(b)) if a < b => {}
             (Some(_), Some(_)) => bad.push(format!("{} imports {} (a layer above or beside it)", show(from), show(to))),
-            (None, _) => {
-                bad.push(format!("{} is in folder `{ff}`, which ARCHITECTURE.md's layers do not list", show(from)))
-            }
-            (_, None) => {
-                bad.push(format!("{} imports {}, a folder ARCHITECTURE.md's layers do not list", show(from), show(to)))
-            }
+            (None, _) => bad.push(format!("{} is in folder `{ff}`, which ARCHITECTURE.md's layers do not list", show(from))),
+            (_, None) => bad.push(format!("{} imports {}, a folder ARCHITECTURE.md's layers do not list", show(from), show(to))),
         }
     }
     bad

@@ -3,11 +3,11 @@
 //! the edge cases the spec observed. Kernels come from the build cache
 //! (scripts/test.sh builds them first; a cold cache builds them here).
 
-use cmafuzz::backend::kernel::boot::{self as session, KernelChoice};
 use cmafuzz::backend::{Backend, BackendError, KernelBackend};
-use cmafuzz::diff::BackendChoice;
 use cmafuzz::guest::GuestError;
+use cmafuzz::diff::BackendChoice;
 use cmafuzz::replay;
+use cmafuzz::backend::kernel::boot::{self as session, KernelChoice};
 use cmafuzz::targets;
 use reference_impl::outcome::Outcome;
 use reference_impl::program::Program;

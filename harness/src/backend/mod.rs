@@ -5,10 +5,10 @@
 
 pub mod kernel;
 
-use crate::backend::kernel::memtype::AttrDecoder;
-use crate::guest::wire::{self, WireObs, WireOp, WireResult};
 use crate::guest::GuestError;
+use crate::backend::kernel::memtype::AttrDecoder;
 use crate::vm::{Vm, VmError, VmSpec};
+use crate::guest::wire::{self, WireObs, WireOp, WireResult};
 use reference_impl::model::Model;
 use reference_impl::observation::{AreaObservation, MapKind, MapLevel, MapRun, Observation, PageAddr};
 use reference_impl::outcome::Outcome;

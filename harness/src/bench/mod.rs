@@ -6,15 +6,15 @@
 //! of each qemu, with one client and with two clients side by side. Everything is measured in one
 //! run so it can be compared as ratios.
 
-use crate::backend::kernel::boot::{self as session, KernelChoice, SessionError};
 use crate::backend::{self, Backend, KernelBackend, ModelBackend};
-use crate::diff::BackendChoice;
 use crate::diff::Executor;
-use crate::findings::programs::LoadedProgram;
-use crate::guest::wire::{self, WireOp};
 use crate::oracle::Suppressions;
+use crate::diff::BackendChoice;
+use crate::findings::programs::LoadedProgram;
+use crate::backend::kernel::boot::{self as session, KernelChoice, SessionError};
 use crate::targets::Target;
 use crate::vm::{Vm, VmSpec};
+use crate::guest::wire::{self, WireOp};
 use reference_impl::program::{Program, ResolvedProgram};
 use std::process::Stdio;
 use std::time::{Duration, Instant};

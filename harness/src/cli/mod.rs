@@ -1,13 +1,13 @@
 //! The `cmafuzz` command line. Exit codes: 0 success (sides agree),
 //! 1 divergence found, 2 error (bad input, build failure, dead guest, usage).
 
-use crate::backend::kernel::boot::{self as session, KernelChoice};
-use crate::build::{agent as guest_build, tools as doctor};
-use crate::diff::BackendChoice;
-use crate::replay;
-use crate::{difftest, targets};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use crate::diff::BackendChoice;
+use crate::replay;
+use crate::backend::kernel::boot::{self as session, KernelChoice};
+use crate::build::{agent as guest_build, tools as doctor};
+use crate::{difftest, targets};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

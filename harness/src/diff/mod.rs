@@ -3,11 +3,11 @@
 //! judge everything with the oracle. `replay`, `difftest` and the fuzzer's executor all go
 //! through [`Executor::execute`].
 
-use crate::backend::kernel::boot::{self as session, SessionError};
 use crate::backend::{Backend, BackendError, KernelBackend, ModelBackend, ProgramRun};
 use crate::oracle::compare::{self, Divergence, Point};
 use crate::oracle::console::{self, Report};
 use crate::oracle::{self, AliasSeen, Suppressions, Verdict, VerdictKind};
+use crate::backend::kernel::boot::{self as session, SessionError};
 use crate::targets::Target;
 use reference_impl::observation::Observation;
 use reference_impl::program::{Program, ResolvedProgram};

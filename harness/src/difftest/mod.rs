@@ -2,11 +2,11 @@
 //! alone with its invariants checked after every op, or on the model and a real kernel side by
 //! side, one VM for all, reset between programs.
 
-use crate::backend::kernel::boot::{KernelChoice, SessionError};
 use crate::backend::{Backend, BackendError};
-use crate::diff::BackendChoice;
 use crate::diff::Executor;
 use crate::generate;
+use crate::diff::BackendChoice;
+use crate::backend::kernel::boot::{KernelChoice, SessionError};
 use crate::targets::Target;
 use reference_impl::model::Model;
 use reference_impl::observation::Observation;
@@ -178,10 +178,9 @@ pub fn difftest(
         }
         if let Some(err) = &e.kernel_error {
             let why = match err {
-                BackendError::Guest { console: c, .. } => crate::oracle::console::scan(c)
-                    .first()
-                    .map(|r| format!(": kernel said {}", r.title))
-                    .unwrap_or_default(),
+                BackendError::Guest { console: c, .. } => {
+                    crate::oracle::console::scan(c).first().map(|r| format!(": kernel said {}", r.title)).unwrap_or_default()
+                }
                 _ => String::new(),
             };
             eprintln!("error: seed {s}: {}{why}", err.to_string().lines().next().unwrap_or_default());

@@ -13,9 +13,9 @@ pub mod compare;
 pub mod console;
 
 use crate::backend::BackendError;
-use crate::guest::GuestError;
 use compare::{Divergence, Point};
 use console::Report;
+use crate::guest::GuestError;
 use reference_impl::program::{ResolvedOp, ResolvedProgram};
 use serde::{Deserialize, Serialize};
 use std::path::Path;

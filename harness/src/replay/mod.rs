@@ -1,13 +1,13 @@
 //! `cmafuzz replay`: runs program files on the model, the kernel or both,
 //! prints what each side returned per op and every disagreement.
 
-use crate::backend::kernel::boot::{self as session, SessionError};
 use crate::backend::{Backend, BackendError, ProgramRun};
-use crate::diff::{BackendChoice, ExecError, Executor};
-use crate::findings::programs::ProgramFileError;
-pub use crate::findings::programs::{collect_files, load, LoadedProgram};
 use crate::oracle::compare::{show_outcome, Divergence};
+use crate::diff::{BackendChoice, ExecError, Executor};
+pub use crate::findings::programs::{collect_files, load, LoadedProgram};
+use crate::findings::programs::ProgramFileError;
 use crate::oracle::{self, Suppressions, Verdict};
+use crate::backend::kernel::boot::{self as session, SessionError};
 use crate::targets::Target;
 use reference_impl::observation::Observation;
 use serde_json::json;
@@ -15,6 +15,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 use thiserror::Error;
+
 
 #[derive(Debug, Error)]
 pub enum ReplayError {

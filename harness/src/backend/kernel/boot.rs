@@ -5,9 +5,9 @@
 use crate::backend::{BackendError, KernelBackend};
 use crate::build::agent::{self as guest_build, GuestBuildError};
 use crate::build::kernel::{self as kernel_build, BuildError, BuildRequest, KernelArtifacts};
-use crate::guest::wire;
 use crate::targets::{Target, TargetError};
 use crate::vm::VmSpec;
+use crate::guest::wire;
 use reference_impl::observation::Observation;
 use reference_impl::profile::{Arch, KernelProfile};
 use reference_impl::units::Pfn;
