@@ -156,9 +156,9 @@ impl Vm {
         let mut guard = ChildGuard(Some(child));
         let deadline = start + spec.boot_timeout;
 
-        // qemu connects to both sockets as it starts (the console first: chardevs are made in
-        // command-line order); wait for that or for its death.
+        // qemu connects to both sockets as it starts; wait for both, or for its death.
         let mut con_attached = false;
+        let mut chan_stream = None;
         let stream = loop {
             if !con_attached {
                 match con_listener.accept() {
@@ -170,16 +170,17 @@ impl Vm {
                     Err(e) => return Err(VmError::Io { what: "accepting the console".into(), source: e }),
                 }
             }
-            match listener.accept() {
-                Ok((s, _)) if con_attached => break s,
-                Ok(_) => {
-                    return Err(VmError::Io {
-                        what: "accepting the guest channel".into(),
-                        source: std::io::Error::other("qemu connected the channel before the console"),
-                    })
+            if chan_stream.is_none() {
+                match listener.accept() {
+                    Ok((s, _)) => chan_stream = Some(s),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(VmError::Io { what: "accepting the guest channel".into(), source: e }),
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(VmError::Io { what: "accepting the guest channel".into(), source: e }),
+            }
+            if con_attached {
+                if let Some(s) = chan_stream.take() {
+                    break s;
+                }
             }
             guard.check_alive(&qemu_log, &console)?;
             if Instant::now() >= deadline {
