@@ -5,9 +5,12 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PACKAGES=(qemu-system-arm gcc-arm-linux-gnueabihf gcc-aarch64-linux-gnu linux-source-6.1 linux-source-6.12
-          build-essential bc flex bison libssl-dev libelf-dev cpio patch xz-utils ccache
-          device-tree-compiler git)
+# Every package of the one tool table (doctor reads the same file).
+mapfile -t PACKAGES < <(grep -v '^#' "$ROOT/scripts/host-packages.tsv" | awk -F'\t' 'NF >= 2 { print $2 }' | sort -u)
+if [ "${CMAFUZZ_SETUP_LIST_PACKAGES:-}" = 1 ]; then
+    printf '%s\n' "${PACKAGES[@]}"
+    exit 0
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

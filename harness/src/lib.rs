@@ -4,7 +4,7 @@
 //! The folders are the layers (ARCHITECTURE.md, "Layers"), top down; a module imports only
 //! from layers below its own (`tests/layers.rs` fails otherwise):
 //! `cli` → `campaign` / `replay` / `difftest` / `bench` → `findings` → `diff` → `oracle` →
-//! `backend` → `vm` → `guest` → `build` → `targets` → `generate`.
+//! `backend` → `vm` → `guest` → `build` → `targets` → `generate` → `disk`.
 
 pub mod backend;
 pub mod bench;
@@ -13,6 +13,7 @@ pub mod campaign;
 pub mod cli;
 pub mod diff;
 pub mod difftest;
+pub mod disk;
 pub mod findings;
 pub mod generate;
 pub mod guest;

@@ -99,16 +99,8 @@ pub fn build(target: &Target, extra: &[(String, Vec<u8>)]) -> Result<GuestArtifa
         return Ok(arts);
     }
     let tmp_path = tmp.keep();
-    if fs::rename(&tmp_path, &dir).is_err() && arts.initramfs.is_file() {
-        let _ = fs::remove_dir_all(&tmp_path);
-        return Ok(arts);
-    }
-    if !arts.initramfs.is_file() {
-        return Err(GuestBuildError::Io {
-            what: format!("publishing {}", dir.display()),
-            source: std::io::Error::other("rename failed"),
-        });
-    }
+    crate::disk::publish_dir(&tmp_path, &dir)
+        .map_err(|source| GuestBuildError::Io { what: format!("publishing {}", dir.display()), source })?;
     Ok(arts)
 }
 

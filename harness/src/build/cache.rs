@@ -52,7 +52,7 @@ pub fn file_sha256(path: &std::path::Path) -> std::io::Result<String> {
         }
         h.update(&buf[..n]);
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::disk::hex(&h.finalize()))
 }
 
 /// `file_sha256`, remembered under the cache root by path, size and mtime,
@@ -70,12 +70,10 @@ pub fn file_sha256_cached(path: &std::path::Path) -> std::io::Result<String> {
         }
     }
     let sha = file_sha256(path)?;
+    // A memo that cannot be written only costs hashing again next time.
     if let Some(dir) = memo.parent() {
         if std::fs::create_dir_all(dir).is_ok() {
-            let tmp = memo.with_extension(format!("tmp{}", std::process::id()));
-            if std::fs::write(&tmp, &sha).is_ok() {
-                let _ = std::fs::rename(&tmp, &memo);
-            }
+            let _ = crate::disk::write_atomic(&memo, sha.as_bytes());
         }
     }
     Ok(sha)

@@ -151,11 +151,9 @@ pub fn build(spec: &Target) -> Result<Option<PathBuf>, DtbError> {
         "device-tree-compiler",
     )?;
     // Publish atomically: another process may be building the same tree.
-    let part =
-        dir.join(format!(".{}.{}", std::process::id(), out.file_name().map_or("x".into(), |n| n.to_string_lossy())));
-    std::fs::copy(&staged, &part)
-        .map_err(|e| DtbError::Io { what: format!("writing {}", part.display()), source: e })?;
-    std::fs::rename(&part, &out)
+    let bytes = std::fs::read(&staged)
+        .map_err(|e| DtbError::Io { what: format!("reading {}", staged.display()), source: e })?;
+    crate::disk::write_atomic(&out, &bytes)
         .map_err(|e| DtbError::Io { what: format!("publishing {}", out.display()), source: e })?;
     Ok(Some(out))
 }

@@ -5,6 +5,7 @@
 //! hashes every input; a second build of the same inputs is a cache hit.
 
 use crate::build::cache::{self, KeyHasher};
+use crate::disk;
 use crate::targets::Target;
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -142,18 +143,7 @@ fn run_capture(cmd: &mut Command) -> Result<String, BuildError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The Debian package that provides a tool.
-pub fn package_of(tool: &str) -> String {
-    match tool {
-        "arm-linux-gnueabihf-gcc" => "gcc-arm-linux-gnueabihf",
-        "aarch64-linux-gnu-gcc" => "gcc-aarch64-linux-gnu",
-        "qemu-system-arm" | "qemu-system-aarch64" => "qemu-system-arm",
-        "make" | "gcc" => "build-essential",
-        "xz" => "xz-utils",
-        t => t,
-    }
-    .to_string()
-}
+pub use crate::build::tools::package_of;
 
 /// The cache key of a request: every input that changes the kernel.
 pub fn cache_key(req: &BuildRequest) -> Result<String, BuildError> {
@@ -204,7 +194,7 @@ pub fn build(req: &BuildRequest, progress: &mut dyn FnMut(&str)) -> Result<Kerne
     }
     // One builder per key: a second process (or test thread) waits, then hits the cache.
     fs::create_dir_all(root.join("kernels")).map_err(io("creating the kernel cache"))?;
-    let _lock = FileLock::acquire(&root.join("kernels").join(format!(".{key}.lock")))?;
+    let _lock = lock(&root.join("kernels").join(format!(".{key}.lock")))?;
     if dir.join("done").is_file() {
         return Ok(arts(true, start.elapsed().as_secs_f64()));
     }
@@ -247,7 +237,7 @@ pub fn build(req: &BuildRequest, progress: &mut dyn FnMut(&str)) -> Result<Kerne
     if dir.exists() {
         fs::remove_dir_all(&dir).map_err(io(format!("removing incomplete {}", dir.display())))?;
     }
-    fs::rename(&tmp, &dir).map_err(io(format!("publishing {}", dir.display())))?;
+    disk::publish_dir(&tmp, &dir).map_err(io(format!("publishing {}", dir.display())))?;
     let secs = start.elapsed().as_secs_f64();
     progress(&format!("[{}] built in {secs:.0} s: {}", req.target.name, dir.display()));
     Ok(arts(false, secs))
@@ -310,7 +300,7 @@ fn build_in(
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get()) + 1;
     let ccache_cc = format!("CC=ccache {}gcc", req.target.cross_prefix());
     let jflag = format!("-j{jobs}");
-    let has_ccache = which("ccache");
+    let has_ccache = crate::build::tools::on_path("ccache").is_some();
     let mut args = vec![jflag.as_str(), image_name];
     if has_ccache {
         args.push(&ccache_cc);
@@ -335,41 +325,9 @@ fn build_in(
     Ok(())
 }
 
-/// An exclusive `flock` held until drop.
-struct FileLock(fs::File);
-
-impl FileLock {
-    fn acquire(path: &Path) -> Result<FileLock, BuildError> {
-        use std::os::fd::AsRawFd;
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(io(format!("opening {}", path.display())))?;
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(BuildError::Io {
-                what: format!("locking {}", path.display()),
-                source: std::io::Error::last_os_error(),
-            });
-        }
-        Ok(FileLock(f))
-    }
-}
-
-impl Drop for FileLock {
-    fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: as above; closing the file would release it too.
-        unsafe {
-            libc::flock(self.0.as_raw_fd(), libc::LOCK_UN);
-        }
-    }
-}
-
-fn which(tool: &str) -> bool {
-    std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file())).unwrap_or(false)
+/// The cache's lock file for one key.
+fn lock(path: &Path) -> Result<disk::Lock, BuildError> {
+    disk::Lock::exclusive(path).map_err(io(format!("locking {}", path.display())))
 }
 
 /// Gives `tree` a private copy of the kernel source. The Debian tarball is
@@ -414,7 +372,7 @@ fn pristine_source(req: &BuildRequest, log: &Path, progress: &mut dyn FnMut(&str
         return Ok(tree);
     }
     fs::create_dir_all(&base).map_err(io(format!("creating {}", base.display())))?;
-    let _lock = FileLock::acquire(&base.join(format!(".{short}.lock")))?;
+    let _lock = lock(&base.join(format!(".{short}.lock")))?;
     if dir.join("done").is_file() {
         return Ok(tree);
     }
@@ -427,7 +385,7 @@ fn pristine_source(req: &BuildRequest, log: &Path, progress: &mut dyn FnMut(&str
     run_logged(&mut c, "unpacking the kernel source", log, "", &mut |_| {})?;
     fs::write(tmp.join("done"), b"").map_err(io("writing done marker"))?;
     let _ = fs::remove_dir_all(&dir);
-    fs::rename(&tmp, &dir).map_err(io(format!("publishing {}", dir.display())))?;
+    disk::publish_dir(&tmp, &dir).map_err(io(format!("publishing {}", dir.display())))?;
     Ok(tree)
 }
 
@@ -603,11 +561,9 @@ fn count_compiled(log: &Path) -> usize {
         .unwrap_or(0)
 }
 
-/// The last `n` lines of a log file.
+/// The last `n` lines of a log file ([`disk::tail`]).
 pub fn log_tail(log: &Path, n: usize) -> String {
-    let text = fs::read(log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    disk::tail(log, n)
 }
 
 #[cfg(test)]

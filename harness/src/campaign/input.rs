@@ -6,7 +6,6 @@ use libafl::inputs::Input;
 use libafl::Error;
 use reference_impl::program::Program;
 use serde::{Deserialize, Serialize};
-use std::hash::{Hash, Hasher};
 use std::path::Path;
 
 /// Largest program the mutators grow (the driver takes `MAX_OPS`; longer programs only cost time).
@@ -31,13 +30,27 @@ impl<'de> Deserialize<'de> for ProgramInput {
 }
 
 impl ProgramInput {
-    /// The content hash that names the input on disk: the same program always gets the same
-    /// name, so a resumed or parallel campaign adding it again finds the file already there.
+    /// The content hash that names the input on disk: the first 64 bits of the sha256 of its
+    /// text form, so the same program gets the same name on every machine and Rust release, and
+    /// a resumed or parallel campaign adding it again finds the file already there.
     pub fn content_hash(&self) -> u64 {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.0.hash(&mut h);
-        h.finish()
+        let digest = crate::disk::sha256_hex(self.0.to_text().as_bytes());
+        // 16 hex digits are 64 bits, so this cannot fail; 0 would only mean a broken digest.
+        u64::from_str_radix(&digest[..16], 16).unwrap_or(0)
     }
+}
+
+/// The program in `path`: the JSON form for `*.json`, the text form otherwise. The error says
+/// what is wrong with the file (not which file: callers name it).
+pub fn read_program(path: &Path) -> Result<Program, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let text = String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text: {e}"))?;
+    let prog = if path.extension().and_then(|e| e.to_str()) == Some("json") {
+        Program::from_json(&text)
+    } else {
+        Program::parse(&text)
+    };
+    prog.map_err(|e| e.to_string())
 }
 
 /// Its op count: the minimizing scheduler favours short programs.
@@ -60,13 +73,8 @@ impl Input for ProgramInput {
         P: AsRef<Path>,
     {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)?;
-        let prog = if path.extension().and_then(|e| e.to_str()) == Some("json") {
-            Program::from_json(&text)
-        } else {
-            Program::parse(&text)
-        };
-        prog.map(ProgramInput)
+        read_program(path)
+            .map(ProgramInput)
             .map_err(|e| Error::illegal_argument(format!("{}: {e} (fix or remove the file)", path.display())))
     }
 
@@ -89,6 +97,16 @@ mod tests {
         assert_eq!(Program::parse(&text).as_ref(), Ok(&p.0));
         assert_eq!(ProgramInput::from_file(&path).expect("load"), p);
         assert!(path.to_string_lossy().ends_with(".prog"));
+    }
+
+    #[test]
+    fn a_corpus_file_is_named_by_the_sha256_of_its_text() {
+        let p =
+            ProgramInput(Program::parse("cma_alloc area=reserved count=3 align=0\ncma_release h=0\n").expect("parses"));
+        let text = p.0.to_text();
+        assert_eq!(text, "cma_alloc area=reserved count=3 align=0\ncma_release h=0\n");
+        // printf 'cma_alloc area=reserved count=3 align=0\ncma_release h=0\n' | sha256sum | cut -c1-16
+        assert_eq!(p.generate_name(None), "8c83d55032f8cad4.prog");
     }
 
     #[test]

@@ -105,18 +105,18 @@ pub struct FuzzOptions {
     pub sup: Suppressions,
 }
 
-/// `30s`, `10m`, `8h`, `1d` (a bare number is seconds).
+/// `30s`, `10m`, `8h`, `1d` (a bare number is seconds), or any longer form `humantime` reads
+/// (`1h30m`, `2days`); never zero.
 pub fn parse_duration(s: &str) -> Result<Duration, FuzzError> {
     let t = s.trim();
-    let (num, mult) = match t.char_indices().last() {
-        Some((i, 's')) => (&t[..i], 1),
-        Some((i, 'm')) => (&t[..i], 60),
-        Some((i, 'h')) => (&t[..i], 3600),
-        Some((i, 'd')) => (&t[..i], 86400),
-        _ => (t, 1),
+    let d = match t.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(t).map_err(|_| FuzzError::Duration(s.to_string()))?,
     };
-    let n: u64 = num.parse().map_err(|_| FuzzError::Duration(s.to_string()))?;
-    n.checked_mul(mult).filter(|v| *v > 0).map(Duration::from_secs).ok_or_else(|| FuzzError::Duration(s.to_string()))
+    if d.is_zero() {
+        return Err(FuzzError::Duration(s.to_string()));
+    }
+    Ok(d)
 }
 
 /// `N` (the first N cores) or a LibAFL core list; checked against this machine.
@@ -178,6 +178,50 @@ fn program_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// Where a program file a campaign reads comes from: the user's `--corpus` (not ours to move)
+/// or the campaign's own `OUT/corpus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Seeds,
+    Corpus,
+}
+
+/// The program files of `dir` that read and parse. Each other one is set aside in
+/// `quarantine` and reported in one line on stderr, so one bad file neither stops the campaign
+/// (LibAFL would refuse the whole list) nor goes unnoticed: an `OUT/corpus` file is moved there
+/// (`corpus.NAME`); a `--corpus` seed is left where it is (it is the user's, perhaps under
+/// version control) and a copy is put there (`seeds.NAME`).
+fn parseable_files(dir: &Path, origin: Origin, quarantine: &Path) -> Result<Vec<PathBuf>, FuzzError> {
+    let mut ok = Vec::new();
+    for p in program_files(dir) {
+        let why = match input::read_program(&p) {
+            Ok(_) => {
+                ok.push(p);
+                continue;
+            }
+            Err(why) => why,
+        };
+        let set_aside = match origin {
+            Origin::Corpus => crate::disk::quarantine(quarantine, &p, "corpus"),
+            Origin::Seeds => crate::disk::quarantine_copy(quarantine, &p, "seeds"),
+        };
+        let dest = set_aside.map_err(|e| FuzzError::Io { what: quarantine.to_path_buf(), msg: e.to_string() })?;
+        crate::disk::notice(&match origin {
+            Origin::Corpus => format!(
+                "cmafuzz fuzz: {}: {why}; moved it to {} and going on without it (delete it, or fix it and copy it back)",
+                p.display(),
+                dest.display()
+            ),
+            Origin::Seeds => format!(
+                "cmafuzz fuzz: seed {}: {why}; going on without it (fix or remove it; a copy is in {})",
+                p.display(),
+                dest.display()
+            ),
+        });
+    }
+    Ok(ok)
+}
+
 /// Generated programs, handles made valid.
 pub struct ProgramGenerator;
 
@@ -195,6 +239,10 @@ extern "C" fn on_signal(_sig: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
+/// Replaces (does not chain to) the client's SIGINT/SIGTERM handlers. Hand-written rather
+/// than `signal-hook`, whose registry calls the handler it found before its own: in a LibAFL
+/// client that is LibAFL's shutdown handler, `_exit(100)`, which would end the client mid-input
+/// instead of between inputs with an orderly `send_exiting`.
 fn install_stop_handlers() {
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
@@ -203,6 +251,7 @@ fn install_stop_handlers() {
     }
 }
 
+/// Kept on `libc` (`kill(pid, 0)`, one line): no crate says it more simply.
 fn alive(pid: libc::pid_t) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     unsafe { libc::kill(pid, 0) == 0 }
@@ -238,8 +287,9 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
     if !opts.corpus.is_dir() {
         return Err(FuzzError::NoCorpus(opts.corpus.clone()));
     }
-    let mut files = program_files(&opts.corpus);
-    files.extend(program_files(&opts.out.join("corpus")));
+    let quarantine = opts.out.join("quarantine");
+    let mut files = parseable_files(&opts.corpus, Origin::Seeds, &quarantine)?;
+    files.extend(parseable_files(&opts.out.join("corpus"), Origin::Corpus, &quarantine)?);
     if files.is_empty() {
         return Err(FuzzError::NoSeeds(opts.corpus.clone(), opts.out.join("corpus")));
     }
@@ -382,10 +432,7 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
     // once) is an error, not a clean run with nothing found.
     let ran = last_status.as_ref().is_some_and(|s| s.execs > 0) || monitor::corpus_files(&opts.out) > 0;
     if !ran && !STOP.load(Ordering::SeqCst) {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(15)..].join("\n");
-        return Err(FuzzError::NoExecs { log: log.clone(), tail });
+        return Err(FuzzError::NoExecs { log: log.clone(), tail: crate::disk::tail(&log, 15) });
     }
     Ok(Summary {
         findings: store.existing()?,
@@ -467,3 +514,63 @@ pub type Mgr = libafl::events::LlmpRestartingEventManager<(), ProgramInput, St, 
 
 /// The state of one client.
 pub type St = StdState<InMemoryOnDiskCorpus<ProgramInput>, ProgramInput, StdRand, InMemoryCorpus<ProgramInput>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_a_unit_or_bare_seconds_and_never_zero() {
+        for (s, secs) in [("30s", 30), ("10m", 600), ("8h", 8 * 3600), ("1d", 86400), ("45", 45), (" 2m ", 120)] {
+            assert_eq!(parse_duration(s).expect(s), Duration::from_secs(secs), "{s}");
+        }
+        for bad in ["", "0", "0s", "ten", "5x", "-3s"] {
+            let e = parse_duration(bad).expect_err(bad).to_string();
+            assert!(e.starts_with(&format!("--duration {bad}:")) && e.contains("30s, 10m, 8h or 1d"), "{e}");
+        }
+    }
+
+    const GOOD: &str = "cma_alloc area=reserved count=3 align=0\n";
+
+    #[test]
+    fn an_unparsable_corpus_file_is_moved_to_quarantine_once_and_good_ones_stay() {
+        let out = tempfile::tempdir().expect("tempdir");
+        let corpus = out.path().join("corpus");
+        std::fs::create_dir_all(&corpus).expect("mkdir");
+        std::fs::write(corpus.join("good.prog"), GOOD).expect("write");
+        std::fs::write(corpus.join("bad.prog"), "cma_alloc count=banana\n").expect("write");
+        std::fs::write(corpus.join("bad.json"), [0xff, 0xfe]).expect("write");
+        let q = out.path().join("quarantine");
+        crate::disk::take_notices();
+        let files = parseable_files(&corpus, Origin::Corpus, &q).expect("a bad file does not stop the campaign");
+        assert_eq!(files, vec![corpus.join("good.prog")]);
+        assert_eq!(std::fs::read_to_string(corpus.join("good.prog")).expect("good stays"), GOOD);
+        assert!(!corpus.join("bad.prog").exists() && !corpus.join("bad.json").exists());
+        assert_eq!(std::fs::read_to_string(q.join("corpus.bad.prog")).expect("moved"), "cma_alloc count=banana\n");
+        assert!(q.join("corpus.bad.json").is_file());
+        let said = crate::disk::take_notices();
+        assert_eq!(said.len(), 2, "one line per file: {said:?}");
+        assert!(said.iter().any(|l| l.contains("bad.prog") && l.contains("corpus.bad.prog")), "{said:?}");
+        // The next start finds nothing more to say.
+        assert_eq!(parseable_files(&corpus, Origin::Corpus, &q).expect("again").len(), 1);
+        assert!(crate::disk::take_notices().is_empty());
+    }
+
+    #[test]
+    fn an_unparsable_seed_is_reported_and_copied_but_left_in_the_users_directory() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let seeds = d.path().join("seeds");
+        std::fs::create_dir_all(&seeds).expect("mkdir");
+        std::fs::write(seeds.join("good.prog"), GOOD).expect("write");
+        std::fs::write(seeds.join("bad.prog"), "frobnicate\n").expect("write");
+        let q = d.path().join("out/quarantine");
+        crate::disk::take_notices();
+        let files = parseable_files(&seeds, Origin::Seeds, &q).expect("goes on");
+        assert_eq!(files, vec![seeds.join("good.prog")]);
+        assert_eq!(std::fs::read_to_string(seeds.join("bad.prog")).expect("left alone"), "frobnicate\n");
+        assert!(q.join("seeds.bad.prog").is_file());
+        let said = crate::disk::take_notices();
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(said[0].contains("bad.prog") && said[0].contains("fix or remove"), "{}", said[0]);
+    }
+}

@@ -2,18 +2,19 @@
 //! the campaign moves on. A new signature is assembled in a temporary directory and renamed into
 //! place (a reader never sees half a finding); a signature seen again only bumps `count` and
 //! `last_seen` in `meta.json` (temp file + rename). Clients of one campaign (and campaigns
-//! sharing an `OUT`) serialise on `OUT/findings/.lock`.
+//! sharing an `OUT`) serialise on `OUT/findings/.lock`. A finding whose `meta.json` does not
+//! parse never stops a campaign: it is moved to `OUT/quarantine/findings.<dir>` with one line on
+//! stderr, and the signature counts as new the next time it is seen.
 
 pub mod programs;
 
 use crate::diff::Execution;
+use crate::disk;
 use crate::oracle::Verdict;
 use reference_impl::program::Program;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::fs;
-use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 use thiserror::Error;
@@ -78,12 +79,8 @@ pub fn dir_name(signature: &str) -> String {
     let changed = s != signature;
     s.truncate(96);
     if changed {
-        // FNV-1a: stable across Rust releases, unlike DefaultHasher.
-        let mut x: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in signature.bytes() {
-            x = (x ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        s.push_str(&format!("-{:08x}", x as u32));
+        s.push('-');
+        s.push_str(&disk::sha256_hex(signature.as_bytes())[..8]);
     }
     s
 }
@@ -92,36 +89,13 @@ fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Writes `data` to `path` through a temporary file in the same directory and a rename.
+/// Writes `data` to `path` atomically ([`disk::write_atomic`]).
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), FindingError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io(dir, e))?;
-    tmp.write_all(data).map_err(|e| io(path, e))?;
-    tmp.as_file().sync_all().map_err(|e| io(path, e))?;
-    tmp.persist(path).map_err(|e| io(path, e.error))?;
-    Ok(())
+    disk::write_atomic(path, data).map_err(|e| io(path, e))
 }
 
-/// An exclusive `flock` held while it lives.
-struct Lock(fs::File);
-
-impl Lock {
-    fn take(path: &Path) -> Result<Lock, FindingError> {
-        let f = fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(|e| io(path, e))?;
-        // SAFETY: flock on a descriptor we own; released when the file is closed.
-        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-        if r != 0 {
-            return Err(io(path, std::io::Error::last_os_error()));
-        }
-        Ok(Lock(f))
-    }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        // SAFETY: as above.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
-    }
+fn lock(path: &Path) -> Result<disk::Lock, FindingError> {
+    disk::Lock::exclusive(path).map_err(|e| io(path, e))
 }
 
 impl FindingStore {
@@ -136,8 +110,10 @@ impl FindingStore {
         Ok(FindingStore { dir, target: target.to_string(), kernel_hash, kernel_patches })
     }
 
-    /// Signatures already on disk (their `meta.json`).
+    /// Signatures already on disk (their `meta.json`). A finding whose `meta.json` does not parse
+    /// is set aside ([`FindingStore::set_aside`]) and left out.
     pub fn existing(&self) -> Result<Vec<Meta>, FindingError> {
+        let _lock = lock(&self.dir.join(".lock"))?;
         let mut out = Vec::new();
         let rd = fs::read_dir(&self.dir).map_err(|e| io(&self.dir, e))?;
         for e in rd.flatten() {
@@ -145,10 +121,33 @@ impl FindingStore {
             if e.file_name().to_string_lossy().starts_with('.') || !p.is_file() {
                 continue;
             }
-            out.push(read_meta(&p)?);
+            match read_meta(&p) {
+                Ok(m) => out.push(m),
+                Err(FindingError::Meta { msg, .. }) => self.set_aside(&e.path(), &msg)?,
+                Err(e) => return Err(e),
+            }
         }
         out.sort_by(|a, b| a.signature.cmp(&b.signature));
         Ok(out)
+    }
+
+    /// `OUT/quarantine`, beside `OUT/findings`.
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.dir.parent().unwrap_or(&self.dir).join("quarantine")
+    }
+
+    /// Moves the finding directory `dir`, whose `meta.json` is corrupt (`why`), to
+    /// `OUT/quarantine/findings.<name>` and says so in one line on stderr. Called with the lock
+    /// held, so one process moves it and reports it, once.
+    fn set_aside(&self, dir: &Path, why: &str) -> Result<(), FindingError> {
+        let q = self.quarantine_dir();
+        let dest = disk::quarantine(&q, dir, "findings").map_err(|e| io(&q, e))?;
+        disk::notice(&format!(
+            "cmafuzz: {}: {why}; moved that finding to {} and carrying on (read its reproducer.prog there, then delete it)",
+            dir.join("meta.json").display(),
+            dest.display()
+        ));
+        Ok(())
     }
 
     /// The replay command a person runs on the reproducer.
@@ -169,16 +168,21 @@ impl FindingStore {
         verdict: &Verdict,
         console: &str,
     ) -> Result<Recorded, FindingError> {
-        let _lock = Lock::take(&self.dir.join(".lock"))?;
+        let _lock = lock(&self.dir.join(".lock"))?;
         let final_dir = self.dir.join(dir_name(&verdict.signature));
         let meta_path = final_dir.join("meta.json");
         let t = now();
         if meta_path.is_file() {
-            let mut m = read_meta(&meta_path)?;
-            m.count += 1;
-            m.last_seen = t;
-            write_atomic(&meta_path, &to_json(&m))?;
-            return Ok(Recorded::Again { count: m.count });
+            match read_meta(&meta_path) {
+                Ok(mut m) => {
+                    m.count += 1;
+                    m.last_seen = t;
+                    write_atomic(&meta_path, &to_json(&m))?;
+                    return Ok(Recorded::Again { count: m.count });
+                }
+                Err(FindingError::Meta { msg, .. }) => self.set_aside(&final_dir, &msg)?,
+                Err(e) => return Err(e),
+            }
         }
         let tmp = tempfile::Builder::new().prefix(".new-").tempdir_in(&self.dir).map_err(|e| io(&self.dir, e))?;
         let d = tmp.path();
@@ -216,16 +220,21 @@ impl FindingStore {
         };
         write_atomic(&d.join("meta.json"), &to_json(&m))?;
         let tmp_path = tmp.keep();
-        fs::rename(&tmp_path, &final_dir).map_err(|e| {
-            let _ = fs::remove_dir_all(&tmp_path);
-            io(&final_dir, e)
-        })?;
-        Ok(Recorded::New)
+        // Under the lock nobody else publishes this signature; a directory there without a
+        // meta.json (a person's leftovers) is an error naming it.
+        match disk::publish_dir(&tmp_path, &final_dir).map_err(|e| io(&final_dir, e))? {
+            disk::Published::Ours => Ok(Recorded::New),
+            disk::Published::Theirs => {
+                Err(io(&final_dir, "a directory without meta.json is in the way (move or delete it)"))
+            }
+        }
     }
 }
 
 fn read_meta(p: &Path) -> Result<Meta, FindingError> {
-    let text = fs::read_to_string(p).map_err(|e| io(p, e))?;
+    let bytes = fs::read(p).map_err(|e| io(p, e))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| FindingError::Meta { path: p.to_path_buf(), msg: format!("not UTF-8: {e}") })?;
     serde_json::from_str(&text).map_err(|e| FindingError::Meta { path: p.to_path_buf(), msg: e.to_string() })
 }
 
@@ -312,14 +321,52 @@ mod tests {
     }
 
     #[test]
-    fn a_corrupt_meta_json_is_an_error_naming_the_file() {
-        let out = tempfile::tempdir().expect("tempdir");
-        let store = FindingStore::open(out.path(), "t", None, vec![]).expect("open");
-        let d = store.dir.join(dir_name("bitmap:x"));
+    fn a_signature_changed_for_its_directory_name_gets_a_pinned_sha256_suffix() {
+        // printf 'bitmap:reserved' | sha256sum | cut -c1-8
+        assert_eq!(dir_name("bitmap:reserved"), "bitmap_reserved-8dfdeabc");
+    }
+
+    fn corrupt_finding(store: &FindingStore, sig: &str) -> PathBuf {
+        let d = store.dir.join(dir_name(sig));
         fs::create_dir_all(&d).expect("mkdir");
         fs::write(d.join("meta.json"), "{").expect("write");
+        fs::write(d.join("reproducer.prog"), "observe\n").expect("write");
+        d
+    }
+
+    #[test]
+    fn a_corrupt_meta_json_is_set_aside_and_the_store_still_opens() {
+        let out = tempfile::tempdir().expect("tempdir");
+        let store = FindingStore::open(out.path(), "t", None, vec![]).expect("open");
         let prog = Program::default();
-        let e = store.record(&prog, &exec(), &verdict("bitmap:x"), "").expect_err("corrupt");
-        assert!(e.to_string().contains("meta.json"), "{e}");
+        store.record(&prog, &exec(), &verdict("bitmap:good"), "").expect("record");
+        let good = store.dir.join(dir_name("bitmap:good"));
+        let good_meta = fs::read(good.join("meta.json")).expect("read");
+        let bad = corrupt_finding(&store, "bitmap:x");
+        disk::take_notices();
+        let metas = store.existing().expect("a corrupt finding does not stop the store");
+        let said = disk::take_notices();
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(said[0].contains("meta.json") && said[0].contains("quarantine"), "{}", said[0]);
+        assert_eq!(metas.iter().map(|m| m.signature.as_str()).collect::<Vec<_>>(), ["bitmap:good"]);
+        assert!(!bad.exists(), "the corrupt finding left findings/");
+        let moved = store.quarantine_dir().join(format!("findings.{}", dir_name("bitmap:x")));
+        assert_eq!(fs::read_to_string(moved.join("reproducer.prog")).expect("kept"), "observe\n");
+        // Set aside once: the next look finds nothing more to move, and the good one is untouched.
+        assert_eq!(store.existing().expect("existing").len(), 1);
+        assert!(disk::take_notices().is_empty(), "reported once");
+        assert_eq!(fs::read_dir(store.quarantine_dir()).expect("list").count(), 1);
+        assert_eq!(fs::read(good.join("meta.json")).expect("read"), good_meta);
+    }
+
+    #[test]
+    fn recording_a_signature_whose_meta_json_is_corrupt_sets_it_aside_and_records_it_anew() {
+        let out = tempfile::tempdir().expect("tempdir");
+        let store = FindingStore::open(out.path(), "t", None, vec![]).expect("open");
+        corrupt_finding(&store, "bitmap:x");
+        let prog = Program::default();
+        assert_eq!(store.record(&prog, &exec(), &verdict("bitmap:x"), "").expect("record"), Recorded::New);
+        assert_eq!(store.existing().expect("existing")[0].count, 1);
+        assert!(store.quarantine_dir().join(format!("findings.{}", dir_name("bitmap:x"))).is_dir());
     }
 }

@@ -1,15 +1,26 @@
 //! The qemu runner: boots built artifacts (image + initramfs) with no
-//! network, the console captured to a log file and the guest channel on a
-//! unix socket in a private temp dir. It knows nothing of builds. The VM is
+//! network, the console on one unix socket and the guest channel on another,
+//! both in a private temp dir. It knows nothing of builds. The VM is
 //! killed on drop, and qemu is told to die with its parent, so a killed
 //! harness leaves no qemu behind.
+//!
+//! The console is read by the harness (a thread, and every reader of it first drains what is
+//! waiting), written to `console.log` bounded on disk ([`disk::RotatingLog`]: past
+//! [`CONSOLE_ROTATE_AT`] it moves to `console.log.1`), and kept in memory until
+//! [`Vm::new_console`] hands it out, so each line is handed out once across rotations.
 
+use crate::disk;
 use crate::guest::wire::Hello;
 use crate::guest::{Channel, GuestError};
-use std::os::unix::net::UnixListener;
+use std::io::Read;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -52,13 +63,13 @@ pub struct VmSpec {
 /// A running VM whose agent has said hello.
 pub struct Vm {
     child: Child,
-    dir: tempfile::TempDir,
+    /// Holds the sockets and the console log; removed when the VM goes.
+    _dir: tempfile::TempDir,
     pub chan: Channel,
     pub hello: Hello,
     /// From spawning qemu to the agent's hello.
     pub boot_time: Duration,
-    /// Bytes of the console [`Vm::new_console`] has handed out (always a line start).
-    console_read: u64,
+    console: Console,
 }
 
 /// qemu for `spec` without any serial port or channel (the caller adds those): machine, cpu,
@@ -91,28 +102,26 @@ pub fn qemu_command(spec: &VmSpec) -> Command {
 }
 
 impl Vm {
+    /// The console log (the part before the last rotation is in `console.log.1`).
     pub fn console_path(&self) -> PathBuf {
-        self.dir.path().join("console.log")
+        self.console.path()
     }
 
     /// The last `n` lines of the console.
     pub fn console_tail(&self, n: usize) -> String {
-        tail(&self.console_path(), n)
+        self.console.tail(n)
     }
 
     /// The whole console so far (bounded to the last 1 MiB).
     pub fn console(&self) -> String {
-        read_bounded(&self.console_path(), 1 << 20)
+        self.console.last(1 << 20)
     }
 
     /// The console lines printed since the last call (at most the last [`NEW_CONSOLE_MAX`]
     /// bytes of them). A line still being written is left for the next call, unless `all`
     /// (the VM is going away).
     pub fn new_console(&mut self, all: bool) -> String {
-        let (bytes, start) = read_from(&self.console_path(), self.console_read, NEW_CONSOLE_MAX);
-        let keep = if all { bytes.len() } else { bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1) };
-        self.console_read = start + keep as u64;
-        String::from_utf8_lossy(&bytes[..keep]).into_owned()
+        self.console.take_new(all)
     }
 
     /// Boots `spec` and waits for the agent's hello.
@@ -120,15 +129,19 @@ impl Vm {
         let start = Instant::now();
         let dir = tempfile::Builder::new().prefix("cmafuzz-vm-").tempdir().map_err(io("creating the VM temp dir"))?;
         let sock = dir.path().join("chan.sock");
-        let console = dir.path().join("console.log");
+        let con_sock = dir.path().join("console.sock");
+        let mut console = Console::create(&dir.path().join("console.log"), CONSOLE_ROTATE_AT)
+            .map_err(io("creating console.log in the VM temp dir"))?;
         let qemu_log = dir.path().join("qemu.log");
         let listener = UnixListener::bind(&sock).map_err(io(format!("binding {}", sock.display())))?;
         listener.set_nonblocking(true).map_err(io("making the channel socket non-blocking"))?;
+        let con_listener = UnixListener::bind(&con_sock).map_err(io(format!("binding {}", con_sock.display())))?;
+        con_listener.set_nonblocking(true).map_err(io("making the console socket non-blocking"))?;
         let log = std::fs::File::create(&qemu_log).map_err(io("creating qemu.log"))?;
         let log2 = log.try_clone().map_err(io("duplicating qemu.log"))?;
         let mut cmd = qemu_command(spec);
         cmd.arg("-chardev")
-            .arg(format!("file,id=con,path={}", console.display()))
+            .arg(format!("socket,id=con,path={}", con_sock.display()))
             .args(["-serial", "chardev:con"])
             .args(["-device", "virtio-serial-device"])
             .arg("-chardev")
@@ -143,25 +156,44 @@ impl Vm {
         let mut guard = ChildGuard(Some(child));
         let deadline = start + spec.boot_timeout;
 
-        // qemu connects to us as it starts; wait for it or for its death.
+        // qemu connects to both sockets as it starts; wait for both, or for its death.
+        let mut con_attached = false;
+        let mut chan_stream = None;
         let stream = loop {
-            match listener.accept() {
-                Ok((s, _)) => break s,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(VmError::Io { what: "accepting the guest channel".into(), source: e }),
+            if !con_attached {
+                match con_listener.accept() {
+                    Ok((s, _)) => {
+                        console.attach(s).map_err(io("reading the console socket"))?;
+                        con_attached = true;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(VmError::Io { what: "accepting the console".into(), source: e }),
+                }
+            }
+            if chan_stream.is_none() {
+                match listener.accept() {
+                    Ok((s, _)) => chan_stream = Some(s),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(VmError::Io { what: "accepting the guest channel".into(), source: e }),
+                }
+            }
+            if con_attached {
+                if let Some(s) = chan_stream.take() {
+                    break s;
+                }
             }
             guard.check_alive(&qemu_log, &console)?;
             if Instant::now() >= deadline {
-                return Err(VmError::BootTimeout { secs: spec.boot_timeout.as_secs(), console: tail(&console, 30) });
+                return Err(VmError::BootTimeout { secs: spec.boot_timeout.as_secs(), console: console.tail(30) });
             }
-            poll_readable(&listener, Duration::from_millis(20));
+            poll_readable(&[listener.as_raw_fd(), con_listener.as_raw_fd()], Duration::from_millis(20));
         };
         stream.set_nonblocking(false).map_err(io("configuring the guest channel"))?;
         let mut chan = Channel::new(stream, spec.op_timeout);
         let hello = match chan.read_hello(deadline.saturating_duration_since(Instant::now())) {
             Ok(h) => h,
             Err(GuestError::Timeout { .. }) => {
-                return Err(VmError::BootTimeout { secs: spec.boot_timeout.as_secs(), console: tail(&console, 30) })
+                return Err(VmError::BootTimeout { secs: spec.boot_timeout.as_secs(), console: console.tail(30) })
             }
             Err(GuestError::Disconnected) => {
                 // Prefer qemu's own reason if it already died.
@@ -174,7 +206,7 @@ impl Vm {
             .0
             .take()
             .ok_or_else(|| VmError::Io { what: "qemu child".into(), source: std::io::Error::other("lost") })?;
-        Ok(Vm { child, dir, chan, hello, boot_time: start.elapsed(), console_read: 0 })
+        Ok(Vm { child, _dir: dir, chan, hello, boot_time: start.elapsed(), console })
     }
 
     /// qemu's process id.
@@ -192,6 +224,8 @@ impl Drop for Vm {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // qemu is gone, so the console reader sees the end of its socket and returns.
+        self.console.stop();
     }
 }
 
@@ -199,11 +233,11 @@ impl Drop for Vm {
 struct ChildGuard(Option<Child>);
 
 impl ChildGuard {
-    fn check_alive(&mut self, qemu_log: &Path, console: &Path) -> Result<(), VmError> {
+    fn check_alive(&mut self, qemu_log: &Path, console: &Console) -> Result<(), VmError> {
         if let Some(c) = self.0.as_mut() {
             if let Ok(Some(status)) = c.try_wait() {
                 let q = tail(qemu_log, 10);
-                let con = tail(console, 20);
+                let con = console.tail(20);
                 return Err(VmError::QemuExited {
                     status: status.to_string(),
                     log: format!("qemu said: {}\nconsole tail:\n{con}", if q.is_empty() { "nothing" } else { &q }),
@@ -223,52 +257,195 @@ impl Drop for ChildGuard {
     }
 }
 
-fn poll_readable(l: &UnixListener, t: Duration) {
-    use std::os::fd::AsRawFd;
-    let mut pfd = libc::pollfd { fd: l.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-    // SAFETY: one valid pollfd for the duration of the call.
+/// Waits until one of `fds` is readable, or `t`.
+fn poll_readable(fds: &[RawFd], t: Duration) {
+    let mut pfds: Vec<libc::pollfd> =
+        fds.iter().map(|fd| libc::pollfd { fd: *fd, events: libc::POLLIN, revents: 0 }).collect();
+    // SAFETY: `pfds` is a valid array of `pfds.len()` pollfds for the duration of the call.
     unsafe {
-        libc::poll(&mut pfd, 1, t.as_millis().min(i32::MAX as u128) as i32);
+        libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, t.as_millis().min(i32::MAX as u128) as i32);
     }
 }
 
-/// Most console bytes [`Vm::new_console`] reads at once (a kernel printing more between two
+/// Most console bytes [`Vm::new_console`] hands out at once (a kernel printing more between two
 /// programs loses the oldest).
 pub const NEW_CONSOLE_MAX: u64 = 4 << 20;
 
-/// The bytes of `p` from `pos` to its end, at most the last `max` of them, and the offset they
-/// start at.
-fn read_from(p: &Path, pos: u64, max: u64) -> (Vec<u8>, u64) {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(p) else { return (Vec::new(), pos) };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    if len <= pos {
-        return (Vec::new(), pos);
-    }
-    let start = pos.max(len.saturating_sub(max));
-    if f.seek(SeekFrom::Start(start)).is_err() {
-        return (Vec::new(), pos);
-    }
-    let mut b = Vec::new();
-    let _ = f.take(len - start).read_to_end(&mut b);
-    (b, start)
+/// Where `console.log` rotates to `console.log.1`: at most about twice this is on disk per VM,
+/// and at least the last this many bytes (what [`Vm::console`] returns) are always there.
+pub const CONSOLE_ROTATE_AT: u64 = 1 << 20;
+
+/// One VM's console: the rotating log on disk, the bytes not handed out yet, and the socket
+/// they come from, all behind one lock. The reader thread and every reader of the console drain
+/// the socket under that lock, so whatever qemu wrote before a call is in what it sees.
+struct Console {
+    sink: Arc<Mutex<Sink>>,
+    stop: Arc<AtomicBool>,
+    reader: Option<JoinHandle<()>>,
+    path: PathBuf,
 }
 
-fn read_bounded(p: &Path, max: u64) -> String {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(p) else { return String::new() };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    if len > max {
-        let _ = f.seek(SeekFrom::Start(len - max));
-    }
-    let mut b = Vec::new();
-    let _ = f.take(max).read_to_end(&mut b);
-    String::from_utf8_lossy(&b).into_owned()
+struct Sink {
+    log: disk::RotatingLog,
+    /// Console bytes not handed out yet (at most the last [`NEW_CONSOLE_MAX`]).
+    pending: Vec<u8>,
+    stream: Option<UnixStream>,
+    eof: bool,
 }
 
-/// The last `n` lines of a log file (bounded read).
+impl Sink {
+    fn feed(&mut self, bytes: &[u8]) {
+        // A full disk loses log lines, as qemu's own file chardev would; the verdicts still
+        // see them through `pending`.
+        let _ = self.log.write(bytes);
+        self.pending.extend_from_slice(bytes);
+        let max = NEW_CONSOLE_MAX as usize;
+        if self.pending.len() > max {
+            self.pending.drain(..self.pending.len() - max);
+        }
+    }
+
+    /// Reads everything waiting on the socket, without blocking.
+    fn drain(&mut self) {
+        let Some(stream) = self.stream.as_mut() else { return };
+        let mut buf = [0u8; 64 * 1024];
+        let mut got = Vec::new();
+        while !self.eof {
+            match stream.read(&mut buf) {
+                Ok(0) => self.eof = true,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => self.eof = true,
+            }
+        }
+        self.feed(&got);
+    }
+}
+
+impl Console {
+    fn create(path: &Path, rotate_at: u64) -> std::io::Result<Console> {
+        let log = disk::RotatingLog::create(path, rotate_at)?;
+        Ok(Console {
+            sink: Arc::new(Mutex::new(Sink { log, pending: Vec::new(), stream: None, eof: false })),
+            stop: Arc::new(AtomicBool::new(false)),
+            reader: None,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Sink> {
+        // A panic elsewhere while holding it leaves bytes, not broken invariants.
+        self.sink.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts reading the console from `stream` (qemu's end of the console socket).
+    fn attach(&mut self, stream: UnixStream) -> std::io::Result<()> {
+        stream.set_nonblocking(true)?;
+        let fd = stream.as_raw_fd();
+        self.lock().stream = Some(stream);
+        let (sink, stop) = (self.sink.clone(), self.stop.clone());
+        // The stream (and so `fd`) lives in `sink` until the last Arc goes, after this thread.
+        let h = std::thread::Builder::new().name("vm-console".into()).spawn(move || loop {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            poll_readable(&[fd], Duration::from_millis(100));
+            let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
+            s.drain();
+            if s.eof {
+                return;
+            }
+        })?;
+        self.reader = Some(h);
+        Ok(())
+    }
+
+    fn path(&self) -> PathBuf {
+        self.path.clone()
+    }
+
+    fn take_new(&self, all: bool) -> String {
+        let mut s = self.lock();
+        s.drain();
+        let keep = if all { s.pending.len() } else { s.pending.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1) };
+        let out: Vec<u8> = s.pending.drain(..keep).collect();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    fn last(&self, max: u64) -> String {
+        let mut s = self.lock();
+        s.drain();
+        String::from_utf8_lossy(&disk::read_tail(s.log.path(), max)).into_owned()
+    }
+
+    fn tail(&self, n: usize) -> String {
+        let mut s = self.lock();
+        s.drain();
+        disk::tail(s.log.path(), n)
+    }
+
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.reader.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The last `n` lines of a log file (bounded read; a rotated log is followed into its `.1`).
 pub fn tail(p: &Path, n: usize) -> String {
-    let text = read_bounded(p, 256 * 1024);
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    disk::tail(p, n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn console_lines_are_handed_out_once_each_across_rotation_and_the_log_stays_bounded() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let path = d.path().join("console.log");
+        let mut con = Console::create(&path, 4096).expect("create");
+        let (mut qemu, ours) = UnixStream::pair().expect("socketpair");
+        con.attach(ours).expect("attach");
+        let mut sent = String::new();
+        let mut got = String::new();
+        for i in 0..2000 {
+            let line = format!("[{i:6}] cma: a console line of some length\n");
+            // Halves: a call between them must leave the half line for the next call.
+            let (a, b) = line.split_at(7);
+            qemu.write_all(a.as_bytes()).expect("send");
+            if i % 7 == 0 {
+                got.push_str(&con.take_new(false));
+            }
+            qemu.write_all(b.as_bytes()).expect("send");
+            sent.push_str(&line);
+            if i % 13 == 0 {
+                got.push_str(&con.take_new(false));
+                assert!(got.is_empty() || got.ends_with('\n'), "only whole lines");
+            }
+        }
+        qemu.write_all(b"half a line at the end").expect("send");
+        got.push_str(&con.take_new(false));
+        assert_eq!(got, sent, "every complete line exactly once, in order");
+        drop(qemu);
+        assert_eq!(con.take_new(true), "half a line at the end", "the rest when the VM goes");
+        assert_eq!(con.take_new(true), "");
+        let cur = std::fs::metadata(&path).expect("console.log").len();
+        let old = std::fs::metadata(disk::rotated_path(&path)).expect("console.log.1 after rotation").len();
+        assert!(cur <= 2 * 4096 && old <= 2 * 4096, "bounded: {cur} {old}");
+        assert!(std::fs::read_to_string(&path).expect("read").starts_with(disk::ROTATED_NOTE));
+        let last = con.last(4096);
+        assert!(last.len() >= 4096 - 64 && format!("{sent}half a line at the end").ends_with(&last), "{last}");
+        assert_eq!(con.tail(1), "half a line at the end");
+        con.stop();
+    }
 }
