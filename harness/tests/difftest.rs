@@ -73,7 +73,7 @@ fn difftest_finds_the_injected_alignment_bug_and_keeps_reproducers_that_parse() 
     let t = targets::find(Some("arm64-6.1")).expect("target");
     let patch =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../benchmarks/bugs/alignment-offset-ignored.patch");
-    let kc = KernelChoice { src: None, patches: vec![patch] };
+    let kc = KernelChoice { src: None, patches: vec![patch], ..Default::default() };
     let dir = tempfile::tempdir().expect("temp dir");
     let opts = DifftestOptions { count: 100, seed: 1, out_dir: dir.path().to_path_buf() };
     let mut out = Vec::new();

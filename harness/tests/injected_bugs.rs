@@ -51,7 +51,7 @@ fn every_injected_bug_is_caught_as_its_declared_divergence() {
     for b in bugs {
         let t = targets::find(Some(&b.target)).expect("target");
         let prog = replay::load(&b.program).expect("program");
-        let kc = KernelChoice { src: None, patches: vec![b.patch.clone()] };
+        let kc = KernelChoice { src: None, patches: vec![b.patch.clone()], ..Default::default() };
         let mut out = Vec::new();
         let opts = replay::ReplayOptions::new(true).expect("options");
         let sum = replay::replay(&t, BackendChoice::Both, &kc, &[prog], &opts, &mut out).expect("replay runs");
@@ -96,7 +96,8 @@ fn what_a_buggy_kernel_leaves_behind_is_not_pinned_on_the_next_program() {
     ];
     for (patch, target, first, next) in cases {
         let t = targets::find(Some(target)).expect("target");
-        let kc = KernelChoice { src: None, patches: vec![root.join("benchmarks/bugs").join(patch)] };
+        let kc =
+            KernelChoice { src: None, patches: vec![root.join("benchmarks/bugs").join(patch)], ..Default::default() };
         let sup = cmafuzz::oracle::Suppressions::builtin().expect("suppressions");
         let mut ex = Executor::start(&t, BackendChoice::Both, &kc, sup, &mut |_| {}).expect("VM starts");
         let first = Program::parse(first).expect("parses");
@@ -124,7 +125,7 @@ fn a_second_kernel_with_the_release_bug_is_judged_against_the_first_and_a_pristi
         let mut opts = replay::ReplayOptions::new(false).expect("options");
         opts.vs = Some(replay::VsKernel {
             target: t.clone(),
-            kernel: KernelChoice { src: None, patches: vs_patches },
+            kernel: KernelChoice { src: None, patches: vs_patches, ..Default::default() },
             name: "kernel (patched)".into(),
         });
         let mut out = Vec::new();

@@ -372,6 +372,45 @@ fn a_hung_kernel_is_a_hang_verdict_and_the_next_program_runs_on_a_fresh_vm() {
     assert!(stdout.contains("2 programs") && stdout.contains("1 VM reboots"), "{stdout}");
 }
 
+/// The watchdog measures progress, not the program: a 200-op program whose op 3 hangs (the
+/// fixture spins with interrupts off in `cma_alloc(count=4246)`) gets its hang verdict about
+/// `--watchdog` after op 2, not after a per-op allowance times 200. With `--watchdog 10s` that
+/// is well under a minute, boot and reboot included.
+#[test]
+fn a_long_program_that_hangs_at_op_3_gets_its_hang_verdict_within_a_minute() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = String::from(
+        "cma_alloc area=reserved count=1\ncma_alloc area=reserved count=2\ncma_alloc area=reserved count=4246\n",
+    );
+    for _ in 0..197 {
+        text.push_str("cma_alloc area=reserved count=1\n");
+    }
+    let hang = dir.path().join("200-ops.prog");
+    std::fs::write(&hang, text).expect("write");
+    let patch = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/panic-on-cma-alloc-4242.patch");
+    // Build first (a cached kernel variant), so the time below is the run's.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cmafuzz"))
+        .args(["kernel", "build", "--kernel-patch"])
+        .arg(&patch)
+        .output()
+        .expect("cmafuzz runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t = std::time::Instant::now();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cmafuzz"))
+        .arg("replay")
+        .arg(&hang)
+        .arg("--kernel-patch")
+        .arg(&patch)
+        .args(["--watchdog", "10s"])
+        .output()
+        .expect("cmafuzz runs");
+    let took = t.elapsed();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("VERDICT: hang [hang:cma_alloc]"), "{stdout}");
+    assert!(took < std::time::Duration::from_secs(60), "the hang verdict took {took:?}");
+}
+
 #[test]
 fn seed_corpus_agrees_with_the_model_on_three_device_tree_areas() {
     replay_seeds("arm32-pools-6.1");
@@ -431,7 +470,7 @@ fn console_reports_are_found_after_the_console_passes_one_mib_and_each_only_once
     use cmafuzz::oracle::VerdictKind;
     let t = targets::find(Some("arm32-6.1")).expect("target");
     let patch = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/panic-on-cma-alloc-4242.patch");
-    let kc = KernelChoice { src: None, patches: vec![patch] };
+    let kc = KernelChoice { src: None, patches: vec![patch], ..Default::default() };
     let sup = cmafuzz::oracle::Suppressions::builtin().expect("suppressions");
     let mut ex = Executor::start(&t, BackendChoice::Both, &kc, sup, &mut |_| {}).expect("VM starts");
     let warnings = |ex: &mut Executor, text: &str| {

@@ -441,6 +441,123 @@ static int run_traced(int cf, uint8_t *in, size_t in_len, size_t *out_len)
 	return 0;
 }
 
+/*
+ * Progress reports during a RUN: a child process sends a CF_FRAME_PROGRESS
+ * with the ops of the RUN the driver has completed every CF_PROGRESS_MS, so
+ * the host's watchdog measures progress, not time.  A kernel that stops
+ * answering stops the reports (it does not schedule) or their count (an op
+ * that sleeps forever).  A child and pipes, not a thread: the test kernels
+ * have no futexes.  The child acknowledges the end of a RUN before the
+ * RESULT is sent, so no report follows its RESULT.
+ */
+struct progress_msg {
+	uint32_t seq;
+	uint32_t begin;
+	uint64_t start;
+};
+
+static struct {
+	int cmd, ack;	/* parent's ends; -1 once the child is gone */
+} prog = { -1, -1 };
+
+static uint64_t driver_ops_done(int cf)
+{
+	uint64_t n = 0;
+
+	if (ioctl(cf, CF_IOC_PROGRESS, &n) < 0)
+		return 0;
+	return n;
+}
+
+static void progress_child(int cf, int port, int cmd, int ack)
+{
+	struct pollfd pfd = { .fd = cmd, .events = POLLIN };
+	struct progress_msg m = { 0 };
+	struct cf_progress p;
+	int running = 0, n;
+	char one = 1;
+
+	for (;;) {
+		n = poll(&pfd, 1, running ? (int)CF_PROGRESS_MS : -1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			_exit(1);
+		if (n == 0) {
+			p.ops_done = driver_ops_done(cf) - m.start;
+			send_frame(port, CF_FRAME_PROGRESS, m.seq, &p,
+				   sizeof(p), 0);
+			continue;
+		}
+		if (read_exact(cmd, &m, sizeof(m)) < 0)
+			_exit(0);
+		running = m.begin;
+		if (!running && write(ack, &one, 1) != 1)
+			_exit(1);
+	}
+}
+
+static void progress_start(int cf, int port)
+{
+	int cmd[2], ack[2];
+	pid_t pid;
+
+	if (pipe2(cmd, O_CLOEXEC) < 0)
+		return;
+	if (pipe2(ack, O_CLOEXEC) < 0) {
+		close(cmd[0]);
+		close(cmd[1]);
+		return;
+	}
+	pid = fork();
+	if (pid == 0) {
+		close(cmd[1]);
+		close(ack[0]);
+		progress_child(cf, port, cmd[0], ack[1]);
+	}
+	close(cmd[0]);
+	close(ack[1]);
+	if (pid < 0) {
+		say("fork: %s: no progress reports", strerror(errno));
+		close(cmd[1]);
+		close(ack[0]);
+		return;
+	}
+	prog.cmd = cmd[1];
+	prog.ack = ack[0];
+}
+
+static void progress_stop(void)
+{
+	close(prog.cmd);
+	close(prog.ack);
+	prog.cmd = prog.ack = -1;
+}
+
+static void progress_begin(int cf, uint32_t seq)
+{
+	struct progress_msg m = { .seq = seq, .begin = 1 };
+
+	if (prog.cmd < 0)
+		return;
+	m.start = driver_ops_done(cf);
+	if (write(prog.cmd, &m, sizeof(m)) != sizeof(m))
+		progress_stop();
+}
+
+/* Returns once the child will send no more reports for this RUN. */
+static void progress_end(void)
+{
+	struct progress_msg m = { .begin = 0 };
+	char one;
+
+	if (prog.cmd < 0)
+		return;
+	if (write(prog.cmd, &m, sizeof(m)) != sizeof(m) ||
+	    read_exact(prog.ack, &one, 1) < 0)
+		progress_stop();
+}
+
 static void serve(int cf, int port)
 {
 	struct cf_ioc_hello hello;
@@ -448,6 +565,7 @@ static void serve(int cf, int port)
 	uint8_t hbuf[sizeof(hello.hello) + sizeof(agent)];
 	struct cf_frame_hdr h;
 	size_t out_len;
+	int rc, err;
 
 	if (ioctl(cf, CF_IOC_HELLO, &hello) < 0) {
 		say("ioctl CF_IOC_HELLO: %s", strerror(errno));
@@ -462,6 +580,7 @@ static void serve(int cf, int port)
 	memcpy(hbuf + sizeof(hello.hello), &agent, sizeof(agent));
 	if (send_frame(port, CF_FRAME_HELLO, 0, hbuf, sizeof(hbuf), 1) < 0)
 		return;
+	progress_start(cf, port);
 
 	for (;;) {
 		if (read_exact(port, &h, sizeof(h)) < 0) {
@@ -489,14 +608,17 @@ static void serve(int cf, int port)
 				return;
 			continue;
 		}
-		if (run_traced(cf, in_buf, h.len, &out_len) < 0) {
-			if (send_error(port, h.seq, "CF_IOC_RUN: %s",
-				       strerror(errno)) < 0)
-				return;
-			continue;
-		}
-		if (send_frame(port, CF_FRAME_RESULT, h.seq, out_buf,
-			       out_len, 0) < 0)
+		progress_begin(cf, h.seq);
+		rc = run_traced(cf, in_buf, h.len, &out_len);
+		err = errno;
+		progress_end();
+		if (rc < 0)
+			rc = send_error(port, h.seq, "CF_IOC_RUN: %s",
+					strerror(err));
+		else
+			rc = send_frame(port, CF_FRAME_RESULT, h.seq, out_buf,
+					out_len, 0);
+		if (rc < 0)
 			return;
 	}
 }

@@ -1158,6 +1158,12 @@ static bool cf_observes(const struct cf_op *op, const struct cf_result *r,
 }
 
 /*
+ * Ops completed since boot, read by CF_IOC_PROGRESS without cf_lock while a
+ * RUN holds it: the host's watchdog measures progress, not total time.
+ */
+static atomic64_t cf_ops_done = ATOMIC64_INIT(0);
+
+/*
  * Run the ops into cf_out (@cap bytes); returns the payload length or
  * -ENOSPC if an observation block does not fit.  The fixed part of the
  * answer was checked before, so only the mapping tables can overflow; the
@@ -1185,10 +1191,16 @@ static long cf_run_ops(const struct cf_op *ops, u32 nops, u32 run_flags,
 			}
 			rh.nobs++;
 		}
+		atomic64_inc(&cf_ops_done);
 		cond_resched();
 	}
 	memcpy(cf_out, &rh, sizeof(rh));
 	return p - cf_out;
+}
+
+static long cf_ioctl_progress(u64 __user *uarg)
+{
+	return put_user((u64)atomic64_read(&cf_ops_done), uarg);
 }
 
 static long cf_ioctl_run(struct cf_ioc_run __user *uarg)
@@ -1309,6 +1321,8 @@ static long cf_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return cf_ioctl_run((struct cf_ioc_run __user *)arg);
 	case CF_IOC_HELLO:
 		return cf_ioctl_hello((struct cf_ioc_hello __user *)arg);
+	case CF_IOC_PROGRESS:
+		return cf_ioctl_progress((u64 __user *)arg);
 	default:
 		return -ENOTTY;
 	}

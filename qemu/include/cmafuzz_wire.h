@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * cmafuzz wire format, version 4 (2 added CF_OP_PIN and CF_OP_UNPIN; 3 added
+ * cmafuzz wire format, version 5 (2 added CF_OP_PIN and CF_OP_UNPIN; 3 added
  * CF_OP_KMAP, the mapping table in every observation block, the memory-
  * attribute registers in the hello and CF_RUN_OBSERVE_EACH; 4 added the
  * agent's struct cf_agent_hello after the hello, CF_RUN_KCOV and the
@@ -35,7 +35,7 @@
 #include <linux/ioctl.h>
 
 #define CF_MAGIC		0x5a464d43u	/* "CMFZ" */
-#define CF_VERSION		4u
+#define CF_VERSION		5u
 
 /* Bounds.  The host rejects any frame or count above these. */
 #define CF_MAX_FRAME		(4u << 20)	/* payload bytes of one frame */
@@ -53,6 +53,7 @@
 #define CF_FRAME_RUN		2u	/* host -> guest, struct cf_run + ops */
 #define CF_FRAME_RESULT		3u	/* guest -> host, struct cf_result_hdr ... */
 #define CF_FRAME_ERROR		4u	/* guest -> host, UTF-8 text, no NUL */
+#define CF_FRAME_PROGRESS	5u	/* guest -> host, struct cf_progress, during a RUN */
 
 struct cf_frame_hdr {
 	__u32 magic;
@@ -203,6 +204,11 @@ struct cf_result_hdr {
 	 *         nmaps x struct cf_map) */
 };
 
+#define CF_PROGRESS_MS		1000u	/* the agent's progress period during a RUN */
+struct cf_progress {
+	__u64 ops_done;		/* ops of this RUN completed so far (CF_IOC_PROGRESS) */
+};
+
 /* cf_obs_hdr.flags */
 #define CF_OBS_MAPS_TRUNCATED	(1u << 0)	/* more than CF_MAX_MAPS runs */
 
@@ -307,5 +313,6 @@ struct cf_ioc_hello {
 #define CF_IOC_MAGIC		'C'
 #define CF_IOC_RUN		_IOWR(CF_IOC_MAGIC, 1, struct cf_ioc_run)
 #define CF_IOC_HELLO		_IOR(CF_IOC_MAGIC, 2, struct cf_ioc_hello)
+#define CF_IOC_PROGRESS		_IOR(CF_IOC_MAGIC, 3, __u64)
 
 #endif /* CMAFUZZ_WIRE_H */

@@ -192,7 +192,7 @@ pub fn run(
     let rounds = rounds.max(1);
     let k = session::build_kernel(target, kc, progress)?;
     let g = crate::build::agent::build(target, &[]).map_err(SessionError::from)?;
-    let spec = session::vm_spec(target, &k, g.initramfs)?;
+    let spec = session::vm_spec(target, &k, g.initramfs, kc.watchdog)?;
     let mut boot_times = Vec::new();
     for _ in 0..boots.max(1) {
         let vm = Vm::boot(&spec).map_err(|e| SessionError::Backend(e.into()))?;

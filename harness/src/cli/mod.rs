@@ -34,11 +34,23 @@ struct KernelArgs {
     /// Apply this patch to the kernel (repeatable, applied in order).
     #[arg(long = "kernel-patch", alias = "patch", value_name = "FILE")]
     kernel_patch: Vec<PathBuf>,
+    /// A program that completes no op for this long is a hang (30s, 2m; default 30s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_watchdog)]
+    watchdog: Option<std::time::Duration>,
+}
+
+/// `--watchdog`: a human duration above zero.
+fn parse_watchdog(s: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("the watchdog must be above zero (for example 30s)".into()),
+        Err(e) => Err(format!("{e} (give a duration such as 30s or 2m)")),
+    }
 }
 
 impl KernelArgs {
     fn choice(&self) -> KernelChoice {
-        KernelChoice { src: self.kernel_src.clone(), patches: self.kernel_patch.clone() }
+        KernelChoice { src: self.kernel_src.clone(), patches: self.kernel_patch.clone(), watchdog: self.watchdog }
     }
 }
 

@@ -110,7 +110,7 @@ fn vs_kernel(
     match vs_target {
         Some(name) => {
             let t = targets::find(Some(name))?;
-            let kernel = KernelChoice { src: None, patches: patches.to_vec() };
+            let kernel = KernelChoice { src: None, patches: patches.to_vec(), watchdog: kc.watchdog };
             let label =
                 if patches.is_empty() { format!("kernel {}", t.name) } else { format!("kernel {} (patched)", t.name) };
             Ok(Some(replay::VsKernel { target: t, kernel, name: label }))

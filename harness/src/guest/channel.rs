@@ -34,12 +34,14 @@ pub enum GuestError {
 pub struct Channel {
     stream: UnixStream,
     seq: u32,
-    op_timeout: Duration,
+    watchdog: Duration,
 }
 
 impl Channel {
-    pub fn new(stream: UnixStream, op_timeout: Duration) -> Channel {
-        Channel { stream, seq: 0, op_timeout }
+    /// `watchdog`: how long a RUN may go without completing an op (the agent reports each RUN's
+    /// progress every `CF_PROGRESS_MS`) before the guest counts as hung.
+    pub fn new(stream: UnixStream, watchdog: Duration) -> Channel {
+        Channel { stream, seq: 0, watchdog }
     }
 
     /// Reads exactly `buf.len()` bytes before `deadline`.
@@ -86,8 +88,8 @@ impl Channel {
         }
     }
 
-    /// Sends one RUN and waits for its RESULT. The deadline grows with the
-    /// number of ops: `op_timeout` per op plus one for the round trip.
+    /// Sends one RUN and waits for its RESULT, however long the RUN, as long as the guest keeps
+    /// completing ops: a RUN that completes none for the watchdog time is a timeout (a hang).
     pub fn run(&mut self, ops: &[WireOp]) -> Result<RunResult, GuestError> {
         self.run_flags(ops, 0)
     }
@@ -99,16 +101,28 @@ impl Channel {
         let hdr = FrameHdr { kind: wire::FRAME_RUN, len: payload.len() as u32, seq: self.seq };
         let mut frame = hdr.encode().to_vec();
         frame.extend_from_slice(&payload);
-        self.stream.set_write_timeout(Some(self.op_timeout * 4)).map_err(GuestError::Io)?;
+        self.stream.set_write_timeout(Some(self.watchdog)).map_err(GuestError::Io)?;
         self.stream.write_all(&frame).map_err(|e| match e.kind() {
             std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => GuestError::Disconnected,
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-                GuestError::Timeout { what: "a run request (write)", secs: (self.op_timeout * 4).as_secs_f64() }
+                GuestError::Timeout { what: "a run request (write)", secs: self.watchdog.as_secs_f64() }
             }
             _ => GuestError::Io(e),
         })?;
-        let deadline = Instant::now() + self.op_timeout * (ops.len() as u32 + 1);
-        let (rh, rp) = self.read_frame(deadline, "a run request")?;
+        // Progress, not total time: the deadline moves on whenever the RUN's op count does.
+        let mut last_progress = Instant::now();
+        let mut done = 0u64;
+        let (rh, rp) = loop {
+            let (h, p) = self.read_frame(last_progress + self.watchdog, "a run request (no op completed)")?;
+            if h.kind != wire::FRAME_PROGRESS {
+                break (h, p);
+            }
+            let n = wire::decode_progress(&p)?;
+            if h.seq == self.seq && n > done {
+                done = n;
+                last_progress = Instant::now();
+            }
+        };
         if rh.seq != self.seq {
             return Err(GuestError::Protocol(format!("result seq {} for request {}", rh.seq, self.seq)));
         }
@@ -186,6 +200,74 @@ mod tests {
         peer.write_all(&frame(wire::FRAME_RESULT, 77, &body)).expect("write");
         let e = ch.run(&[WireOp { kind: wire::OP_OBSERVE, ..Default::default() }]).expect_err("seq");
         assert!(matches!(e, GuestError::Protocol(_)), "{e}");
+    }
+
+    /// A fake guest that, for the first RUN, sends `reports` progress frames `every` apart with
+    /// the op counts `count(i)`, then (if `answer`) a one-op RESULT.
+    fn slow_guest(
+        mut peer: UnixStream,
+        reports: u64,
+        every: Duration,
+        count: fn(u64) -> u64,
+        answer: bool,
+    ) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            let mut hdr = [0u8; wire::FRAME_HDR_SIZE];
+            if peer.read_exact(&mut hdr).is_err() {
+                return;
+            }
+            let Ok(h) = FrameHdr::decode(&hdr) else { return };
+            let mut payload = vec![0u8; h.len as usize];
+            if peer.read_exact(&mut payload).is_err() {
+                return;
+            }
+            for i in 0..reports {
+                std::thread::sleep(every);
+                if peer.write_all(&frame(wire::FRAME_PROGRESS, h.seq, &count(i).to_le_bytes())).is_err() {
+                    return;
+                }
+            }
+            if answer {
+                let mut body = 1u32.to_le_bytes().to_vec();
+                body.extend_from_slice(&0u32.to_le_bytes());
+                body.extend_from_slice(&[0u8; wire::RESULT_SIZE]);
+                let _ = peer.write_all(&frame(wire::FRAME_RESULT, h.seq, &body));
+            }
+        })
+    }
+
+    #[test]
+    fn a_run_that_keeps_completing_ops_outlives_the_watchdog() {
+        // Watchdog 300 ms; the guest takes 12 x 100 ms but reports a new op each time.
+        let (mut ch, peer) = pair();
+        let g = slow_guest(peer, 12, Duration::from_millis(100), |i| i + 1, true);
+        let t = Instant::now();
+        let r = ch.run(&[WireOp { kind: wire::OP_RESET, ..Default::default() }]);
+        assert!(r.is_ok(), "{:?}", r.err());
+        assert!(t.elapsed() >= Duration::from_millis(1200), "the RESULT came after the reports");
+        g.join().expect("guest");
+    }
+
+    #[test]
+    fn a_run_whose_op_count_stops_is_a_timeout_within_the_watchdog_despite_reports() {
+        // The guest still reports (it schedules) but completes no op: an op that sleeps forever.
+        let (mut ch, peer) = pair();
+        let _g = slow_guest(peer, 100, Duration::from_millis(50), |_| 2, false);
+        let t = Instant::now();
+        let e = ch.run(&[WireOp { kind: wire::OP_RESET, ..Default::default() }]).expect_err("stuck");
+        assert!(matches!(e, GuestError::Timeout { .. }), "{e}");
+        let took = t.elapsed();
+        assert!(took < Duration::from_millis(1500), "the watchdog is 300 ms from the last op, took {took:?}");
+    }
+
+    #[test]
+    fn a_progress_report_of_another_run_is_not_progress() {
+        let (mut ch, mut peer) = pair();
+        for _ in 0..3 {
+            peer.write_all(&frame(wire::FRAME_PROGRESS, 999, &7u64.to_le_bytes())).expect("write");
+        }
+        let e = ch.run(&[WireOp { kind: wire::OP_RESET, ..Default::default() }]).expect_err("no answer");
+        assert!(matches!(e, GuestError::Timeout { .. }), "{e}");
     }
 
     #[test]

@@ -6,18 +6,19 @@
 //! bounded before it is used to size anything, and decoding never panics.
 
 use super::wire_def::{
-    At, NameBytes, Struct, AGENT_HELLO, AREA, FRAME_HDR, HELLO, KCOV, MAP, OBS_HDR, OP, RESULT, RESULT_HDR, RUN,
+    At, NameBytes, Struct, AGENT_HELLO, AREA, FRAME_HDR, HELLO, KCOV, MAP, OBS_HDR, OP, PROGRESS, RESULT, RESULT_HDR,
+    RUN,
 };
 use thiserror::Error;
 
 pub use super::wire_def::{
     AGENT_KCOV, ARCH_ARM32, ARCH_ARM32_LPAE, ARCH_ARM64, ATTR_NOKMAP, ATTR_WC, FRAME_ERROR, FRAME_HDR_SIZE,
-    FRAME_HELLO, FRAME_RESULT, FRAME_RUN, GFP_ATOMIC, HELLO_SIZE, KCOV_MAGIC, KCOV_TRUNCATED, LVL_PMD, LVL_PTE,
-    LVL_PUD, LVL_SECTION, MAGIC, MAP_FIXMAP, MAP_LIN, MAP_PKMAP, MAP_VMAP, MAX_AREAS, MAX_BITMAP_WORDS, MAX_CMA_ALIGN,
-    MAX_DMA_SIZE, MAX_FRAME, MAX_HANDLES, MAX_KCOV, MAX_MAPS, MAX_OPS, MAX_PINS, NAME_LEN, OBS_MAPS_TRUNCATED,
-    OP_CMA_ALLOC, OP_CMA_RELEASE, OP_CMA_RELEASE_RAW, OP_DMA_ALLOC, OP_DMA_FREE, OP_KMAP, OP_OBSERVE, OP_PIN, OP_RESET,
-    OP_SIZE, OP_UNPIN, PKMAP_UNKNOWN, RESULT_SIZE, RUN_KCOV, RUN_OBSERVE_EACH, RUN_SIZE, ST_BADOP, ST_FAILED, ST_NOOP,
-    ST_OK, ST_REFUSED, VERSION,
+    FRAME_HELLO, FRAME_PROGRESS, FRAME_RESULT, FRAME_RUN, GFP_ATOMIC, HELLO_SIZE, KCOV_MAGIC, KCOV_TRUNCATED, LVL_PMD,
+    LVL_PTE, LVL_PUD, LVL_SECTION, MAGIC, MAP_FIXMAP, MAP_LIN, MAP_PKMAP, MAP_VMAP, MAX_AREAS, MAX_BITMAP_WORDS,
+    MAX_CMA_ALIGN, MAX_DMA_SIZE, MAX_FRAME, MAX_HANDLES, MAX_KCOV, MAX_MAPS, MAX_OPS, MAX_PINS, NAME_LEN,
+    OBS_MAPS_TRUNCATED, OP_CMA_ALLOC, OP_CMA_RELEASE, OP_CMA_RELEASE_RAW, OP_DMA_ALLOC, OP_DMA_FREE, OP_KMAP,
+    OP_OBSERVE, OP_PIN, OP_RESET, OP_SIZE, OP_UNPIN, PKMAP_UNKNOWN, PROGRESS_MS, RESULT_SIZE, RUN_KCOV,
+    RUN_OBSERVE_EACH, RUN_SIZE, ST_BADOP, ST_FAILED, ST_NOOP, ST_OK, ST_REFUSED, VERSION,
 };
 
 /// A malformed frame or payload from the guest.
@@ -76,7 +77,7 @@ impl FrameHdr {
         let kind = h.u16(const { FRAME_HDR.u16("kind") });
         let len = h.u32(const { FRAME_HDR.u32("len") });
         let seq = h.u32(const { FRAME_HDR.u32("seq") });
-        if !(FRAME_HELLO..=FRAME_ERROR).contains(&kind) {
+        if !(FRAME_HELLO..=FRAME_PROGRESS).contains(&kind) {
             return Err(WireError::BadValue { what: "frame kind", got: kind.into() });
         }
         if len > MAX_FRAME {
@@ -108,6 +109,14 @@ pub struct Hello {
     pub agent_flags: u32,
     /// Most distinct PCs one KCOV trailer holds; 0 without KCOV.
     pub max_kcov: u32,
+}
+
+/// `struct cf_progress`: the ops of the current RUN the driver has completed.
+pub fn decode_progress(p: &[u8]) -> Result<u64, WireError> {
+    let mut r = Reader::new(p);
+    let d = r.record(&PROGRESS)?;
+    r.finish()?;
+    Ok(d.u64(const { PROGRESS.u64("ops_done") }))
 }
 
 impl Hello {
@@ -521,11 +530,175 @@ impl<'a> RecMut<'a> {
     fn u64(&mut self, f: At<u64>, v: u64) {
         self.put(f, &v.to_le_bytes());
     }
+
+    fn u8(&mut self, f: At<u8>, v: u8) {
+        self.put(f, &[v]);
+    }
+
+    /// A NUL-padded name; longer names are cut to leave the NUL.
+    fn name(&mut self, f: At<NameBytes>, v: &str) {
+        let mut b = [0u8; NAME_LEN];
+        let n = v.len().min(NAME_LEN - 1);
+        b[..n].copy_from_slice(&v.as_bytes()[..n]);
+        self.put(f, &b);
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// The guest's side of the format, for fake guests in host-side fault-injection tests (and
+// round trips of the host's decoders). The real guest is C (agent and driver).
+
+/// A `struct record` appended to `b`, filled by `fill`.
+fn push_record(b: &mut Vec<u8>, s: &'static Struct, fill: impl FnOnce(&mut RecMut<'_>)) {
+    let at = b.len();
+    b.resize(at + s.size(), 0);
+    let mut w = RecMut::new(s, &mut b[at..]);
+    fill(&mut w);
+}
+
+impl Hello {
+    /// The HELLO payload (`struct cf_hello` + `struct cf_agent_hello`).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::new();
+        push_record(&mut b, &HELLO, |w| {
+            w.u32(const { HELLO.u32("version") }, self.version);
+            w.u32(const { HELLO.u32("max_frame") }, self.max_frame);
+            w.u32(const { HELLO.u32("max_ops") }, self.max_ops);
+            w.u32(const { HELLO.u32("max_handles") }, self.max_handles);
+            w.u32(const { HELLO.u32("arch") }, self.arch);
+            w.u32(const { HELLO.u32("page_shift") }, self.page_shift);
+            w.u32(const { HELLO.u32("cma_alignment") }, self.cma_alignment);
+            w.u32(const { HELLO.u32("pb_order") }, self.pageblock_order);
+            w.u64(const { HELLO.u64("max_low_pfn") }, self.max_low_pfn);
+            w.u64(const { HELLO.u64("max_pfn") }, self.max_pfn);
+            w.name(const { HELLO.name("release") }, &self.release);
+            w.u64(const { HELLO.u64("attr_regs") }, self.attr_regs);
+            w.u32(const { HELLO.u32("pkmap_slots") }, self.pkmap_slots);
+        });
+        push_record(&mut b, &AGENT_HELLO, |w| {
+            w.u32(const { AGENT_HELLO.u32("flags") }, self.agent_flags);
+            w.u32(const { AGENT_HELLO.u32("max_kcov") }, self.max_kcov);
+        });
+        b
+    }
+}
+
+/// A RUN payload as the driver reads it: its flags and ops.
+pub fn decode_run(p: &[u8]) -> Result<(u32, Vec<WireOp>), WireError> {
+    let mut r = Reader::new(p);
+    let h = r.record(&RUN)?;
+    let nops = h.u32(const { RUN.u32("nops") });
+    let flags = h.u32(const { RUN.u32("flags") });
+    if nops > MAX_OPS {
+        return Err(WireError::TooBig { what: "run.nops", got: nops.into(), limit: MAX_OPS.into() });
+    }
+    let mut ops = Vec::with_capacity(nops as usize);
+    for _ in 0..nops {
+        let o = r.record(&OP)?;
+        ops.push(WireOp {
+            kind: o.u32(const { OP.u32("kind") }),
+            area: o.u32(const { OP.u32("area") }),
+            handle: o.u32(const { OP.u32("handle") }),
+            flags: o.u32(const { OP.u32("flags") }),
+            a: o.u64(const { OP.u64("a") }),
+            b: o.u64(const { OP.u64("b") }),
+        });
+    }
+    r.finish()?;
+    Ok((flags, ops))
+}
+
+/// A RESULT payload (without a KCOV trailer).
+pub fn encode_result(r: &RunResult) -> Vec<u8> {
+    let mut b = Vec::new();
+    push_record(&mut b, &RESULT_HDR, |w| {
+        w.u32(const { RESULT_HDR.u32("nresults") }, r.results.len() as u32);
+        w.u32(const { RESULT_HDR.u32("nobs") }, r.observations.len() as u32);
+    });
+    for res in &r.results {
+        push_record(&mut b, &RESULT, |w| {
+            w.u32(const { RESULT.u32("status") }, res.status);
+            w.u32(const { RESULT.u32("kind") }, res.kind);
+            w.u64(const { RESULT.u64("pfn") }, res.pfn);
+            w.u64(const { RESULT.u64("pages") }, res.pages);
+            w.u64(const { RESULT.u64("aux") }, res.aux);
+        });
+    }
+    for o in &r.observations {
+        push_record(&mut b, &OBS_HDR, |w| {
+            w.u32(const { OBS_HDR.u32("op_index") }, o.op_index);
+            w.u32(const { OBS_HDR.u32("nareas") }, o.areas.len() as u32);
+            w.u64(const { OBS_HDR.u64("cma_free_pages") }, o.cma_free_pages);
+            w.u32(const { OBS_HDR.u32("nmaps") }, o.maps.len() as u32);
+            w.u32(const { OBS_HDR.u32("flags") }, o.flags);
+            w.u32(const { OBS_HDR.u32("pkmap_last") }, o.pkmap_last);
+        });
+        for a in &o.areas {
+            push_record(&mut b, &AREA, |w| {
+                w.name(const { AREA.name("name") }, &a.name);
+                w.u64(const { AREA.u64("base_pfn") }, a.base_pfn);
+                w.u64(const { AREA.u64("count") }, a.count);
+                w.u32(const { AREA.u32("order_per_bit") }, a.order_per_bit);
+                w.u32(const { AREA.u32("nwords") }, a.words.len() as u32);
+            });
+            for word in &a.words {
+                b.extend_from_slice(&word.to_le_bytes());
+            }
+        }
+        for m in &o.maps {
+            push_record(&mut b, &MAP, |w| {
+                w.u64(const { MAP.u64("va") }, m.va);
+                w.u64(const { MAP.u64("pfn") }, m.pfn);
+                w.u32(const { MAP.u32("pages") }, m.pages);
+                w.u8(const { MAP.u8("kind") }, m.kind);
+                w.u8(const { MAP.u8("level") }, m.level);
+                w.u8(const { MAP.u8("attr") }, m.attr);
+            });
+        }
+    }
+    b
+}
+
+/// A PROGRESS payload.
+pub fn encode_progress(ops_done: u64) -> Vec<u8> {
+    let mut b = Vec::new();
+    push_record(&mut b, &PROGRESS, |w| w.u64(const { PROGRESS.u64("ops_done") }, ops_done));
+    b
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_guest_side_encoders_round_trip_through_the_host_decoders() {
+        let obs = WireObs {
+            op_index: 1,
+            cma_free_pages: 8000,
+            areas: vec![WireArea {
+                name: "reserved".into(),
+                base_pfn: 0x7e000,
+                count: 64,
+                order_per_bit: 0,
+                words: vec![0b1011, 0],
+            }],
+            maps: vec![WireMap { va: 0xc000_0000, pfn: 0x7e000, pages: 3, kind: MAP_LIN, level: LVL_PTE, attr: 1 }],
+            flags: OBS_MAPS_TRUNCATED,
+            pkmap_last: PKMAP_UNKNOWN,
+        };
+        let r = RunResult {
+            results: vec![
+                WireResult { status: ST_OK, kind: OP_CMA_ALLOC, pfn: 0x7e000, pages: 3, aux: 0 },
+                WireResult { status: ST_OK, kind: OP_OBSERVE, pfn: 0, pages: 0, aux: 0 },
+            ],
+            observations: vec![obs],
+            kcov: None,
+        };
+        assert_eq!(decode_result(&encode_result(&r), 2), Ok(r));
+        let ops = [WireOp { kind: OP_CMA_ALLOC, area: 1, handle: 2, flags: 0, a: 16, b: 4 }];
+        assert_eq!(decode_run(&encode_run_flags(&ops, RUN_KCOV).expect("encodes")), Ok((RUN_KCOV, ops.to_vec())));
+        assert_eq!(decode_progress(&encode_progress(17)), Ok(17));
+    }
 
     fn result_payload(nres: u32, nobs: u32, body: &[u8]) -> Vec<u8> {
         let mut p = nres.to_le_bytes().to_vec();

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::marker::PhantomData;
 
 pub const MAGIC: u32 = 0x5a46_4d43;
-pub const VERSION: u16 = 4;
+pub const VERSION: u16 = 5;
 pub const MAX_FRAME: u32 = 4 << 20;
 pub const MAX_OPS: u32 = 4096;
 pub const MAX_HANDLES: u32 = 4096;
@@ -31,6 +31,7 @@ pub const FRAME_HELLO: u16 = 1;
 pub const FRAME_RUN: u16 = 2;
 pub const FRAME_RESULT: u16 = 3;
 pub const FRAME_ERROR: u16 = 4;
+pub const FRAME_PROGRESS: u16 = 5;
 
 pub const ARCH_ARM32: u32 = 1;
 pub const ARCH_ARM32_LPAE: u32 = 2;
@@ -523,6 +524,17 @@ pub const IOC_RUN: Struct = Struct {
     tail: &[],
 };
 
+/// What a RUN has done so far: the agent sends one every [`PROGRESS_MS`] while the driver runs
+/// it (the host's watchdog measures progress, not total time).
+pub const PROGRESS: Struct = Struct {
+    name: "cf_progress",
+    fields: &[f("ops_done", U64, "ops of this RUN completed so far (CF_IOC_PROGRESS)")],
+    tail: &[],
+};
+
+/// How often the agent reports a RUN's progress.
+pub const PROGRESS_MS: u32 = 1000;
+
 pub const IOC_HELLO: Struct =
     Struct { name: "cf_ioc_hello", fields: &[f("hello", CType::Struct(&HELLO), "")], tail: &[] };
 
@@ -554,6 +566,7 @@ pub const ITEMS: &[Item] = &[
     dec("CF_FRAME_RUN", FRAME_RUN as u64, "host -> guest, struct cf_run + ops"),
     dec("CF_FRAME_RESULT", FRAME_RESULT as u64, "guest -> host, struct cf_result_hdr ..."),
     dec("CF_FRAME_ERROR", FRAME_ERROR as u64, "guest -> host, UTF-8 text, no NUL"),
+    dec("CF_FRAME_PROGRESS", FRAME_PROGRESS as u64, "guest -> host, struct cf_progress, during a RUN"),
     Item::Gap,
     Item::Struct(&FRAME_HDR),
     Item::Gap,
@@ -652,6 +665,9 @@ pub const ITEMS: &[Item] = &[
     Item::Gap,
     Item::Struct(&RESULT_HDR),
     Item::Gap,
+    dec("CF_PROGRESS_MS", PROGRESS_MS as u64, "the agent's progress period during a RUN"),
+    Item::Struct(&PROGRESS),
+    Item::Gap,
     Item::Note("cf_obs_hdr.flags"),
     bit("CF_OBS_MAPS_TRUNCATED", OBS_MAPS_TRUNCATED as u64, "more than CF_MAX_MAPS runs"),
     Item::Gap,
@@ -704,6 +720,7 @@ pub const ITEMS: &[Item] = &[
     expr("CF_IOC_MAGIC", b'C' as u64, "'C'", ""),
     text("CF_IOC_RUN", "_IOWR(CF_IOC_MAGIC, 1, struct cf_ioc_run)"),
     text("CF_IOC_HELLO", "_IOR(CF_IOC_MAGIC, 2, struct cf_ioc_hello)"),
+    text("CF_IOC_PROGRESS", "_IOR(CF_IOC_MAGIC, 3, __u64)"),
     Item::Gap,
 ];
 

@@ -57,7 +57,8 @@ pub struct VmSpec {
     /// A device tree to boot with instead of qemu's own (targets with extra CMA pools).
     pub dtb: Option<PathBuf>,
     pub boot_timeout: Duration,
-    pub op_timeout: Duration,
+    /// How long a RUN may go without completing an op before the guest counts as hung.
+    pub watchdog: Duration,
 }
 
 /// A running VM whose agent has said hello.
@@ -189,7 +190,7 @@ impl Vm {
             poll_readable(&[listener.as_raw_fd(), con_listener.as_raw_fd()], Duration::from_millis(20));
         };
         stream.set_nonblocking(false).map_err(io("configuring the guest channel"))?;
-        let mut chan = Channel::new(stream, spec.op_timeout);
+        let mut chan = Channel::new(stream, spec.watchdog);
         let hello = match chan.read_hello(deadline.saturating_duration_since(Instant::now())) {
             Ok(h) => h,
             Err(GuestError::Timeout { .. }) => {

@@ -30,12 +30,19 @@ pub enum SessionError {
     ArchMismatch { target: String, want: String, got: String },
 }
 
-/// Which kernel to boot: the target's default source or the user's, plus patches.
+/// Which kernel to boot (the target's default source or the user's, plus patches) and how
+/// long it may go without progress before it counts as hung.
 #[derive(Debug, Clone, Default)]
 pub struct KernelChoice {
     pub src: Option<PathBuf>,
     pub patches: Vec<PathBuf>,
+    /// How long a program may run without completing an op (default [`DEFAULT_WATCHDOG`]).
+    pub watchdog: Option<Duration>,
 }
+
+/// A program that completes no op for this long is a hang (ops are measured, not programs:
+/// a 200-op program that hangs at op 3 is judged this long after op 2).
+pub const DEFAULT_WATCHDOG: Duration = Duration::from_secs(30);
 
 /// Builds (or finds in the cache) the kernel for a target.
 pub fn build_kernel(
@@ -48,7 +55,12 @@ pub fn build_kernel(
 }
 
 /// The qemu spec of a target with built artifacts (and its device tree, for targets with pools).
-pub fn vm_spec(target: &Target, kernel: &KernelArtifacts, initrd: PathBuf) -> Result<VmSpec, SessionError> {
+pub fn vm_spec(
+    target: &Target,
+    kernel: &KernelArtifacts,
+    initrd: PathBuf,
+    watchdog: Option<Duration>,
+) -> Result<VmSpec, SessionError> {
     let mut spec = VmSpec {
         qemu: target.qemu.clone(),
         machine: target.machine.clone(),
@@ -60,7 +72,7 @@ pub fn vm_spec(target: &Target, kernel: &KernelArtifacts, initrd: PathBuf) -> Re
         cmdline: target.cmdline.clone(),
         dtb: None,
         boot_timeout: Duration::from_secs(60),
-        op_timeout: Duration::from_secs(10),
+        watchdog: watchdog.unwrap_or(DEFAULT_WATCHDOG),
     };
     spec.dtb = crate::build::dtb::build(target)?;
     Ok(spec)
@@ -74,7 +86,7 @@ pub fn boot_kernel(
 ) -> Result<KernelBackend, SessionError> {
     let k = build_kernel(target, kc, progress)?;
     let g = guest_build::build(target, &[])?;
-    let kb = KernelBackend::boot(vm_spec(target, &k, g.initramfs)?)?;
+    let kb = KernelBackend::boot(vm_spec(target, &k, g.initramfs, kc.watchdog)?)?;
     Ok(kb)
 }
 

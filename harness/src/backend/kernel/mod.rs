@@ -9,7 +9,7 @@ pub mod memtype;
 use super::{Backend, BackendError, ProgramRun, Reset};
 use crate::guest::wire::{self, WireOp};
 use crate::guest::GuestError;
-use crate::vm::{Vm, VmSpec};
+use crate::vm::{Instance, Launcher, QemuLauncher, VmSpec};
 use memtype::AttrDecoder;
 use reference_impl::observation::Observation;
 use reference_impl::program::ResolvedProgram;
@@ -19,7 +19,8 @@ pub struct KernelBackend {
     /// Who this kernel is in reports (`kernel`, or `kernel (patched)` beside another).
     pub name: String,
     spec: VmSpec,
-    vm: Option<Vm>,
+    vm: Option<Box<dyn Instance>>,
+    launcher: Box<dyn Launcher>,
     boot: Observation,
     /// Reboots caused by resets that did not restore the boot state or by dead guests.
     pub reboots: u32,
@@ -41,13 +42,19 @@ pub struct KernelBackend {
 impl KernelBackend {
     /// Boots the kernel and reads its boot-time CMA layout.
     pub fn boot(spec: VmSpec) -> Result<Self, BackendError> {
-        let mut vm = Vm::boot(&spec)?;
-        let boot_time = vm.boot_time;
-        let boot = observe(&mut vm)?;
+        Self::boot_with(spec, Box::new(QemuLauncher))
+    }
+
+    /// Boots through `launcher` (a fake guest, in host-side fault-injection tests).
+    pub fn boot_with(spec: VmSpec, launcher: Box<dyn Launcher>) -> Result<Self, BackendError> {
+        let mut vm = launcher.boot(&spec)?;
+        let boot_time = vm.boot_time();
+        let boot = observe(vm.as_mut())?;
         Ok(KernelBackend {
             name: "kernel".into(),
             spec,
             vm: Some(vm),
+            launcher,
             boot,
             reboots: 0,
             boot_times: vec![boot_time],
@@ -60,23 +67,26 @@ impl KernelBackend {
     }
 
     pub fn hello(&self) -> Option<&wire::Hello> {
-        self.vm.as_ref().map(|v| &v.hello)
+        self.vm.as_ref().map(|v| v.hello())
     }
 
-    fn vm(&mut self) -> Result<&mut Vm, BackendError> {
+    fn vm(&mut self) -> Result<&mut dyn Instance, BackendError> {
         if self.vm.is_none() {
-            let vm = Vm::boot(&self.spec)?;
-            self.boot_times.push(vm.boot_time);
+            let vm = self.launcher.boot(&self.spec)?;
+            self.boot_times.push(vm.boot_time());
             self.reboots += 1;
             self.vm = Some(vm);
         }
         // Just ensured.
-        self.vm.as_mut().ok_or_else(|| BackendError::Model("no VM".into()))
+        match self.vm.as_deref_mut() {
+            Some(vm) => Ok(vm),
+            None => Err(BackendError::Model("no VM".into())),
+        }
     }
 
     /// qemu's process id, if a VM runs (for fault-injection tests).
     pub fn vm_pid(&self) -> Option<u32> {
-        self.vm.as_ref().map(|v| v.pid())
+        self.vm.as_ref().and_then(|v| v.pid())
     }
 
     /// Throws the VM away; the next use boots a fresh one.
@@ -124,15 +134,15 @@ impl KernelBackend {
     /// The driver's RESET then OBSERVE on the running VM; learns the PKMAP cursor from it.
     fn reset_observe(&mut self) -> Result<Option<Observation>, GuestError> {
         let Some(vm) = self.vm.as_mut() else { return Ok(None) };
-        let r = vm.chan.run(&RESET_OBSERVE)?;
-        let dec = codec::decoder(&vm.hello);
+        let r = vm.chan().run(&RESET_OBSERVE)?;
+        let dec = codec::decoder(vm.hello());
         let now = r.observations.first().map(|o| codec::to_observation(o, &dec));
         self.pkmap_last = now.as_ref().and_then(|o| o.pkmap_last);
         Ok(now)
     }
 
     fn decoder(&mut self) -> Result<AttrDecoder, BackendError> {
-        Ok(codec::decoder(&self.vm()?.hello))
+        Ok(codec::decoder(self.vm()?.hello()))
     }
 
     fn guest_err(&mut self, source: GuestError) -> BackendError {
@@ -145,12 +155,12 @@ impl KernelBackend {
     }
 }
 
-fn observe(vm: &mut Vm) -> Result<Observation, BackendError> {
+fn observe(vm: &mut dyn Instance) -> Result<Observation, BackendError> {
     let r = vm
-        .chan
+        .chan()
         .run(&[WireOp { kind: wire::OP_OBSERVE, ..Default::default() }])
         .map_err(|source| BackendError::Guest { source, console: vm.console_tail(40) })?;
-    let dec = codec::decoder(&vm.hello);
+    let dec = codec::decoder(vm.hello());
     match r.observations.first() {
         Some(o) => Ok(codec::to_observation(o, &dec)),
         None => Err(BackendError::Inconsistent { index: 0, kind: wire::OP_OBSERVE, status: r.results[0].status }),
@@ -221,7 +231,7 @@ impl Backend for KernelBackend {
         let mut coverage = Vec::new();
         for (ci, chunk) in ops.chunks(per_run).enumerate() {
             let base = ci * per_run;
-            let r = match self.vm()?.chan.run_flags(chunk, flags) {
+            let r = match self.vm()?.chan().run_flags(chunk, flags) {
                 Ok(r) => r,
                 Err(e) => return Err(self.guest_err(e)),
             };
