@@ -13,7 +13,7 @@ pub use qemu::{qemu_command, tail, Vm, VmError, VmSpec, NEW_CONSOLE_MAX};
 /// One running VM whose agent has said hello, as the kernel backend uses it (in the spirit of
 /// syzkaller's `vmimpl.Instance`): the channel, the hello, and the console. [`Vm`] is the qemu
 /// one; host-side fault-injection tests put a fake guest behind this.
-pub trait Instance {
+pub trait Instance: Send {
     /// The channel to the agent.
     fn chan(&mut self) -> &mut Channel;
     /// What the agent said at boot.
