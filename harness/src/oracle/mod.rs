@@ -557,6 +557,98 @@ targets = ["arm32-*"]
     }
 
     #[test]
+    fn every_signature_kind_is_built_from_the_typed_data_that_produces_it() {
+        let p = prog();
+        let maps = |k, m| vec![(k, m)];
+        let divs = [
+            Divergence::Outcome { op_index: 2, reference: Outcome::Released, subject: Outcome::Noop },
+            Divergence::Areas { at: Point::End, model: "a".into(), kernel: "b".into() },
+            Divergence::Bitmap {
+                at: Point::End,
+                area: "pool-low@4c400000".into(),
+                model_used: 1,
+                kernel_used: 2,
+                only_model: String::new(),
+                only_kernel: String::new(),
+            },
+            Divergence::MissingObservation { at: Point::Observe(1) },
+            Divergence::Mapping {
+                at: Point::End,
+                pages: 1,
+                groups: vec![compare::MapGroup {
+                    lo: 1,
+                    hi: 2,
+                    reference: vec![],
+                    subject: vec![(MapKind::Vmap, MemType::Nc), (MapKind::Pkmap, MemType::Wb)],
+                }],
+                group_count: 1,
+            },
+            Divergence::Pkmap { at: Point::End, model: 3, kernel: 4 },
+        ];
+        let aliases = [
+            AliasSeen { at: Point::End, first_pfn: 1, pages: 1, mappings: maps(MapKind::Lin, MemType::Wb), rule: None },
+            AliasSeen {
+                at: Point::End,
+                first_pfn: 1,
+                pages: 1,
+                mappings: maps(MapKind::Lin, MemType::Nc),
+                rule: Some("arm64-linear-alias".into()),
+            },
+        ];
+        let report = |kind, function: Option<&str>| Report {
+            kind,
+            title: "TITLE".into(),
+            function: function.map(str::to_string),
+            excerpt: String::new(),
+        };
+        let console = [
+            report(console::Kind::Panic, None),
+            report(console::Kind::Oops, Some("cma_alloc")),
+            report(console::Kind::Bug, Some("free_pages")),
+            report(console::Kind::Warning, Some("__alloc_pages")),
+        ];
+        let e = Evidence { prog: &p, divergences: &divs, aliases: &aliases, console: &console, error: None };
+        let got: Vec<(VerdictKind, String)> =
+            judge(&e, &Suppressions::none(), "t").into_iter().map(|v| (v.kind, v.signature)).collect();
+        let want = [
+            (VerdictKind::Layout, "layout:cma_release:released-vs-noop"),
+            (VerdictKind::Placement, "placement:areas"),
+            (VerdictKind::Bitmap, "bitmap:pool-low@4c400000"),
+            (VerdictKind::HarnessError, "harness-error:missing-observation"),
+            (VerdictKind::Mapping, "mapping:none-vs-vmap:nc+pkmap:wb"),
+            (VerdictKind::Mapping, "mapping:pkmap-slot"),
+            (VerdictKind::AliasViolation, "alias-violation:lin:wb"),
+            (VerdictKind::AliasByDesign, "alias-by-design:arm64-linear-alias"),
+            (VerdictKind::Panic, "panic:TITLE"),
+            (VerdictKind::Oops, "oops:cma_alloc"),
+            (VerdictKind::Bug, "bug:free_pages"),
+            (VerdictKind::Warning, "warning:__alloc_pages"),
+        ];
+        let want: Vec<(VerdictKind, String)> = want.iter().map(|(k, s)| (*k, s.to_string())).collect();
+        assert_eq!(got, want);
+        // Errors of the subject: each kind of guest failure has its own signature.
+        let errs = [
+            (BackendError::Vm(crate::vm::VmError::MissingQemu("q".into())), "harness-error:vm"),
+            (BackendError::Inconsistent { index: 0, kind: 1, status: 9 }, "harness-error:garbled-guest"),
+            (BackendError::ResetMismatch("x".into()), "harness-error:reset"),
+            (BackendError::Model("x".into()), "harness-error:model"),
+            (
+                BackendError::Guest { source: GuestError::Agent("x".into()), console: String::new() },
+                "harness-error:agent",
+            ),
+            (
+                BackendError::Guest { source: GuestError::Protocol("x".into()), console: String::new() },
+                "harness-error:garbled-guest",
+            ),
+        ];
+        for (err, sig) in errs {
+            let e = Evidence { prog: &p, divergences: &[], aliases: &[], console: &[], error: Some(&err) };
+            let v = judge(&e, &Suppressions::none(), "t");
+            assert_eq!(v.iter().map(|v| v.signature.as_str()).collect::<Vec<_>>(), vec![sig], "{err}");
+        }
+    }
+
+    #[test]
     fn a_garbled_or_dead_guest_is_a_harness_error_unless_a_kernel_report_explains_it() {
         let p = prog();
         let garbled = BackendError::Guest {
