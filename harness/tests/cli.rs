@@ -108,3 +108,26 @@ fn doctor_lists_every_tool_with_its_status() {
     // scripts/test.sh installs everything, so the doctor is satisfied here.
     assert_eq!(o.status.code(), Some(0), "{out}");
 }
+
+#[test]
+fn a_zero_or_garbled_watchdog_and_a_watchdog_on_kernel_build_are_one_clear_error() {
+    for bad in ["0s", "soon"] {
+        let o = cmafuzz(&["replay", &seed_dir(), "--backend", "model", "--watchdog", bad]);
+        assert_eq!(o.status.code(), Some(2), "--watchdog {bad}");
+        let e = error_lines(&o);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("--watchdog"), "{e:?}");
+    }
+    let o = cmafuzz(&["kernel", "build", "--watchdog", "5s"]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = error_lines(&o);
+    assert!(e.len() == 1 && e[0].contains("not to kernel build"), "{e:?}");
+}
+
+#[test]
+fn vs_kernel_patch_naming_a_missing_file_is_one_clear_error_before_any_build() {
+    let o = cmafuzz(&["replay", &seed_dir(), "--vs-kernel-patch", "/nonexistent/fix.patch"]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = error_lines(&o);
+    assert!(e.len() == 1 && e[0].contains("/nonexistent/fix.patch"), "{e:?}");
+}

@@ -19,6 +19,9 @@ pub enum KernelCmd {
 
 pub fn run(cmd: KernelCmd) -> anyhow::Result<u8> {
     let KernelCmd::Build { target, kernel } = cmd;
+    if kernel.choice().watchdog.is_some() {
+        anyhow::bail!("--watchdog applies to commands that run programs (replay, difftest, fuzz, bench, boot), not to kernel build: drop it");
+    }
     let t = targets::find(target.as_deref())?;
     let a = session::build_kernel(&t, &kernel.choice(), &mut progress)?;
     let g = guest_build::build(&t, &[])?;
