@@ -132,7 +132,7 @@ impl Executor<ModelBackend, KernelBackend> {
     }
 }
 
-impl<R: Backend + Send, S: Backend> Executor<R, S> {
+impl<R: Backend, S: Backend> Executor<R, S> {
     /// An executor over two backends that are already up.
     pub fn new(
         target: &Target,
@@ -177,23 +177,18 @@ impl<R: Backend + Send, S: Backend> Executor<R, S> {
             Err(PairError::Reference(e)) => return Err(ExecError::Model(e.to_string())),
             Err(PairError::Subject(e)) => (None, Some(e)),
         };
-        // The reference computes while the subject's guest runs: host work in series with the
-        // guest's would come off the harness efficiency.
-        let (rrun, (srun, subject_error, subject_time)) = match (self.reference.as_mut(), self.subject.as_mut()) {
-            (Some(r), Some(s)) => std::thread::scope(|scope| {
-                let reference = scope.spawn(|| r.run(&resolved));
-                let subject = run_timed(s, &resolved, reset_err);
-                let reference = match reference.join() {
-                    Ok(r) => r,
-                    Err(_) => Err(BackendError::Model("the reference panicked".into())),
-                };
-                (Some(reference), subject)
-            }),
-            (Some(r), None) => (Some(r.run(&resolved)), (None, None, Duration::ZERO)),
-            (None, Some(s)) => (None, run_timed(s, &resolved, reset_err)),
-            (None, None) => (None, (None, None, Duration::ZERO)),
+        // In series: on two cores qemu's vCPU and I/O threads leave no core for the model to
+        // overlap the guest with (measured: a thread per program made the full path slower).
+        let rrun = self
+            .reference
+            .as_mut()
+            .map(|r| r.run(&resolved))
+            .transpose()
+            .map_err(|e| ExecError::Model(e.to_string()))?;
+        let (srun, subject_error, subject_time) = match self.subject.as_mut() {
+            Some(s) => run_timed(s, &resolved, reset_err),
+            None => (None, None, Duration::ZERO),
         };
-        let rrun = rrun.transpose().map_err(|e| ExecError::Model(e.to_string()))?;
         let rrun = if self.choice == BackendChoice::Kernel { None } else { rrun };
         let reports = self.subject.as_mut().map(|s| console::scan(&s.new_console())).unwrap_or_default();
         let (divergences, verdicts) = judge_pair(
