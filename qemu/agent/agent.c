@@ -23,8 +23,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <sched.h>
-#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,7 +34,6 @@
 #include <sys/reboot.h>
 #include <sys/stat.h>
 #include <sys/types.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -449,22 +446,19 @@ static int run_traced(int cf, uint8_t *in, size_t in_len, size_t *out_len)
  * with the ops of the RUN the driver has completed every CF_PROGRESS_MS, so
  * the host's watchdog measures progress, not time.  A kernel that stops
  * answering stops the reports (it does not schedule) or their count (an op
- * that sleeps forever).  A child, not a thread, and a word of shared memory,
- * not a mutex: the test kernels have no futexes, and a RUN must not pay for
- * a wake-up.  The word also keeps the two writers of the port apart: the
- * child writes only in PROG_SENDING, which the parent waits out before it
- * answers a RUN.
+ * that sleeps forever).  A child and pipes, not a thread: the test kernels
+ * have no futexes.  The child acknowledges the end of a RUN before the
+ * RESULT is sent, so no report follows its RESULT.
  */
-enum { PROG_IDLE, PROG_RUNNING, PROG_SENDING };
-
-struct progress {
-	_Atomic uint32_t state;
+struct progress_msg {
 	uint32_t seq;
+	uint32_t begin;
 	uint64_t start;
 };
 
-static struct progress *prog;
-static pid_t prog_pid;
+static struct {
+	int cmd, ack;	/* parent's ends; -1 once the child is gone */
+} prog = { -1, -1 };
 
 static uint64_t driver_ops_done(int cf)
 {
@@ -475,76 +469,93 @@ static uint64_t driver_ops_done(int cf)
 	return n;
 }
 
-static void progress_child(int cf, int port)
+static void progress_child(int cf, int port, int cmd, int ack)
 {
-	struct timespec t = {
-		.tv_sec = CF_PROGRESS_MS / 1000,
-		.tv_nsec = (long)(CF_PROGRESS_MS % 1000) * 1000000L,
-	};
+	struct pollfd pfd = { .fd = cmd, .events = POLLIN };
+	struct progress_msg m = { 0 };
 	struct cf_progress p;
-	uint32_t running;
+	int running = 0, n;
+	char one = 1;
 
 	for (;;) {
-		nanosleep(&t, NULL);
-		running = PROG_RUNNING;
-		if (!atomic_compare_exchange_strong(&prog->state, &running,
-						    PROG_SENDING))
+		n = poll(&pfd, 1, running ? (int)CF_PROGRESS_MS : -1);
+		if (n < 0 && errno == EINTR)
 			continue;
-		p.ops_done = driver_ops_done(cf) - prog->start;
-		send_frame(port, CF_FRAME_PROGRESS, prog->seq, &p, sizeof(p),
-			   0);
-		atomic_store(&prog->state, PROG_RUNNING);
+		if (n < 0)
+			_exit(1);
+		if (n == 0) {
+			p.ops_done = driver_ops_done(cf) - m.start;
+			send_frame(port, CF_FRAME_PROGRESS, m.seq, &p,
+				   sizeof(p), 0);
+			continue;
+		}
+		if (read_exact(cmd, &m, sizeof(m)) < 0)
+			_exit(0);
+		running = m.begin;
+		if (!running && write(ack, &one, 1) != 1)
+			_exit(1);
 	}
 }
 
 static void progress_start(int cf, int port)
 {
-	void *m = mmap(NULL, sizeof(*prog), PROT_READ | PROT_WRITE,
-		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	int cmd[2], ack[2];
+	pid_t pid;
 
-	if (m == MAP_FAILED) {
-		say("mmap: %s: no progress reports", strerror(errno));
+	if (pipe2(cmd, O_CLOEXEC) < 0)
+		return;
+	if (pipe2(ack, O_CLOEXEC) < 0) {
+		close(cmd[0]);
+		close(cmd[1]);
 		return;
 	}
-	prog = m;
-	atomic_store(&prog->state, PROG_IDLE);
-	prog_pid = fork();
-	if (prog_pid == 0)
-		progress_child(cf, port);
-	if (prog_pid < 0) {
-		say("fork: %s: no progress reports", strerror(errno));
-		prog = NULL;
+	pid = fork();
+	if (pid == 0) {
+		close(cmd[1]);
+		close(ack[0]);
+		progress_child(cf, port, cmd[0], ack[1]);
 	}
+	close(cmd[0]);
+	close(ack[1]);
+	if (pid < 0) {
+		say("fork: %s: no progress reports", strerror(errno));
+		close(cmd[1]);
+		close(ack[0]);
+		return;
+	}
+	prog.cmd = cmd[1];
+	prog.ack = ack[0];
+}
+
+static void progress_stop(void)
+{
+	close(prog.cmd);
+	close(prog.ack);
+	prog.cmd = prog.ack = -1;
 }
 
 static void progress_begin(int cf, uint32_t seq)
 {
-	if (!prog)
+	struct progress_msg m = { .seq = seq, .begin = 1 };
+
+	if (prog.cmd < 0)
 		return;
-	prog->seq = seq;
-	prog->start = driver_ops_done(cf);
-	atomic_store(&prog->state, PROG_RUNNING);
+	m.start = driver_ops_done(cf);
+	if (write(prog.cmd, &m, sizeof(m)) != sizeof(m))
+		progress_stop();
 }
 
 /* Returns once the child will send no more reports for this RUN. */
 static void progress_end(void)
 {
-	uint32_t running;
+	struct progress_msg m = { .begin = 0 };
+	char one;
 
-	if (!prog)
+	if (prog.cmd < 0)
 		return;
-	for (;;) {
-		running = PROG_RUNNING;
-		if (atomic_compare_exchange_strong(&prog->state, &running,
-						   PROG_IDLE))
-			return;
-		/* The child is writing a report: let it finish. */
-		if (waitpid(prog_pid, NULL, WNOHANG) == prog_pid) {
-			prog = NULL;
-			return;
-		}
-		sched_yield();
-	}
+	if (write(prog.cmd, &m, sizeof(m)) != sizeof(m) ||
+	    read_exact(prog.ack, &one, 1) < 0)
+		progress_stop();
 }
 
 static void serve(int cf, int port)
