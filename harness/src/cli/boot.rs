@@ -1,7 +1,7 @@
 //! `cmafuzz boot`: boot a target and print what its kernel reports.
 
 use super::{progress, KernelArgs};
-use crate::backend::kernel::boot::{self as session};
+use crate::backend::kernel::boot as session;
 use crate::targets;
 use clap::Args;
 

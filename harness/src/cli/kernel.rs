@@ -1,7 +1,7 @@
 //! `cmafuzz kernel build`: build (or find in the cache) a target's kernel and guest.
 
 use super::{progress, KernelArgs};
-use crate::backend::kernel::boot::{self as session};
+use crate::backend::kernel::boot as session;
 use crate::build::agent as guest_build;
 use crate::targets;
 
