@@ -30,9 +30,6 @@ pub enum BackendError {
     /// The guest answered with a status that makes no sense for the op.
     #[error("guest answered op {index} ({kind}) with status {status}: a garbled guest")]
     Inconsistent { index: usize, kind: u32, status: u32 },
-    /// After a reset the kernel's CMA state differs from its boot state.
-    #[error("reset did not restore the boot CMA state ({0})")]
-    ResetMismatch(String),
     /// The model cannot run this profile or layout.
     #[error("model: {0}")]
     Model(String),

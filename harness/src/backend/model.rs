@@ -33,11 +33,6 @@ impl ModelBackend {
         self.model.observe()
     }
 
-    /// The PKMAP slot the kernel's driver learnt at its last reset (arm32 highmem).
-    pub fn set_pkmap_last(&mut self, last: Option<u32>) {
-        self.model.set_pkmap_last(last);
-    }
-
     /// The model's kernel profile.
     pub fn profile(&self) -> &KernelProfile {
         self.model.profile()

@@ -222,9 +222,10 @@ impl<R: Backend, S: Backend> Executor<R, S> {
     /// program, typed like divergences. `other`'s reset is checked against the subject's; what
     /// a buggy `other` left behind makes it restart, never blamed on the program.
     pub fn against<B: Backend>(&self, e: &Execution, other: &mut B) -> Against {
-        let (run, error, start) = match reset_to(e.subject_reset.as_ref(), other) {
+        let expected = e.subject_reset.as_ref().unwrap_or(&self.boot);
+        let (run, error, start) = match reset_checked(other, expected) {
             Err(err) => (None, Some(err), None),
-            Ok(start) => {
+            Ok((start, _)) => {
                 let (run, error, _) = run_timed(other, &e.resolved, None);
                 (run, error, start)
             }
@@ -235,26 +236,24 @@ impl<R: Backend, S: Backend> Executor<R, S> {
         let same_cursor = cursor(start.as_ref()) == cursor(e.subject_reset.as_ref());
         let reports = console::scan(&other.new_console());
         let first = self.subject.as_ref().map_or("kernel", |s| s.name());
-        let (divergences, verdicts) = judge_pair(
+        let mut divergences = match (e.subject.as_ref(), run.as_ref()) {
+            (Some(a), Some(b)) => compare::compare(&e.resolved, a, b, &self.boot.areas),
+            _ => vec![],
+        };
+        if !same_cursor {
+            divergences.retain(|d| !matches!(d, Divergence::Pkmap { .. }));
+        }
+        let (divergences, verdicts) = judge(
             &e.resolved,
-            e.subject.as_ref(),
+            divergences,
             run.as_ref(),
             &reports,
             error.as_ref(),
-            &self.boot,
             self.rules.as_ref(),
             &self.sup,
             &self.target.name,
             (first, other.name()),
         );
-        let (divergences, verdicts) = if same_cursor {
-            (divergences, verdicts)
-        } else {
-            (
-                divergences.into_iter().filter(|d| !matches!(d, Divergence::Pkmap { .. })).collect(),
-                verdicts.into_iter().filter(|v| v.signature != "mapping:pkmap-slot").collect(),
-            )
-        };
         Against { run, divergences, verdicts, error }
     }
 }
@@ -300,25 +299,7 @@ pub fn reset_pair<R: Backend, S: Backend>(
         None => None,
     };
     let Some(s) = subject else { return Ok(None) };
-    let expected = want.as_ref().unwrap_or(boot);
-    let r = s.reset().map_err(PairError::Subject)?;
-    let (state, restarted) = match (r.restarted, r.state) {
-        (true, state) => (state, true),
-        (false, Some(now)) => match compare::state_difference(expected, &now) {
-            None => (Some(now), false),
-            Some(why) => {
-                eprintln!(
-                    "note: reset left the {}'s CMA state different from the expected one ({why}); restarting it",
-                    s.name()
-                );
-                (s.restart().map_err(PairError::Subject)?, true)
-            }
-        },
-        (false, None) => {
-            eprintln!("note: the {}'s reset gave no observation; restarting it", s.name());
-            (s.restart().map_err(PairError::Subject)?, true)
-        }
-    };
+    let (state, restarted) = reset_checked(s, want.as_ref().unwrap_or(boot)).map_err(PairError::Subject)?;
     if let Some(r) = reference {
         if restarted {
             r.restart().map_err(PairError::Reference)?;
@@ -328,29 +309,23 @@ pub fn reset_pair<R: Backend, S: Backend>(
     Ok(state)
 }
 
-/// Resets `other` and checks its state against `want` (another backend's state after its own
-/// reset); a difference restarts `other`. Returns `other`'s state then.
-fn reset_to<B: Backend>(want: Option<&Observation>, other: &mut B) -> Result<Option<Observation>, BackendError> {
-    let r = other.reset()?;
-    let differs = match (&r.state, want) {
-        (Some(now), Some(want)) => compare::state_difference(want, now),
-        (None, _) if !r.restarted => Some("no observation".into()),
-        _ => None,
+/// Resets `s` and checks its state against `expected`; a difference, or a reset that could not
+/// be observed, restarts `s`. Returns `s`'s state then and whether it restarted.
+fn reset_checked<B: Backend>(s: &mut B, expected: &Observation) -> Result<(Option<Observation>, bool), BackendError> {
+    let r = s.reset()?;
+    let why = match (r.restarted, &r.state) {
+        (true, _) => return Ok((r.state, true)),
+        (false, Some(now)) => match compare::state_difference(expected, now) {
+            None => return Ok((r.state, false)),
+            Some(why) => why,
+        },
+        (false, None) => "no observation".into(),
     };
-    match differs {
-        Some(why) => {
-            eprintln!(
-                "note: reset left the {}'s CMA state different from the other side's ({why}); restarting it",
-                other.name()
-            );
-            other.restart()
-        }
-        None => Ok(r.state),
-    }
+    eprintln!("note: reset left the {}'s CMA state different from the expected one ({why}); restarting it", s.name());
+    Ok((s.restart()?, true))
 }
 
-/// Compares a reference run with a subject run of one program, scans the subject's page tables
-/// for aliases and judges it all.
+/// Compares a reference run with a subject run of one program and judges it ([`judge`]).
 #[allow(clippy::too_many_arguments)]
 fn judge_pair(
     prog: &ResolvedProgram,
@@ -368,6 +343,22 @@ fn judge_pair(
         (Some(m), Some(k)) => compare::compare(prog, m, k, &boot.areas),
         _ => vec![],
     };
+    judge(prog, divergences, subject, reports, error, rules, sup, target, sides)
+}
+
+/// Scans the subject's page tables for aliases and judges it all with the divergences found.
+#[allow(clippy::too_many_arguments)]
+fn judge(
+    prog: &ResolvedProgram,
+    divergences: Vec<Divergence>,
+    subject: Option<&ProgramRun>,
+    reports: &[Report],
+    error: Option<&BackendError>,
+    rules: Option<&AliasRules>,
+    sup: &Suppressions,
+    target: &str,
+    sides: (&str, &str),
+) -> (Vec<Divergence>, Vec<Verdict>) {
     let aliases = match (subject, rules) {
         (Some(k), Some(rules)) => scan_aliases(rules, k),
         _ => vec![],

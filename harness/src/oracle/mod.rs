@@ -257,7 +257,6 @@ pub fn judge_sides(e: &Evidence<'_>, sup: &Suppressions, target: &str, sides: (&
             BackendError::Inconsistent { .. } => {
                 (VerdictKind::HarnessError, "harness-error:garbled-guest".into(), None)
             }
-            BackendError::ResetMismatch(_) => (VerdictKind::HarnessError, "harness-error:reset".into(), None),
             BackendError::Vm(_) => (VerdictKind::HarnessError, "harness-error:vm".into(), None),
             BackendError::Model(_) => (VerdictKind::HarnessError, "harness-error:model".into(), None),
         };
@@ -630,7 +629,6 @@ targets = ["arm32-*"]
         let errs = [
             (BackendError::Vm(crate::vm::VmError::MissingQemu("q".into())), "harness-error:vm"),
             (BackendError::Inconsistent { index: 0, kind: 1, status: 9 }, "harness-error:garbled-guest"),
-            (BackendError::ResetMismatch("x".into()), "harness-error:reset"),
             (BackendError::Model("x".into()), "harness-error:model"),
             (
                 BackendError::Guest { source: GuestError::Agent("x".into()), console: String::new() },

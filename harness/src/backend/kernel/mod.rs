@@ -30,8 +30,6 @@ pub struct KernelBackend {
     last_console: String,
     /// What the last VM printed that [`KernelBackend::new_console`] had not handed out yet.
     dead_console: Option<String>,
-    /// The PKMAP slot the driver learnt at the last reset (arm32 highmem), for the model.
-    pub pkmap_last: Option<u32>,
     /// Ask the driver for an observation after every op (`CF_RUN_OBSERVE_EACH`).
     pub observe_each: bool,
     /// Ask the agent for KCOV coverage of every run (`CF_RUN_KCOV`). Set it only when the
@@ -60,7 +58,6 @@ impl KernelBackend {
             boot_times: vec![boot_time],
             last_console: String::new(),
             dead_console: None,
-            pkmap_last: None,
             observe_each: false,
             kcov: false,
         })
@@ -131,13 +128,12 @@ impl KernelBackend {
         self.reset_observe().map_err(|e| self.guest_err(e))
     }
 
-    /// The driver's RESET then OBSERVE on the running VM; learns the PKMAP cursor from it.
+    /// The driver's RESET then OBSERVE on the running VM (the observation carries the PKMAP cursor).
     fn reset_observe(&mut self) -> Result<Option<Observation>, GuestError> {
         let Some(vm) = self.vm.as_mut() else { return Ok(None) };
         let r = vm.chan().run(&RESET_OBSERVE)?;
         let dec = codec::decoder(vm.hello());
         let now = r.observations.first().map(|o| codec::to_observation(o, &dec));
-        self.pkmap_last = now.as_ref().and_then(|o| o.pkmap_last);
         Ok(now)
     }
 
@@ -179,7 +175,6 @@ impl Backend for KernelBackend {
     /// The driver's RESET then OBSERVE. A guest that cannot reset, or a VM that died, is
     /// rebooted (the documented recovery), and the reset says so.
     fn reset(&mut self) -> Result<Reset, BackendError> {
-        self.pkmap_last = None;
         if self.vm.is_none() {
             // The last guest died: a fresh one is at its boot state already.
             let state = self.boot_fresh()?;
