@@ -68,6 +68,101 @@
 #error "cmafuzz walks ARM page tables"
 #endif
 
+/*
+ * ---- Kernel version compat: the one place that knows kernel versions ----
+ *
+ * v6.15 ("mm, cma: support multiple contiguous ranges, if requested",
+ * Frank van der Linden): struct cma keeps its pages in ranges[nranges]
+ * (struct cma_memrange, each with its own base_pfn, count and bitmap), gains
+ * available_count and flags; a bitmap may be touched only once the area has
+ * CMA_ACTIVATED.  Before: one base_pfn/count/bitmap per area.
+ *
+ * v6.17 ("mm/page_isolation: remove migratetype parameter from more
+ * functions", Zi Yan): alloc_contig_range() takes acr_flags_t, and CMA pages
+ * need ACR_FLAGS_CMA.  MIGRATE_CMA still compiles there and means "not for
+ * CMA": every CMA pageblock is then refused with -EBUSY.
+ *
+ * Both versions come from the series' mailing-list dates, not from a 6.15-6.17
+ * tree; a wrong gate fails the build (the fields or the flag are missing),
+ * it never builds a driver that does something else.
+ */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 15, 0)
+#define CF_CMA_MAX_RANGES	CMA_MAX_RANGES
+#else
+#define CF_CMA_MAX_RANGES	1
+#endif
+
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 17, 0) && \
+	!defined(CF_TEST_MIGRATETYPE_ON_ACR)
+#define CF_ACR_CMA		ACR_FLAGS_CMA
+#else
+/*
+ * CF_TEST_MIGRATETYPE_ON_ACR (set only by harness/tests/data/
+ * selfcheck-migrate-cma.patch) rebuilds the pre-6.17 call on a newer kernel:
+ * the mistake the boot self-check must catch.
+ */
+#if defined(ACR_FLAGS_CMA) && !defined(CF_TEST_MIGRATETYPE_ON_ACR)
+#error "acr_flags_t before v6.17: move the CF_ACR_CMA gate"
+#endif
+#define CF_ACR_CMA		MIGRATE_CMA
+#endif
+
+/* One range of an area as the driver reads it; bitmap NULL unless live. */
+struct cf_cmr {
+	unsigned long base_pfn;
+	unsigned long count;
+	unsigned long *bitmap;
+};
+
+/* Has the area been activated (its bitmaps exist)? */
+static bool cf_cma_live(const struct cma *cma)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 15, 0)
+	return cma->count && test_bit(CMA_ACTIVATED, &cma->flags);
+#else
+	return cma->count && cma->bitmap;
+#endif
+}
+
+static u32 cf_cma_nranges(const struct cma *cma)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 15, 0)
+	return clamp_t(int, cma->nranges, 0, CMA_MAX_RANGES);
+#else
+	return 1;
+#endif
+}
+
+static struct cf_cmr cf_cma_range(const struct cma *cma, u32 r)
+{
+	struct cf_cmr c;
+
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 15, 0)
+	c.base_pfn = cma->ranges[r].base_pfn;
+	c.count = cma->ranges[r].count;
+	c.bitmap = cf_cma_live(cma) ? cma->ranges[r].bitmap : NULL;
+#else
+	c.base_pfn = cma->base_pfn;
+	c.count = cma->count;
+	c.bitmap = cf_cma_live(cma) ? cma->bitmap : NULL;
+#endif
+	return c;
+}
+
+/* available_count, where the kernel keeps one. */
+static bool cf_cma_available(const struct cma *cma, unsigned long *avail)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 15, 0)
+	*avail = cma->available_count;
+	return true;
+#else
+	*avail = 0;
+	return false;
+#endif
+}
+
+/* ---- end of the compat section ---- */
+
 #ifdef CONFIG_CMA_ALIGNMENT
 #define CF_CMA_ALIGNMENT	CONFIG_CMA_ALIGNMENT
 #else
@@ -101,7 +196,7 @@ struct cf_range {
 	unsigned long end;
 };
 
-#define CF_MAX_RANGES		(CF_MAX_HANDLES + MAX_CMA_AREAS)
+#define CF_MAX_RANGES		(CF_MAX_HANDLES + MAX_CMA_AREAS * CF_CMA_MAX_RANGES)
 
 static DEFINE_MUTEX(cf_lock);
 static struct cf_handle *cf_handles;
@@ -144,14 +239,49 @@ static u32 cf_nareas(void)
 	return min_t(u32, cma_area_count, CF_MAX_AREAS);
 }
 
-static u32 cf_area_nwords(const struct cma *cma)
+static u32 cf_area_nranges(const struct cma *cma)
+{
+	return min_t(u32, cf_cma_nranges(cma), CF_MAX_AREA_RANGES);
+}
+
+/* u32 words of one range's bitmap on the wire; 0 unless the area is live. */
+static u32 cf_range_nwords(const struct cma *cma, const struct cf_cmr *c)
 {
 	unsigned long bits;
 
-	if (!cma->count || !cma->bitmap)
+	if (!c->bitmap)
 		return 0;
-	bits = cma_bitmap_maxno((struct cma *)cma);
+	bits = c->count >> cma->order_per_bit;
 	return min_t(unsigned long, DIV_ROUND_UP(bits, 32), CF_MAX_BITMAP_WORDS);
+}
+
+/*
+ * The pfn of page @off of @cma, its ranges' pages counted in order: an
+ * offset below 0 counts back from the first range's base, one at or past
+ * the area's count on from the last range's base.  Returns whether @off is
+ * inside the area; then *@left is the pages from there to the end of its
+ * range.  *@spfn is negative if the pfn would be.
+ */
+static bool cf_area_pfn(const struct cma *cma, s64 off, s64 *spfn,
+			unsigned long *left)
+{
+	u32 n = cf_cma_nranges(cma), r = 0;
+	struct cf_cmr c = { };
+	s64 rel = off;
+
+	*left = 0;
+	if (n)
+		c = cf_cma_range(cma, 0);
+	while (cma->count && rel >= 0 && (u64)rel >= c.count && r + 1 < n) {
+		rel -= c.count;
+		c = cf_cma_range(cma, ++r);
+	}
+	if (check_add_overflow((s64)c.base_pfn, rel, spfn))
+		*spfn = -1;
+	if (!n || !cma->count || rel < 0 || (u64)rel >= c.count)
+		return false;
+	*left = c.count - rel;
+	return true;
 }
 
 /*
@@ -163,9 +293,19 @@ static size_t cf_obs_fixed_size(void)
 	size_t sz = sizeof(struct cf_obs_hdr);
 	u32 i;
 
-	for (i = 0; i < cf_nareas(); i++)
-		sz += sizeof(struct cf_area) +
-		      (size_t)cf_area_nwords(&cma_areas[i]) * sizeof(u32);
+	u32 r;
+
+	for (i = 0; i < cf_nareas(); i++) {
+		const struct cma *cma = &cma_areas[i];
+
+		sz += sizeof(struct cf_area);
+		for (r = 0; r < cf_area_nranges(cma); r++) {
+			struct cf_cmr c = cf_cma_range(cma, r);
+
+			sz += sizeof(struct cf_memrange) +
+			      (size_t)cf_range_nwords(cma, &c) * sizeof(u32);
+		}
+	}
 	return sz;
 }
 
@@ -315,22 +455,22 @@ static void cf_op_cma_release_raw(const struct cf_op *op, struct cf_result *r)
 {
 	struct cma *cma = &cma_areas[op->area];
 	s64 off = (s64)op->a, spfn;
-	unsigned long count, pfn;
+	unsigned long count, pfn, left;
 	struct page *page = NULL;
-	bool neg, bad_pfn, ok;
+	bool inside, bad_pfn, ok;
 
 	if (op->b > ULONG_MAX) {
 		r->status = CF_ST_BADOP;
 		return;
 	}
 	count = op->b;
-	neg = check_add_overflow((s64)cma->base_pfn, off, &spfn) || spfn < 0;
-	bad_pfn = neg || (u64)spfn > ULONG_MAX;
+	inside = cf_area_pfn(cma, off, &spfn, &left);
+	bad_pfn = spfn < 0 || (u64)spfn > ULONG_MAX;
 	pfn = bad_pfn ? 0 : (unsigned long)spfn;
-	r->pfn = neg ? 0 : spfn;
+	r->pfn = spfn < 0 ? 0 : spfn;
 	r->pages = count;
 
-	if (off < 0 || (u64)off >= cma->count) {
+	if (!inside) {
 		/* Outside the area: the kernel must refuse it by itself. */
 		if (!bad_pfn && pfn_valid(pfn))
 			page = pfn_to_page(pfn);
@@ -348,8 +488,8 @@ static void cf_op_cma_release_raw(const struct cf_op *op, struct cf_result *r)
 		r->status = ok ? CF_ST_OK : CF_ST_FAILED;
 		return;
 	}
-	if (count > cma->count - (u64)off ||
-	    !cf_all_held(op->area, pfn, count)) {
+	/* past the end of its range: 6.x would free pages beyond the area */
+	if (count > left || !cf_all_held(op->area, pfn, count)) {
 		r->status = CF_ST_REFUSED;
 		return;
 	}
@@ -430,17 +570,16 @@ static void cf_op_dma_free(const struct cf_op *op, struct cf_result *r)
 static bool cf_pin_pfn(const struct cf_op *op, struct cf_result *r,
 		       unsigned long *pfn)
 {
-	struct cma *cma = &cma_areas[op->area];
-	s64 off = (s64)op->a, spfn;
+	unsigned long left;
+	bool inside;
+	s64 spfn;
 
+	inside = cf_area_pfn(&cma_areas[op->area], (s64)op->a, &spfn, &left);
 	r->pages = 1;
-	if (check_add_overflow((s64)cma->base_pfn, off, &spfn) || spfn < 0)
-		r->pfn = 0;
-	else
-		r->pfn = spfn;
-	if (off < 0 || (u64)off >= cma->count)
+	r->pfn = spfn < 0 ? 0 : spfn;
+	if (!inside)
 		return false;
-	*pfn = cma->base_pfn + (unsigned long)off;
+	*pfn = spfn;
 	return true;
 }
 
@@ -455,13 +594,24 @@ static int cf_pin_find(unsigned long pfn)
 	return -1;
 }
 
+/* Is @pfn's bit set in the bitmap of its range?  True outside a live range. */
 static bool cf_bitmap_bit_set(struct cma *cma, unsigned long pfn)
 {
-	unsigned long bit = (pfn - cma->base_pfn) >> cma->order_per_bit;
-	bool set;
+	u32 r, n = cf_cma_nranges(cma);
+	bool set = true;
 
+	if (!cf_cma_live(cma))
+		return true;
 	spin_lock_irq(&cma->lock);
-	set = test_bit(bit, cma->bitmap);
+	for (r = 0; r < n; r++) {
+		struct cf_cmr c = cf_cma_range(cma, r);
+
+		if (c.bitmap && pfn >= c.base_pfn && pfn - c.base_pfn < c.count) {
+			set = test_bit((pfn - c.base_pfn) >> cma->order_per_bit,
+				       c.bitmap);
+			break;
+		}
+	}
 	spin_unlock_irq(&cma->lock);
 	return set;
 }
@@ -485,7 +635,7 @@ static void cf_op_pin(const struct cf_op *op, struct cf_result *r)
 		r->status = CF_ST_REFUSED;
 		return;
 	}
-	ret = alloc_contig_range(pfn, pfn + 1, MIGRATE_CMA, GFP_KERNEL);
+	ret = alloc_contig_range(pfn, pfn + 1, CF_ACR_CMA, GFP_KERNEL);
 	if (ret) {
 		pr_info("pin: alloc_contig_range(%lu, %lu) returned %d\n",
 			pfn, pfn + 1, ret);
@@ -539,7 +689,7 @@ static void cf_kmap_pfn(unsigned long pfn, struct cf_result *r)
 	u8 *addr;
 	int ret;
 
-	ret = alloc_contig_range(pfn, pfn + 1, MIGRATE_CMA, GFP_KERNEL);
+	ret = alloc_contig_range(pfn, pfn + 1, CF_ACR_CMA, GFP_KERNEL);
 	if (ret) {
 		pr_info("kmap: alloc_contig_range(%lu, %lu) returned %d\n",
 			pfn, pfn + 1, ret);
@@ -673,12 +823,19 @@ static u32 cf_build_ranges(void)
 	struct cf_range *r = cf_ranges;
 	u32 n = 0, i, k;
 
-	for (i = 0; i < cma_area_count && n < CF_MAX_RANGES; i++) {
+	for (i = 0; i < cma_area_count; i++) {
+		u32 j;
+
 		if (!cma_areas[i].count)
 			continue;
-		r[n].start = cma_areas[i].base_pfn;
-		r[n].end = cma_areas[i].base_pfn + cma_areas[i].count;
-		n++;
+		for (j = 0; j < cf_cma_nranges(&cma_areas[i]) &&
+			    n < CF_MAX_RANGES; j++) {
+			struct cf_cmr c = cf_cma_range(&cma_areas[i], j);
+
+			r[n].start = c.base_pfn;
+			r[n].end = c.base_pfn + c.count;
+			n++;
+		}
 	}
 	for (k = 0; k < CF_MAX_HANDLES && n < CF_MAX_RANGES; k++) {
 		const struct cf_handle *h = &cf_handles[k];
@@ -1047,30 +1204,56 @@ static u8 *cf_observe(u8 *p, u8 *end, u32 op_index)
 	for (i = 0; i < oh.nareas; i++) {
 		struct cma *cma = &cma_areas[i];
 		struct cf_area ar = { };
-		u32 word;
+		bool live = cf_cma_live(cma);
+		unsigned long avail;
+		u32 word, r;
 
-		nwords = cf_area_nwords(cma);
-		if (end - p < sizeof(ar) + (size_t)nwords * sizeof(u32))
+		if (end - p < sizeof(ar))
 			return NULL;
 		memcpy(ar.name, cma->name,
 		       strnlen(cma->name, min_t(size_t, CF_NAME_LEN,
 						sizeof(cma->name))));
-		ar.base_pfn = cma->base_pfn;
 		ar.count = cma->count;
 		ar.order_per_bit = cma->order_per_bit;
-		ar.nwords = nwords;
+		ar.nranges = cf_area_nranges(cma);
+		if (live)
+			ar.flags |= CF_AREA_ACTIVATED;
+		/* one lock covers every range's bitmap and available_count */
+		if (live)
+			spin_lock_irq(&cma->lock);
+		if (cf_cma_available(cma, &avail)) {
+			ar.available = avail;
+			ar.flags |= CF_AREA_AVAILABLE;
+		}
 		memcpy(p, &ar, sizeof(ar));
 		p += sizeof(ar);
+		for (r = 0; r < ar.nranges; r++) {
+			struct cf_cmr c = cf_cma_range(cma, r);
+			struct cf_memrange mr = {
+				.base_pfn = c.base_pfn,
+				.count = c.count,
+				.nwords = cf_range_nwords(cma, &c),
+			};
 
-		spin_lock_irq(&cma->lock);
-		for (w = 0; w < nwords; w++) {
-			unsigned long l = cma->bitmap[w / (BITS_PER_LONG / 32)];
+			nwords = mr.nwords;
+			if (end - p < sizeof(mr) + (size_t)nwords * sizeof(u32)) {
+				p = NULL;
+				break;
+			}
+			memcpy(p, &mr, sizeof(mr));
+			p += sizeof(mr);
+			for (w = 0; w < nwords; w++) {
+				unsigned long l = c.bitmap[w / (BITS_PER_LONG / 32)];
 
-			word = (u32)(l >> (32 * (w % (BITS_PER_LONG / 32))));
-			memcpy(p, &word, sizeof(word));
-			p += sizeof(word);
+				word = (u32)(l >> (32 * (w % (BITS_PER_LONG / 32))));
+				memcpy(p, &word, sizeof(word));
+				p += sizeof(word);
+			}
 		}
-		spin_unlock_irq(&cma->lock);
+		if (live)
+			spin_unlock_irq(&cma->lock);
+		if (!p)
+			return NULL;
 	}
 
 	nmaps = cf_maps(&p, end, &oh.flags);
@@ -1309,9 +1492,165 @@ static long cf_ioctl_hello(struct cf_ioc_hello __user *uarg)
 #ifdef CONFIG_HIGHMEM
 	h->pkmap_slots = LAST_PKMAP;
 #endif
+	h->ops_ok = cf_ops_ok;
 	if (copy_to_user(uarg, &arg, sizeof(arg)))
 		return -EFAULT;
 	return 0;
+}
+
+/*
+ * The boot self-check: each op kind does what it means on this kernel, or
+ * the hello says it does not (cf_hello.ops_ok) and the host refuses programs
+ * that use it.  Run once before /dev/cmafuzz exists, on the default area
+ * (dev_get_cma_area(NULL)); everything it takes it gives back, so the areas
+ * are as boot left them.  Kernel changes that keep an op compiling but change
+ * what it does (v6.17's acr_flags_t, where MIGRATE_CMA means "not CMA") end
+ * here, not in a silent divergence.
+ */
+static u32 cf_ops_ok;
+
+#define CF_OK(kind)	(1u << (kind))
+
+static void cf_check_fail(u32 kind, const char *what, const char *why)
+{
+	pr_warn("self-check: %s does not work on this kernel: %s\n", what, why);
+	cf_ops_ok &= ~CF_OK(kind);
+}
+
+/* The first pfn of a one-page cma_alloc(), released again; 0 if none. */
+static unsigned long cf_check_first_free(struct cma *cma)
+{
+	struct page *page = cma_alloc(cma, 1, 0, true);
+	unsigned long pfn;
+
+	if (!page)
+		return 0;
+	pfn = page_to_pfn(page);
+	cma_release(cma, page, 1);
+	return pfn;
+}
+
+static void cf_check_cma(struct cma *cma)
+{
+	unsigned long pfn, f, again;
+	struct page *page;
+	int ret;
+
+	/* cma_alloc: two pages, order-1 aligned, inside the area, bits set */
+	page = cma_alloc(cma, 2, 1, true);
+	if (!page) {
+		cf_check_fail(CF_OP_CMA_ALLOC, "cma_alloc",
+			      "cma_alloc(2 pages) of a fresh area failed");
+		cf_ops_ok &= ~(CF_OK(CF_OP_CMA_RELEASE) |
+			       CF_OK(CF_OP_CMA_RELEASE_RAW) | CF_OK(CF_OP_PIN) |
+			       CF_OK(CF_OP_UNPIN) | CF_OK(CF_OP_KMAP));
+		return;
+	}
+	pfn = page_to_pfn(page);
+	if (!cf_bitmap_bit_set(cma, pfn) || !cf_bitmap_bit_set(cma, pfn + 1))
+		cf_check_fail(CF_OP_CMA_ALLOC, "cma_alloc",
+			      "the pages it returned are not set in the area's bitmap");
+	/* cma_release_raw: the tail page alone, the head stays held */
+	if (!cma_release(cma, pfn_to_page(pfn + 1), 1) ||
+	    cf_bitmap_bit_set(cma, pfn + 1) || !cf_bitmap_bit_set(cma, pfn))
+		cf_check_fail(CF_OP_CMA_RELEASE_RAW, "cma_release_raw",
+			      "releasing the tail page of a held pair did not clear exactly its bit");
+	if (!cma_release(cma, page, 1) || cf_bitmap_bit_set(cma, pfn))
+		cf_check_fail(CF_OP_CMA_RELEASE, "cma_release",
+			      "cma_release() of a held page did not clear its bit");
+
+	/* pin: a pinned free page makes cma_alloc() retry past it */
+	f = cf_check_first_free(cma);
+	if (!f) {
+		cf_check_fail(CF_OP_PIN, "pin", "no free page to pin");
+		cf_check_fail(CF_OP_UNPIN, "unpin", "pin does not work");
+		return;
+	}
+	ret = alloc_contig_range(f, f + 1, CF_ACR_CMA, GFP_KERNEL);
+	if (ret) {
+		pr_warn("self-check: alloc_contig_range(%lu, %lu) returned %d on a free CMA page\n",
+			f, f + 1, ret);
+		cf_check_fail(CF_OP_PIN, "pin",
+			      "alloc_contig_range() cannot take a free CMA page");
+		cf_check_fail(CF_OP_UNPIN, "unpin", "pin does not work");
+		cf_check_fail(CF_OP_KMAP, "kmap",
+			      "alloc_contig_range() cannot take a free CMA page");
+		return;
+	}
+	again = cf_check_first_free(cma);
+	if (cf_bitmap_bit_set(cma, f) || !again || again == f)
+		cf_check_fail(CF_OP_PIN, "pin",
+			      "a pinned free page did not make cma_alloc() retry past it");
+	free_contig_range(f, 1);
+	if (cf_check_first_free(cma) != f)
+		cf_check_fail(CF_OP_UNPIN, "unpin",
+			      "an unpinned page is not cma_alloc()'s first free page again");
+
+#ifdef CONFIG_HIGHMEM
+	/* kmap of a free highmem page leaves its PKMAP slot behind */
+	if (f >= max_low_pfn) {
+		struct cf_result r = { };
+
+		cf_kmap_pfn(f, &r);
+		if (r.status != CF_ST_OK || !page_address(pfn_to_page(f)))
+			cf_check_fail(CF_OP_KMAP, "kmap",
+				      "kmap()+kunmap() of a free highmem page left no PKMAP slot");
+		kmap_flush_unused();
+		cf_pkmap_last = CF_PKMAP_UNKNOWN;
+	}
+#endif
+	/* lowmem (or no highmem): kmap is page_address(), a NOOP by definition */
+}
+
+static void cf_check_dma(struct cma *cma)
+{
+	struct device *dev = &cf_pdev->dev;
+	unsigned long pfn;
+	dma_addr_t dma;
+	void *cpu;
+	u32 r;
+
+	cpu = dma_alloc_attrs(dev, 2 * PAGE_SIZE, &dma, GFP_KERNEL, 0);
+	if (!cpu) {
+		cf_check_fail(CF_OP_DMA_ALLOC, "dma_alloc",
+			      "dma_alloc_attrs(8 KiB, GFP_KERNEL) failed");
+		cf_check_fail(CF_OP_DMA_FREE, "dma_free", "dma_alloc does not work");
+		return;
+	}
+	pfn = PHYS_PFN(dma_to_phys(dev, dma));
+	if (cma && cf_cma_live(cma)) {
+		bool in = false;
+
+		for (r = 0; r < cf_cma_nranges(cma); r++) {
+			struct cf_cmr c = cf_cma_range(cma, r);
+
+			in |= pfn >= c.base_pfn && pfn - c.base_pfn < c.count;
+		}
+		if (!in || !cf_bitmap_bit_set(cma, pfn))
+			cf_check_fail(CF_OP_DMA_ALLOC, "dma_alloc",
+				      "a blocking 8 KiB allocation did not come from the default CMA area");
+	}
+	dma_free_attrs(dev, 2 * PAGE_SIZE, cpu, dma, 0);
+	if (cma && cf_cma_live(cma) && cf_bitmap_bit_set(cma, pfn))
+		cf_check_fail(CF_OP_DMA_FREE, "dma_free",
+			      "dma_free_attrs() left the buffer's CMA bit set");
+}
+
+static void cf_selfcheck(void)
+{
+	struct cma *cma = dev_get_cma_area(NULL);
+
+	cf_ops_ok = CF_OK(CF_OP_CMA_ALLOC) | CF_OK(CF_OP_CMA_RELEASE) |
+		    CF_OK(CF_OP_CMA_RELEASE_RAW) | CF_OK(CF_OP_DMA_ALLOC) |
+		    CF_OK(CF_OP_DMA_FREE) | CF_OK(CF_OP_OBSERVE) |
+		    CF_OK(CF_OP_RESET) | CF_OK(CF_OP_PIN) | CF_OK(CF_OP_UNPIN) |
+		    CF_OK(CF_OP_KMAP);
+	if (cma && cf_cma_live(cma))
+		cf_check_cma(cma);
+	else
+		pr_info("self-check: no default CMA area, the CMA ops have none to act on\n");
+	cf_check_dma(cma);
+	pr_info("self-check: ops_ok %#x\n", cf_ops_ok);
 }
 
 static long cf_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
@@ -1363,6 +1702,9 @@ static int __init cmafuzz_init(void)
 	ret = dma_coerce_mask_and_coherent(&cf_pdev->dev, DMA_BIT_MASK(32));
 	if (ret)
 		goto unregister_pdev;
+
+	BUILD_BUG_ON(CF_CMA_MAX_RANGES > CF_MAX_AREA_RANGES);
+	cf_selfcheck();
 
 	ret = misc_register(&cf_misc);
 	if (ret)

@@ -30,6 +30,13 @@ pub enum BackendError {
     /// The guest answered with a status that makes no sense for the op.
     #[error("guest answered op {index} ({kind}) with status {status}: a garbled guest")]
     Inconsistent { index: usize, kind: u32, status: u32 },
+    /// The kernel's boot self-check found that this op kind does not do what it means there.
+    #[error(
+        "op {index} `{op}` cannot run on this kernel (Linux {release}): its boot self-check found that it does \
+         not hold that {meaning} (the console's `cmafuzz: self-check:` lines say why); the program is refused \
+         rather than run as something else"
+    )]
+    OpUnsupported { index: usize, op: &'static str, release: String, meaning: &'static str },
     /// The model cannot run this profile or layout.
     #[error("model: {0}")]
     Model(String),

@@ -6,13 +6,13 @@
 //! bounded before it is used to size anything, and decoding never panics.
 
 use super::wire_def::{
-    At, NameBytes, Struct, AGENT_HELLO, AREA, FRAME_HDR, HELLO, KCOV, MAP, OBS_HDR, OP, PROGRESS, RESULT, RESULT_HDR,
-    RUN,
+    At, NameBytes, Struct, AGENT_HELLO, AREA, FRAME_HDR, HELLO, KCOV, MAP, MEMRANGE, OBS_HDR, OP, PROGRESS, RESULT,
+    RESULT_HDR, RUN,
 };
 use thiserror::Error;
 
 pub use super::wire_def::{
-    AGENT_KCOV, ARCH_ARM32, ARCH_ARM32_LPAE, ARCH_ARM64, ATTR_NOKMAP, ATTR_WC, FRAME_ERROR, FRAME_HDR_SIZE,
+    AGENT_KCOV, AREA_ACTIVATED, AREA_AVAILABLE, MAX_AREA_RANGES, ARCH_ARM32, ARCH_ARM32_LPAE, ARCH_ARM64, ATTR_NOKMAP, ATTR_WC, FRAME_ERROR, FRAME_HDR_SIZE,
     FRAME_HELLO, FRAME_PROGRESS, FRAME_RESULT, FRAME_RUN, GFP_ATOMIC, HELLO_SIZE, KCOV_MAGIC, KCOV_TRUNCATED, LVL_PMD,
     LVL_PTE, LVL_PUD, LVL_SECTION, MAGIC, MAP_FIXMAP, MAP_LIN, MAP_PKMAP, MAP_VMAP, MAX_AREAS, MAX_BITMAP_WORDS,
     MAX_CMA_ALIGN, MAX_DMA_SIZE, MAX_FRAME, MAX_HANDLES, MAX_KCOV, MAX_MAPS, MAX_OPS, MAX_PINS, NAME_LEN,
@@ -109,6 +109,8 @@ pub struct Hello {
     pub agent_flags: u32,
     /// Most distinct PCs one KCOV trailer holds; 0 without KCOV.
     pub max_kcov: u32,
+    /// `1 << OP_*` for every op kind the driver's boot self-check found doing what it means.
+    pub ops_ok: u32,
 }
 
 /// `struct cf_progress`: the ops of the current RUN the driver has completed.
@@ -139,6 +141,7 @@ impl Hello {
             release: d.name(const { HELLO.name("release") }),
             attr_regs: d.u64(const { HELLO.u64("attr_regs") }),
             pkmap_slots: d.u32(const { HELLO.u32("pkmap_slots") }),
+            ops_ok: d.u32(const { HELLO.u32("ops_ok") }),
             agent_flags: a.u32(const { AGENT_HELLO.u32("flags") }),
             max_kcov: a.u32(const { AGENT_HELLO.u32("max_kcov") }),
         };
@@ -158,6 +161,11 @@ impl Hello {
             return Err(WireError::BadValue { what: "hello.page_shift", got: h.page_shift.into() });
         }
         Ok(h)
+    }
+
+    /// Did the driver's boot self-check find op kind `kind` (`OP_*`) doing what it means?
+    pub fn op_works(&self, kind: u32) -> bool {
+        kind < 32 && self.ops_ok & (1 << kind) != 0
     }
 
     /// The agent collects KCOV coverage when a RUN asks for it ([`RUN_KCOV`]).
@@ -215,13 +223,25 @@ pub struct WireResult {
     pub aux: u64,
 }
 
-/// One area of an observation block (`struct cf_area` + bitmap words).
+/// One area of an observation block (`struct cf_area` + its ranges).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WireArea {
     pub name: String,
+    /// Pages of all ranges; 0 for a disabled area.
+    pub count: u64,
+    /// The kernel's `available_count`, where it keeps one (7.x).
+    pub available: Option<u64>,
+    pub order_per_bit: u32,
+    /// The bitmaps exist (`CMA_ACTIVATED` on 7.x).
+    pub activated: bool,
+    pub ranges: Vec<WireRange>,
+}
+
+/// One range of an area (`struct cf_memrange` + bitmap words; no words unless activated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireRange {
     pub base_pfn: u64,
     pub count: u64,
-    pub order_per_bit: u32,
     pub words: Vec<u32>,
 }
 
@@ -315,34 +335,7 @@ pub fn decode_result(p: &[u8], nops: usize) -> Result<RunResult, WireError> {
         }
         let mut areas = Vec::with_capacity(nareas as usize);
         for _ in 0..nareas {
-            let a = r.record(&AREA)?;
-            let name = a.name(const { AREA.name("name") });
-            let base_pfn = a.u64(const { AREA.u64("base_pfn") });
-            let count = a.u64(const { AREA.u64("count") });
-            let order_per_bit = a.u32(const { AREA.u32("order_per_bit") });
-            let nwords = a.u32(const { AREA.u32("nwords") });
-            if nwords > MAX_BITMAP_WORDS {
-                return Err(WireError::TooBig {
-                    what: "area.nwords",
-                    got: nwords.into(),
-                    limit: MAX_BITMAP_WORDS.into(),
-                });
-            }
-            if order_per_bit >= 32 {
-                return Err(WireError::BadValue { what: "area.order_per_bit", got: order_per_bit.into() });
-            }
-            let bits = count >> order_per_bit;
-            if u64::from(nwords) != bits.div_ceil(32) {
-                return Err(WireError::BadValue {
-                    what: "area.nwords (must be ceil((count >> opb) / 32))",
-                    got: nwords.into(),
-                });
-            }
-            let mut words = Vec::with_capacity(nwords as usize);
-            for _ in 0..nwords {
-                words.push(r.u32("area.words")?);
-            }
-            areas.push(WireArea { name, base_pfn, count, order_per_bit, words });
+            areas.push(decode_area(&mut r)?);
         }
         let mut maps = Vec::with_capacity(nmaps as usize);
         for _ in 0..nmaps {
@@ -380,6 +373,57 @@ pub fn decode_result(p: &[u8], nops: usize) -> Result<RunResult, WireError> {
     };
     r.finish()?;
     Ok(RunResult { results, observations, kcov })
+}
+
+/// One `struct cf_area` and its ranges.
+fn decode_area(r: &mut Reader<'_>) -> Result<WireArea, WireError> {
+    let a = r.record(&AREA)?;
+    let name = a.name(const { AREA.name("name") });
+    let count = a.u64(const { AREA.u64("count") });
+    let available = a.u64(const { AREA.u64("available") });
+    let order_per_bit = a.u32(const { AREA.u32("order_per_bit") });
+    let nranges = a.u32(const { AREA.u32("nranges") });
+    let flags = a.u32(const { AREA.u32("flags") });
+    if flags & !(AREA_ACTIVATED | AREA_AVAILABLE) != 0 || a.u32(const { AREA.u32("reserved") }) != 0 {
+        return Err(WireError::BadValue { what: "area.flags/reserved", got: flags.into() });
+    }
+    if nranges > MAX_AREA_RANGES {
+        return Err(WireError::TooBig { what: "area.nranges", got: nranges.into(), limit: MAX_AREA_RANGES.into() });
+    }
+    if order_per_bit >= 32 {
+        return Err(WireError::BadValue { what: "area.order_per_bit", got: order_per_bit.into() });
+    }
+    let activated = flags & AREA_ACTIVATED != 0;
+    let mut ranges = Vec::with_capacity(nranges as usize);
+    let mut total = 0u64;
+    for _ in 0..nranges {
+        let m = r.record(&MEMRANGE)?;
+        let base_pfn = m.u64(const { MEMRANGE.u64("base_pfn") });
+        let rcount = m.u64(const { MEMRANGE.u64("count") });
+        let nwords = m.u32(const { MEMRANGE.u32("nwords") });
+        if nwords > MAX_BITMAP_WORDS {
+            return Err(WireError::TooBig { what: "range.nwords", got: nwords.into(), limit: MAX_BITMAP_WORDS.into() });
+        }
+        let want = if activated { (rcount >> order_per_bit).div_ceil(32) } else { 0 };
+        if u64::from(nwords) != want || m.u32(const { MEMRANGE.u32("reserved") }) != 0 {
+            return Err(WireError::BadValue {
+                what: "range.nwords (must be ceil((count >> opb) / 32) if activated, else 0)",
+                got: nwords.into(),
+            });
+        }
+        total = total.saturating_add(rcount);
+        let mut words = Vec::with_capacity(nwords as usize);
+        for _ in 0..nwords {
+            words.push(r.u32("range.words")?);
+        }
+        ranges.push(WireRange { base_pfn, count: rcount, words });
+    }
+    // A live area's count is the sum of its ranges (a disabled one keeps its ranges, count 0).
+    if activated && total != count {
+        return Err(WireError::BadValue { what: "area.count (must be the sum of its ranges)", got: count });
+    }
+    let available = (flags & AREA_AVAILABLE != 0).then_some(available);
+    Ok(WireArea { name, count, available, order_per_bit, activated, ranges })
 }
 
 /// The optional `struct cf_kcov` trailer at the end of a RESULT.
@@ -574,6 +618,7 @@ impl Hello {
             w.name(const { HELLO.name("release") }, &self.release);
             w.u64(const { HELLO.u64("attr_regs") }, self.attr_regs);
             w.u32(const { HELLO.u32("pkmap_slots") }, self.pkmap_slots);
+            w.u32(const { HELLO.u32("ops_ok") }, self.ops_ok);
         });
         push_record(&mut b, &AGENT_HELLO, |w| {
             w.u32(const { AGENT_HELLO.u32("flags") }, self.agent_flags);
@@ -636,13 +681,28 @@ pub fn encode_result(r: &RunResult) -> Vec<u8> {
         for a in &o.areas {
             push_record(&mut b, &AREA, |w| {
                 w.name(const { AREA.name("name") }, &a.name);
-                w.u64(const { AREA.u64("base_pfn") }, a.base_pfn);
                 w.u64(const { AREA.u64("count") }, a.count);
+                w.u64(const { AREA.u64("available") }, a.available.unwrap_or(0));
                 w.u32(const { AREA.u32("order_per_bit") }, a.order_per_bit);
-                w.u32(const { AREA.u32("nwords") }, a.words.len() as u32);
+                w.u32(const { AREA.u32("nranges") }, a.ranges.len() as u32);
+                let mut flags = 0;
+                if a.activated {
+                    flags |= AREA_ACTIVATED;
+                }
+                if a.available.is_some() {
+                    flags |= AREA_AVAILABLE;
+                }
+                w.u32(const { AREA.u32("flags") }, flags);
             });
-            for word in &a.words {
-                b.extend_from_slice(&word.to_le_bytes());
+            for m in &a.ranges {
+                push_record(&mut b, &MEMRANGE, |w| {
+                    w.u64(const { MEMRANGE.u64("base_pfn") }, m.base_pfn);
+                    w.u64(const { MEMRANGE.u64("count") }, m.count);
+                    w.u32(const { MEMRANGE.u32("nwords") }, m.words.len() as u32);
+                });
+                for word in &m.words {
+                    b.extend_from_slice(&word.to_le_bytes());
+                }
             }
         }
         for m in &o.maps {
@@ -675,13 +735,35 @@ mod tests {
         let obs = WireObs {
             op_index: 1,
             cma_free_pages: 8000,
-            areas: vec![WireArea {
-                name: "reserved".into(),
-                base_pfn: 0x7e000,
-                count: 64,
-                order_per_bit: 0,
-                words: vec![0b1011, 0],
-            }],
+            areas: vec![
+                WireArea {
+                    name: "reserved".into(),
+                    count: 64,
+                    available: Some(61),
+                    order_per_bit: 0,
+                    activated: true,
+                    ranges: vec![WireRange { base_pfn: 0x7e000, count: 64, words: vec![0b1011, 0] }],
+                },
+                WireArea {
+                    name: "hugetlb0".into(),
+                    count: 2048,
+                    available: None,
+                    order_per_bit: 9,
+                    activated: true,
+                    ranges: vec![
+                        WireRange { base_pfn: 0x10_0000, count: 1024, words: vec![1] },
+                        WireRange { base_pfn: 0x14_0000, count: 1024, words: vec![0] },
+                    ],
+                },
+                WireArea {
+                    name: "broken".into(),
+                    count: 0,
+                    available: Some(0),
+                    order_per_bit: 0,
+                    activated: false,
+                    ranges: vec![WireRange { base_pfn: 0x6fc00, count: 2048, words: vec![] }],
+                },
+            ],
             maps: vec![WireMap { va: 0xc000_0000, pfn: 0x7e000, pages: 3, kind: MAP_LIN, level: LVL_PTE, attr: 1 }],
             flags: OBS_MAPS_TRUNCATED,
             pkmap_last: PKMAP_UNKNOWN,
@@ -743,54 +825,74 @@ mod tests {
         assert!(matches!(encode_run(&ops), Err(WireError::TooBig { .. })));
     }
 
+    /// A RESULT of one OBSERVE whose block holds `areas` and no maps.
+    fn observe_result(areas: Vec<WireArea>) -> Vec<u8> {
+        encode_result(&RunResult {
+            results: vec![WireResult { status: ST_OK, kind: OP_OBSERVE, pfn: 0, pages: 0, aux: 0 }],
+            observations: vec![WireObs {
+                op_index: 0,
+                cma_free_pages: 0,
+                areas,
+                maps: vec![],
+                flags: 0,
+                pkmap_last: PKMAP_UNKNOWN,
+            }],
+            kcov: None,
+        })
+    }
+
+    fn one_range_area(count: u64, words: Vec<u32>) -> WireArea {
+        WireArea {
+            name: "reserved".into(),
+            count,
+            available: None,
+            order_per_bit: 0,
+            activated: true,
+            ranges: vec![WireRange { base_pfn: 0x7e000, count, words }],
+        }
+    }
+
     #[test]
-    fn result_with_area_bitmap_decodes() {
-        let mut body = Vec::new();
-        // one result: OBSERVE ok
-        for v in [ST_OK, OP_OBSERVE] {
-            body.extend_from_slice(&v.to_le_bytes());
+    fn an_area_whose_ranges_disagree_with_it_is_refused() {
+        assert!(decode_result(&observe_result(vec![one_range_area(64, vec![1, 2])]), 1).is_ok());
+        // 64 bits need 2 words, not 1.
+        let e = decode_result(&observe_result(vec![one_range_area(64, vec![1])]), 1).expect_err("1 word");
+        assert!(matches!(e, WireError::BadValue { what, .. } if what.starts_with("range.nwords")), "{e}");
+        // The area's count is not the sum of its ranges.
+        let mut a = one_range_area(64, vec![1, 2]);
+        a.count = 65;
+        assert!(decode_result(&observe_result(vec![a]), 1).is_err());
+        // A disabled area carries no bitmap words.
+        let mut a = one_range_area(64, vec![1, 2]);
+        a.activated = false;
+        assert!(decode_result(&observe_result(vec![a]), 1).is_err());
+        // More ranges than CMA_MAX_RANGES, refused before reading them.
+        let mut a = one_range_area(0, vec![]);
+        a.ranges = vec![WireRange { base_pfn: 0, count: 0, words: vec![] }; MAX_AREA_RANGES as usize + 1];
+        let e = decode_result(&observe_result(vec![a]), 1).expect_err("9 ranges");
+        assert!(matches!(e, WireError::TooBig { what: "area.nranges", .. }), "{e}");
+    }
+
+    #[test]
+    fn an_area_with_undefined_flags_is_refused() {
+        let mut p = observe_result(vec![one_range_area(32, vec![0])]);
+        let flags_at = RESULT_HDR.size() + RESULT.size() + OBS_HDR.size() + const { AREA.u32("flags") }.off;
+        p[flags_at] |= 4;
+        assert!(matches!(decode_result(&p, 1), Err(WireError::BadValue { what: "area.flags/reserved", .. })));
+    }
+
+    #[test]
+    fn a_map_of_unknown_kind_zero_pages_or_attr_above_7_is_garbage() {
+        let map = WireMap { va: 0xf088_b000, pfn: 0x7e040, pages: 3, kind: MAP_VMAP, level: LVL_PTE, attr: 1 };
+        let with = |m: WireMap| {
+            let mut r = decode_result(&observe_result(vec![]), 1).expect("valid");
+            r.observations[0].maps = vec![m];
+            encode_result(&r)
+        };
+        assert_eq!(decode_result(&with(map), 1).expect("valid").observations[0].maps, vec![map]);
+        for bad in [WireMap { kind: 9, ..map }, WireMap { pages: 0, ..map }, WireMap { attr: 8, ..map }] {
+            assert!(matches!(decode_result(&with(bad), 1), Err(WireError::BadValue { .. })), "{bad:?}");
         }
-        body.extend_from_slice(&[0u8; 24]);
-        // obs header: op 0, 1 area, CmaFree 123, 1 map, no flags, pkmap slot 7
-        body.extend_from_slice(&0u32.to_le_bytes());
-        body.extend_from_slice(&1u32.to_le_bytes());
-        body.extend_from_slice(&123u64.to_le_bytes());
-        for v in [1u32, 0, 7, 0] {
-            body.extend_from_slice(&v.to_le_bytes());
-        }
-        let mut name = [0u8; NAME_LEN];
-        name[..8].copy_from_slice(b"reserved");
-        body.extend_from_slice(&name);
-        body.extend_from_slice(&0x7e000u64.to_le_bytes());
-        body.extend_from_slice(&64u64.to_le_bytes());
-        body.extend_from_slice(&0u32.to_le_bytes());
-        body.extend_from_slice(&2u32.to_le_bytes());
-        body.extend_from_slice(&0xffff_ffffu32.to_le_bytes());
-        body.extend_from_slice(&1u32.to_le_bytes());
-        // one map: vmap of 3 pages at pfn 0x7e040, PTE, attr 1
-        body.extend_from_slice(&0xf088_b000u64.to_le_bytes());
-        body.extend_from_slice(&0x7e040u64.to_le_bytes());
-        body.extend_from_slice(&3u32.to_le_bytes());
-        body.extend_from_slice(&[MAP_VMAP, LVL_PTE, 1, 0]);
-        let r = decode_result(&result_payload(1, 1, &body), 1).expect("valid");
-        assert_eq!(r.observations[0].areas[0].name, "reserved");
-        assert_eq!(r.observations[0].areas[0].words, vec![0xffff_ffff, 1]);
-        assert_eq!(r.observations[0].cma_free_pages, 123);
-        assert_eq!(r.observations[0].pkmap_last, 7);
-        assert_eq!(
-            r.observations[0].maps,
-            vec![WireMap { va: 0xf088_b000, pfn: 0x7e040, pages: 3, kind: MAP_VMAP, level: LVL_PTE, attr: 1 }]
-        );
-        // A map of an unknown kind, zero pages or attr > 7 is garbage.
-        for (at, bad) in [(body.len() - 4, 9u8), (body.len() - 2, 8u8)] {
-            let mut b = body.clone();
-            b[at] = bad;
-            assert!(matches!(decode_result(&result_payload(1, 1, &b), 1), Err(WireError::BadValue { .. })), "{at}");
-        }
-        let mut b = body.clone();
-        let n = b.len();
-        b[n - 8..n - 4].copy_from_slice(&0u32.to_le_bytes());
-        assert!(matches!(decode_result(&result_payload(1, 1, &b), 1), Err(WireError::BadValue { .. })));
     }
 
     #[test]
@@ -912,7 +1014,7 @@ mod tests {
         rel[..5].copy_from_slice(b"6.1.0");
         b.extend_from_slice(&rel);
         b.extend_from_slice(&0u64.to_le_bytes());
-        for v in [1024u32, 0, agent_flags, max_kcov] {
+        for v in [1024u32, 1 << OP_PIN, agent_flags, max_kcov] {
             b.extend_from_slice(&v.to_le_bytes());
         }
         assert_eq!(b.len(), HELLO_SIZE + AGENT_HELLO.size());
@@ -924,30 +1026,12 @@ mod tests {
         let h = Hello::decode(&hello_payload(AGENT_KCOV, MAX_KCOV)).expect("valid");
         assert!(h.kcov());
         assert_eq!((h.release.as_str(), h.pkmap_slots, h.max_kcov), ("6.1.0", 1024, MAX_KCOV));
+        assert!(h.op_works(OP_PIN) && !h.op_works(OP_KMAP) && !h.op_works(99));
         assert!(!Hello::decode(&hello_payload(0, 0)).expect("valid").kcov());
         // The driver's hello alone (a version 3 agent) is refused, as are inconsistent agent fields.
         assert!(Hello::decode(&hello_payload(0, 0)[..HELLO_SIZE]).is_err());
         for (flags, max) in [(AGENT_KCOV, 0), (0, 5), (2, 0), (AGENT_KCOV, MAX_KCOV + 1)] {
             assert!(Hello::decode(&hello_payload(flags, max)).is_err(), "{flags} {max}");
         }
-    }
-
-    #[test]
-    fn area_with_inconsistent_word_count_is_refused() {
-        let mut body = Vec::new();
-        body.extend_from_slice(&ST_OK.to_le_bytes());
-        body.extend_from_slice(&OP_OBSERVE.to_le_bytes());
-        body.extend_from_slice(&[0u8; 24]);
-        body.extend_from_slice(&0u32.to_le_bytes());
-        body.extend_from_slice(&1u32.to_le_bytes());
-        body.extend_from_slice(&0u64.to_le_bytes());
-        body.extend_from_slice(&[0u8; 16]);
-        body.extend_from_slice(&[0u8; NAME_LEN]);
-        body.extend_from_slice(&0u64.to_le_bytes());
-        body.extend_from_slice(&64u64.to_le_bytes()); // 64 bits -> 2 words
-        body.extend_from_slice(&0u32.to_le_bytes());
-        body.extend_from_slice(&1u32.to_le_bytes()); // claims 1
-        body.extend_from_slice(&0u32.to_le_bytes());
-        assert!(matches!(decode_result(&result_payload(1, 1, &body), 1), Err(WireError::BadValue { .. })));
     }
 }

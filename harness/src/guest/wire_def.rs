@@ -12,12 +12,14 @@ use std::fmt::Write as _;
 use std::marker::PhantomData;
 
 pub const MAGIC: u32 = 0x5a46_4d43;
-pub const VERSION: u16 = 5;
+pub const VERSION: u16 = 6;
 pub const MAX_FRAME: u32 = 4 << 20;
 pub const MAX_OPS: u32 = 4096;
 pub const MAX_HANDLES: u32 = 4096;
 pub const MAX_PINS: u32 = 64;
 pub const MAX_AREAS: u32 = 16;
+/// Ranges of one CMA area (the kernel's `CMA_MAX_RANGES`, 7.x).
+pub const MAX_AREA_RANGES: u32 = 8;
 pub const NAME_LEN: usize = 64;
 pub const MAX_BITMAP_WORDS: u32 = 32768;
 pub const MAX_MAPS: u32 = 16384;
@@ -61,6 +63,8 @@ pub const AGENT_KCOV: u32 = 1 << 0;
 pub const KCOV_MAGIC: u32 = 0x564f_434b;
 pub const KCOV_TRUNCATED: u32 = 1 << 0;
 pub const OBS_MAPS_TRUNCATED: u32 = 1 << 0;
+pub const AREA_ACTIVATED: u32 = 1 << 0;
+pub const AREA_AVAILABLE: u32 = 1 << 1;
 pub const PKMAP_UNKNOWN: u32 = u32::MAX;
 
 pub const MAP_LIN: u8 = 1;
@@ -390,7 +394,16 @@ pub const HELLO: Struct = Struct {
             "",
         ),
         f("pkmap_slots", U32, "LAST_PKMAP on arm32 highmem kernels, else 0"),
-        f("reserved", U32, "0"),
+        fd(
+            "ops_ok",
+            U32,
+            &[
+                "1 << CF_OP_* for every op kind the driver's boot self-check found",
+                "doing what it means on this kernel; the host refuses programs with",
+                "any other kind (the console's \"cmafuzz: self-check:\" lines say why).",
+            ],
+            "",
+        ),
     ],
     tail: &[],
 };
@@ -437,7 +450,7 @@ pub const RESULT_HDR: Struct = Struct {
     fields: &[f("nresults", U32, "== nops of the RUN"), f("nobs", U32, "observation blocks that follow the results")],
     tail: &[
         "/* struct cf_result results[nresults]; */",
-        "/* nobs x (struct cf_obs_hdr, nareas x (struct cf_area + words),",
+        "/* nobs x (struct cf_obs_hdr, nareas x (struct cf_area + ranges),",
         " *         nmaps x struct cf_map) */",
     ],
 };
@@ -481,12 +494,30 @@ pub const AREA: Struct = Struct {
     name: "cf_area",
     fields: &[
         f("name", Name, "NUL padded, may lack the NUL if 64 long"),
-        f("base_pfn", U64, ""),
-        f("count", U64, "pages; 0 = area disabled"),
+        f("count", U64, "pages of all ranges; 0 = area disabled"),
+        f("available", U64, "available_count if CF_AREA_AVAILABLE, else 0"),
         f("order_per_bit", U32, ""),
-        f("nwords", U32, "u32 bitmap words that follow"),
+        f("nranges", U32, "<= CF_MAX_AREA_RANGES"),
+        f("flags", U32, "CF_AREA_*"),
+        f("reserved", U32, "0"),
     ],
-    tail: &["/* __u32 words[nwords]; bit i of the area = bit i%32 of words[i/32] */"],
+    tail: &["/* nranges x (struct cf_memrange + words) */"],
+};
+
+pub const MEMRANGE: Struct = Struct {
+    name: "cf_memrange",
+    fields: &[
+        f("base_pfn", U64, ""),
+        f("count", U64, "pages of this range"),
+        fd(
+            "nwords",
+            U32,
+            &["u32 bitmap words that follow: ceil((count >> order_per_bit) / 32)", "if CF_AREA_ACTIVATED, else 0"],
+            "",
+        ),
+        f("reserved", U32, "0"),
+    ],
+    tail: &["/* __u32 words[nwords]; bit i of the range = bit i%32 of words[i/32] */"],
 };
 
 pub const MAP: Struct = Struct {
@@ -556,6 +587,7 @@ pub const ITEMS: &[Item] = &[
     dec("CF_MAX_HANDLES", MAX_HANDLES as u64, "handle slots in the driver"),
     dec("CF_MAX_PINS", MAX_PINS as u64, "pages pinned at once"),
     dec("CF_MAX_AREAS", MAX_AREAS as u64, "CMA areas reported"),
+    dec("CF_MAX_AREA_RANGES", MAX_AREA_RANGES as u64, "ranges of one area (CMA_MAX_RANGES)"),
     dec("CF_NAME_LEN", NAME_LEN as u64, "CMA_MAX_NAME"),
     dec("CF_MAX_BITMAP_WORDS", MAX_BITMAP_WORDS as u64, "u32 words of one area bitmap"),
     dec("CF_MAX_MAPS", MAX_MAPS as u64, "cf_map runs in one observation"),
@@ -635,6 +667,7 @@ pub const ITEMS: &[Item] = &[
     Item::Block(&[
         "CF_OP_PIN takes the free page at base_pfn + offset out of the buddy",
         "allocator with alloc_contig_range(pfn, pfn + 1, MIGRATE_CMA, GFP_KERNEL)",
+        "(ACR_FLAGS_CMA since v6.17)",
         "and holds it; the CMA bitmap does not change, so a cma_alloc() whose",
         "window covers the page meets -EBUSY and retries.  Refused (kernel not",
         "called) outside the area, on a page whose bitmap bit is set, on a pinned",
@@ -688,7 +721,21 @@ pub const ITEMS: &[Item] = &[
     Item::Gap,
     Item::Struct(&KCOV),
     Item::Gap,
+    Item::Block(&[
+        "An area is reported as its ranges (7.x struct cma_memrange; a 6.x area is",
+        "one range).  Op offsets (CF_OP_CMA_RELEASE_RAW, PIN, UNPIN, KMAP) count the",
+        "area's pages over its ranges in order: offset o is page o - (pages of the",
+        "ranges before) of the range that holds it; below 0 counts back from the",
+        "first range's base, at or past the count on from the last range's base.  A",
+        "raw release that runs past the end of its range is REFUSED.",
+    ]),
+    Item::Note("cf_area.flags"),
+    bit("CF_AREA_ACTIVATED", AREA_ACTIVATED as u64, "bitmaps exist (7.x CMA_ACTIVATED)"),
+    bit("CF_AREA_AVAILABLE", AREA_AVAILABLE as u64, "the kernel keeps available_count (7.x)"),
+    Item::Gap,
     Item::Struct(&AREA),
+    Item::Gap,
+    Item::Struct(&MEMRANGE),
     Item::Gap,
     Item::Block(&[
         "The mapping table: every present kernel page-table leaf (PTE, section,",
@@ -879,7 +926,9 @@ pub fn header() -> String {
             "CF_OP_KMAP, the mapping table in every observation block, the memory-",
             "attribute registers in the hello and CF_RUN_OBSERVE_EACH; 4 added the",
             "agent's struct cf_agent_hello after the hello, CF_RUN_KCOV and the",
-            "struct cf_kcov trailer of a RESULT).",
+            "struct cf_kcov trailer of a RESULT; 5 added CF_FRAME_PROGRESS; 6 reports",
+            "each area as its ranges with its activation state and available_count,",
+            "and the boot self-check's cf_hello.ops_ok).",
             "",
             "GENERATED from harness/src/guest/wire_def.rs, do not edit: change the",
             "table there and run",

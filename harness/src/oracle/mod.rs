@@ -259,6 +259,9 @@ pub fn judge_sides(e: &Evidence<'_>, sup: &Suppressions, target: &str, sides: (&
             }
             BackendError::Vm(_) => (VerdictKind::HarnessError, "harness-error:vm".into(), None),
             BackendError::Model(_) => (VerdictKind::HarnessError, "harness-error:model".into(), None),
+            BackendError::OpUnsupported { op, .. } => {
+                (VerdictKind::HarnessError, format!("harness-error:op-unsupported:{op}"), None)
+            }
         };
         // A panic or Oops already explains a dead or silent guest.
         let explained = matches!(kind, VerdictKind::Hang | VerdictKind::HarnessError)

@@ -23,7 +23,14 @@ pub fn area() -> WireArea {
     let mut words = vec![0; 256];
     words[0] = u32::MAX;
     words[1] = u32::MAX;
-    WireArea { name: "reserved".into(), base_pfn: 0x7e000, count: 8192, order_per_bit: 0, words }
+    WireArea {
+        name: "reserved".into(),
+        count: 8192,
+        available: None,
+        order_per_bit: 0,
+        activated: true,
+        ranges: vec![wire::WireRange { base_pfn: 0x7e000, count: 8192, words }],
+    }
 }
 
 /// Boots fake guests and counts the boots.
@@ -91,6 +98,7 @@ fn hello() -> Hello {
         release: "fake".into(),
         attr_regs: 0,
         pkmap_slots: 0,
+        ops_ok: u32::MAX,
         agent_flags: 0,
         max_kcov: 0,
     }

@@ -44,24 +44,77 @@ pub fn to_map_run(m: &wire::WireMap, dec: &AttrDecoder) -> MapRun {
     }
 }
 
-pub fn to_observation(o: &WireObs, dec: &AttrDecoder) -> Observation {
-    Observation {
-        areas: o
-            .areas
-            .iter()
-            .map(|a| AreaObservation {
-                name: a.name.clone(),
-                base_pfn: Pfn(a.base_pfn),
-                count: Pages(a.count),
-                order_per_bit: a.order_per_bit,
-                bitmap: a.words.clone(),
-            })
-            .collect(),
+/// One wire area (its ranges) as the model's area: the one place that maps the driver's ranges
+/// onto [`AreaObservation`]. A disabled area (not activated) has no bitmap; an area of several
+/// ranges is an error until the observation carries ranges.
+pub fn to_area(a: &wire::WireArea) -> Result<AreaObservation, BackendError> {
+    let (base_pfn, bitmap) = match a.ranges.as_slice() {
+        [] => (0, Vec::new()),
+        [r] => (r.base_pfn, r.words.clone()),
+        rs => {
+            return Err(BackendError::Model(format!(
+                "CMA area {} has {} ranges; the model's observation holds one range per area \
+                 (it carries ranges once the 7.x model lands): use a target whose areas have one range",
+                a.name,
+                rs.len()
+            )))
+        }
+    };
+    let count = if a.activated { a.count } else { 0 };
+    Ok(AreaObservation {
+        name: a.name.clone(),
+        base_pfn: Pfn(base_pfn),
+        count: Pages(count),
+        order_per_bit: a.order_per_bit,
+        bitmap,
+    })
+}
+
+pub fn to_observation(o: &WireObs, dec: &AttrDecoder) -> Result<Observation, BackendError> {
+    Ok(Observation {
+        areas: o.areas.iter().map(to_area).collect::<Result<_, _>>()?,
         cma_free: Some(Pages(o.cma_free_pages)),
         maps: o.maps.iter().map(|m| to_map_run(m, dec)).collect(),
         maps_truncated: o.flags & wire::OBS_MAPS_TRUNCATED != 0,
         pkmap_last: (o.pkmap_last != wire::PKMAP_UNKNOWN).then_some(o.pkmap_last),
+    })
+}
+
+/// The op kind `op` is sent as.
+fn wire_kind(op: &ResolvedOp) -> u32 {
+    to_wire(op).kind
+}
+
+/// What an op kind means, as the driver's boot self-check tests it.
+fn meaning(kind: u32) -> &'static str {
+    match kind {
+        wire::OP_CMA_ALLOC => "cma_alloc() returns pages of the area and sets their bits",
+        wire::OP_CMA_RELEASE => "cma_release() of held pages clears their bits",
+        wire::OP_CMA_RELEASE_RAW => "releasing part of a held allocation clears exactly those bits",
+        wire::OP_DMA_ALLOC => "a blocking dma_alloc_attrs() takes its pages from the default CMA area",
+        wire::OP_DMA_FREE => "dma_free_attrs() gives the pages back to the area",
+        wire::OP_PIN => "a pinned free CMA page makes a covering cma_alloc() retry past it",
+        wire::OP_UNPIN => "an unpinned page is free for cma_alloc() again",
+        wire::OP_KMAP => "kmap() of a free highmem CMA page leaves its PKMAP slot behind",
+        _ => "the op does what it means",
     }
+}
+
+/// Refuses a program with an op kind the kernel's boot self-check found not doing what it
+/// means (`hello.ops_ok`): such an op is never run as something else.
+pub fn check_ops(prog: &[ResolvedOp], hello: &wire::Hello) -> Result<(), BackendError> {
+    for (index, op) in prog.iter().enumerate() {
+        let kind = wire_kind(op);
+        if !hello.op_works(kind) {
+            return Err(BackendError::OpUnsupported {
+                index,
+                op: op.kind(),
+                release: hello.release.clone(),
+                meaning: meaning(kind),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Encodes one resolved op for the driver.

@@ -133,8 +133,8 @@ impl KernelBackend {
         let Some(vm) = self.vm.as_mut() else { return Ok(None) };
         let r = vm.chan().run(&RESET_OBSERVE)?;
         let dec = codec::decoder(vm.hello());
-        let now = r.observations.first().map(|o| codec::to_observation(o, &dec));
-        Ok(now)
+        let now = r.observations.first().map(|o| codec::to_observation(o, &dec)).transpose();
+        now.map_err(|e| GuestError::Protocol(e.to_string()))
     }
 
     fn decoder(&mut self) -> Result<AttrDecoder, BackendError> {
@@ -158,7 +158,7 @@ fn observe(vm: &mut dyn Instance) -> Result<Observation, BackendError> {
         .map_err(|source| BackendError::Guest { source, console: vm.console_tail(40) })?;
     let dec = codec::decoder(vm.hello());
     match r.observations.first() {
-        Some(o) => Ok(codec::to_observation(o, &dec)),
+        Some(o) => codec::to_observation(o, &dec),
         None => Err(BackendError::Inconsistent { index: 0, kind: wire::OP_OBSERVE, status: r.results[0].status }),
     }
 }
@@ -212,6 +212,7 @@ impl Backend for KernelBackend {
     }
 
     fn run(&mut self, prog: &ResolvedProgram) -> Result<ProgramRun, BackendError> {
+        codec::check_ops(&prog.ops, self.vm()?.hello())?;
         let mut ops: Vec<WireOp> = prog.ops.iter().map(codec::to_wire).collect();
         ops.push(WireOp { kind: wire::OP_OBSERVE, ..Default::default() });
         let mut results = Vec::with_capacity(ops.len());
@@ -242,7 +243,7 @@ impl Backend for KernelBackend {
         }
         let dec = self.decoder()?;
         let mut observations: Vec<(usize, Observation)> =
-            obs.iter().map(|(i, o)| (*i, codec::to_observation(o, &dec))).collect();
+            obs.iter().map(|(i, o)| Ok((*i, codec::to_observation(o, &dec)?))).collect::<Result<_, BackendError>>()?;
         let end = match observations.pop() {
             Some((i, o)) if i == prog.ops.len() => o,
             _ => return Err(BackendError::Inconsistent { index: prog.ops.len(), kind: wire::OP_OBSERVE, status: 0 }),
