@@ -24,9 +24,10 @@ pub enum BackendError {
     /// The VM could not be booted.
     #[error(transparent)]
     Vm(#[from] VmError),
-    /// The guest failed during a program; the console tail says why.
+    /// The guest failed during a program; the console tail says why. `at`: the program's op the
+    /// guest was stuck at, when its progress reports tell (a hang: the count stopped there).
     #[error("{source}")]
-    Guest { source: GuestError, console: String },
+    Guest { source: GuestError, console: String, at: Option<usize> },
     /// The guest answered with a status that makes no sense for the op.
     #[error("guest answered op {index} ({kind}) with status {status}: a garbled guest")]
     Inconsistent { index: usize, kind: u32, status: u32 },

@@ -142,12 +142,16 @@ impl KernelBackend {
     }
 
     fn guest_err(&mut self, source: GuestError) -> BackendError {
+        self.guest_err_at(source, None)
+    }
+
+    fn guest_err_at(&mut self, source: GuestError, at: Option<usize>) -> BackendError {
         // The whole (bounded) console: an Oops header comes long before the panic.
         let console = self.vm.as_ref().map(|v| v.console()).unwrap_or_default();
         // A guest that failed once is not trusted again.
         self.drop_vm();
         self.last_console = console.clone();
-        BackendError::Guest { source, console }
+        BackendError::Guest { source, console, at }
     }
 }
 
@@ -155,7 +159,7 @@ fn observe(vm: &mut dyn Instance) -> Result<Observation, BackendError> {
     let r = vm
         .chan()
         .run(&[WireOp { kind: wire::OP_OBSERVE, ..Default::default() }])
-        .map_err(|source| BackendError::Guest { source, console: vm.console_tail(40) })?;
+        .map_err(|source| BackendError::Guest { source, console: vm.console_tail(40), at: None })?;
     let dec = codec::decoder(vm.hello());
     match r.observations.first() {
         Some(o) => Ok(codec::to_observation(o, &dec)),
@@ -216,7 +220,7 @@ impl Backend for KernelBackend {
         match self.run_wire(&ops, prog, 0) {
             Ok(run) => Ok(run.program),
             Err(Failure::Backend(e)) => Err(e),
-            Err(Failure::Guest(e, _)) => Err(self.guest_err(e)),
+            Err(Failure::Guest(e, _, at)) => Err(self.guest_err_at(e, at)),
         }
     }
 
@@ -235,10 +239,10 @@ impl Backend for KernelBackend {
         match self.run_wire(&ops, prog, RESET_OBSERVE.len()) {
             Ok(run) => Ok((Reset { state: run.reset, restarted: false }, Ok(run.program))),
             Err(Failure::Backend(e)) => Ok((Reset { state: None, restarted: false }, Err(e))),
-            Err(Failure::Guest(e, done)) if done >= RESET_OBSERVE.len() as u64 => {
-                Ok((Reset { state: None, restarted: false }, Err(self.guest_err(e))))
+            Err(Failure::Guest(e, done, at)) if done >= RESET_OBSERVE.len() as u64 => {
+                Ok((Reset { state: None, restarted: false }, Err(self.guest_err_at(e, at))))
             }
-            Err(Failure::Guest(e, _)) => {
+            Err(Failure::Guest(e, _, _)) => {
                 let _ = self.guest_err(e);
                 self.restart_and_run(prog)
             }
@@ -246,10 +250,10 @@ impl Backend for KernelBackend {
     }
 }
 
-/// Why a RUN of a program failed: the guest (with the ops of the failed RUN frame it had
-/// completed by its last progress report), or what it answered.
+/// Why a RUN of a program failed: the guest (with the ops of the whole RUN it had completed by
+/// its last progress report, and for a hang the program's op it stopped at), or what it answered.
 enum Failure {
-    Guest(GuestError, u64),
+    Guest(GuestError, u64, Option<usize>),
     Backend(BackendError),
 }
 
@@ -298,8 +302,17 @@ impl KernelBackend {
             let r = match vm.chan().run_flags(chunk, flags) {
                 Ok(r) => r,
                 Err(e) => {
-                    let done = if ci == 0 { vm.chan().ops_done() } else { u64::MAX };
-                    return Err(Failure::Guest(e, done));
+                    let done = (base as u64).saturating_add(vm.chan().ops_done());
+                    // A hang's count is exact (it stopped for the whole watchdog); a crash may
+                    // come before the report that would have counted its last ops.
+                    let at = match e {
+                        GuestError::Timeout { .. } => usize::try_from(done)
+                            .ok()
+                            .and_then(|d| d.checked_sub(prefix))
+                            .filter(|i| *i < prog.ops.len()),
+                        _ => None,
+                    };
+                    return Err(Failure::Guest(e, done, at));
                 }
             };
             results.extend(r.results);
