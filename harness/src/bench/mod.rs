@@ -217,12 +217,17 @@ pub fn run(
         programs.iter().filter_map(|p| p.program.resolve(&boot.areas).ok().map(|r| (&p.program, r))).unzip();
     let ops_per_round: u64 = resolved.iter().map(|p| p.ops.len() as u64).sum();
 
-    let mut run_time = Duration::ZERO;
-    let total = Instant::now();
     // A model in lockstep says what the kernel must look like after each reset (pool growth
     // included), so arm64 does not reboot after every atomic allocation.
     let mut shadow = ModelBackend::new(profile, boot.clone())?;
-    for _ in 0..rounds {
+    let mut run_time = Duration::ZERO;
+    let mut total = Instant::now();
+    // One untimed round first: warm, as everything below is timed.
+    for round in 0..=rounds {
+        if round == 1 {
+            run_time = Duration::ZERO;
+            total = Instant::now();
+        }
         for p in &resolved {
             crate::diff::reset_pair(Some(&mut shadow), Some(&mut kb), &boot).map_err(|e| match e {
                 crate::diff::PairError::Reference(e) | crate::diff::PairError::Subject(e) => BenchError::Backend(e),
@@ -250,10 +255,14 @@ pub fn run(
     let mut ex = Executor::start(target, BackendChoice::Both, kc, sup.clone(), progress)?;
     // Round by round, the guest's local mode (a VM of its own) and the full path take turns, so
     // a host that is faster or slower for a while weighs on both alike.
+    // Warm, as the local mode is (it runs one round untimed first): under TCG the first run of
+    // guest code pays for its translation.
+    client_rounds(&mut ex, &kept, 1, false)?;
     progress("running the programs in the guest's local mode and through the full path, in turns");
     let (local_s, full, judge_s, turns) = in_turns(&mut ex, target, &spec, &kept, &resolved, rounds, false)?;
     let with_kcov = if ex.subject.as_ref().and_then(KernelBackend::hello).is_some_and(wire::Hello::kcov) {
         ex.set_kcov(true);
+        client_rounds(&mut ex, &kept, 1, false)?;
         progress("the same with KCOV collected");
         Some(in_turns(&mut ex, target, &spec, &kept, &resolved, rounds, true)?)
     } else {
