@@ -172,23 +172,46 @@ impl<R: Backend, S: Backend> Executor<R, S> {
     /// not resolve (an unknown area) or the reference cannot run it.
     pub fn execute(&mut self, prog: &Program) -> Result<Execution, ExecError> {
         let resolved = prog.resolve(&self.boot.areas).map_err(|e| ExecError::Resolve(e.to_string()))?;
-        let (subject_reset, reset_err) = match reset_pair(self.reference.as_mut(), self.subject.as_mut(), &self.boot) {
-            Ok(state) => (state, None),
-            Err(PairError::Reference(e)) => return Err(ExecError::Model(e.to_string())),
-            Err(PairError::Subject(e)) => (None, Some(e)),
+        // The reference first: its reset says what the subject's must leave.
+        let want = match self.reference.as_mut() {
+            Some(r) => r.reset().map_err(|e| ExecError::Model(e.to_string()))?.state,
+            None => None,
         };
-        // In series: on two cores qemu's vCPU and I/O threads leave no core for the model to
-        // overlap the guest with (measured: a thread per program made the full path slower).
+        let expected = want.as_ref().unwrap_or(&self.boot);
+        // The subject resets and runs the program in one go; the reference runs after it, from
+        // what the subject's reset revealed (its PKMAP cursor). In series: on two cores qemu's
+        // vCPU and I/O threads leave no core for the model to overlap the guest with (measured:
+        // a thread per program made the full path slower).
+        let (subject_reset, srun, subject_error, subject_time) = match self.subject.as_mut() {
+            Some(s) => {
+                let t = Instant::now();
+                let r = reset_run_checked(s, expected, &resolved);
+                let took = t.elapsed();
+                match r {
+                    Ok(Checked { state, restarted, run }) => {
+                        if let Some(r) = self.reference.as_mut() {
+                            if restarted {
+                                r.restart().map_err(|e| ExecError::Model(e.to_string()))?;
+                            }
+                            r.adopt(state.as_ref());
+                        }
+                        let (run, err) = match run {
+                            Ok(run) => (Some(run), None),
+                            Err(e) => (None, Some(e)),
+                        };
+                        (state, run, err, took)
+                    }
+                    Err(e) => (None, None, Some(e), Duration::ZERO),
+                }
+            }
+            None => (None, None, None, Duration::ZERO),
+        };
         let rrun = self
             .reference
             .as_mut()
             .map(|r| r.run(&resolved))
             .transpose()
             .map_err(|e| ExecError::Model(e.to_string()))?;
-        let (srun, subject_error, subject_time) = match self.subject.as_mut() {
-            Some(s) => run_timed(s, &resolved, reset_err),
-            None => (None, None, Duration::ZERO),
-        };
         let rrun = if self.choice == BackendChoice::Kernel { None } else { rrun };
         let reports = self.subject.as_mut().map(|s| console::scan(&s.new_console())).unwrap_or_default();
         let (divergences, verdicts) = judge_pair(
@@ -223,12 +246,10 @@ impl<R: Backend, S: Backend> Executor<R, S> {
     /// a buggy `other` left behind makes it restart, never blamed on the program.
     pub fn against<B: Backend>(&self, e: &Execution, other: &mut B) -> Against {
         let expected = e.subject_reset.as_ref().unwrap_or(&self.boot);
-        let (run, error, start) = match reset_checked(other, expected) {
+        let (run, error, start) = match reset_run_checked(other, expected, &e.resolved) {
             Err(err) => (None, Some(err), None),
-            Ok((start, _)) => {
-                let (run, error, _) = run_timed(other, &e.resolved, None);
-                (run, error, start)
-            }
+            Ok(Checked { state, run: Ok(run), .. }) => (Some(run), None, state),
+            Ok(Checked { state, run: Err(err), .. }) => (None, Some(err), state),
         };
         // Two kernels reach the same PKMAP slots only from the same cursor: one that restarted
         // (a buggy build's leftovers) starts over, and "last slot" differences say nothing then.
@@ -255,23 +276,6 @@ impl<R: Backend, S: Backend> Executor<R, S> {
             (first, other.name()),
         );
         Against { run, divergences, verdicts, error }
-    }
-}
-
-fn run_timed<S: Backend>(
-    s: &mut S,
-    prog: &ResolvedProgram,
-    reset_err: Option<BackendError>,
-) -> (Option<ProgramRun>, Option<BackendError>, Duration) {
-    if let Some(e) = reset_err {
-        return (None, Some(e), Duration::ZERO);
-    }
-    let t = Instant::now();
-    let r = s.run(prog);
-    let took = t.elapsed();
-    match r {
-        Ok(r) => (Some(r), None, took),
-        Err(e) => (None, Some(e), took),
     }
 }
 
@@ -323,6 +327,40 @@ fn reset_checked<B: Backend>(s: &mut B, expected: &Observation) -> Result<(Optio
     };
     eprintln!("note: reset left the {}'s CMA state different from the expected one ({why}); restarting it", s.name());
     Ok((s.restart()?, true))
+}
+
+/// A program run by a backend after a checked reset.
+struct Checked {
+    /// The backend's state after its reset (None: not observed, the program failed with it).
+    state: Option<Observation>,
+    /// The backend went back to boot on the way.
+    restarted: bool,
+    run: Result<ProgramRun, BackendError>,
+}
+
+/// Resets `s` and runs `prog` in one go ([`Backend::reset_and_run`]); a reset state that differs
+/// from `expected`, or one that could not be observed while the program ran fine, restarts `s`
+/// and runs `prog` again from there, so what a buggy kernel left behind is never pinned on
+/// this program. `Err`: `s` could not be reset, even by restarting.
+fn reset_run_checked<B: Backend>(
+    s: &mut B,
+    expected: &Observation,
+    prog: &ResolvedProgram,
+) -> Result<Checked, BackendError> {
+    let (r, run) = s.reset_and_run(prog)?;
+    let why = match (r.restarted, &r.state, &run) {
+        (true, _, _) => return Ok(Checked { state: r.state, restarted: true, run }),
+        (false, None, Err(_)) => return Ok(Checked { state: None, restarted: false, run }),
+        (false, Some(now), _) => match compare::state_difference(expected, now) {
+            None => return Ok(Checked { state: r.state, restarted: false, run }),
+            Some(why) => why,
+        },
+        (false, None, Ok(_)) => "no observation".into(),
+    };
+    eprintln!("note: reset left the {}'s CMA state different from the expected one ({why}); restarting it", s.name());
+    let state = s.restart()?;
+    let run = s.run(prog);
+    Ok(Checked { state, restarted: true, run })
 }
 
 /// Compares a reference run with a subject run of one program and judges it ([`judge`]).

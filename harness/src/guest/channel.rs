@@ -35,13 +35,15 @@ pub struct Channel {
     stream: UnixStream,
     seq: u32,
     watchdog: Duration,
+    /// Ops of the current (or last) RUN the agent reported done.
+    done: u64,
 }
 
 impl Channel {
     /// `watchdog`: how long a RUN may go without completing an op (the agent reports each RUN's
     /// progress every `CF_PROGRESS_MS`) before the guest counts as hung.
     pub fn new(stream: UnixStream, watchdog: Duration) -> Channel {
-        Channel { stream, seq: 0, watchdog }
+        Channel { stream, seq: 0, watchdog, done: 0 }
     }
 
     /// Reads exactly `buf.len()` bytes before `deadline`.
@@ -88,6 +90,12 @@ impl Channel {
         }
     }
 
+    /// The ops of the current or last RUN the agent reported done (by its last progress report,
+    /// so a RUN that failed may have done more).
+    pub fn ops_done(&self) -> u64 {
+        self.done
+    }
+
     /// Sends one RUN and waits for its RESULT, however long the RUN, as long as the guest keeps
     /// completing ops: a RUN that completes none for the watchdog time is a timeout (a hang).
     pub fn run(&mut self, ops: &[WireOp]) -> Result<RunResult, GuestError> {
@@ -111,15 +119,15 @@ impl Channel {
         })?;
         // Progress, not total time: the deadline moves on whenever the RUN's op count does.
         let mut last_progress = Instant::now();
-        let mut done = 0u64;
+        self.done = 0;
         let (rh, rp) = loop {
             let (h, p) = self.read_frame(last_progress + self.watchdog, "a run request (no op completed)")?;
             if h.kind != wire::FRAME_PROGRESS {
                 break (h, p);
             }
             let n = wire::decode_progress(&p)?;
-            if h.seq == self.seq && n > done {
-                done = n;
+            if h.seq == self.seq && n > self.done {
+                self.done = n;
                 last_progress = Instant::now();
             }
         };

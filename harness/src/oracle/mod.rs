@@ -236,14 +236,21 @@ pub fn judge_sides(e: &Evidence<'_>, sup: &Suppressions, target: &str, sides: (&
     if let Some(err) = e.error {
         let last =
             e.prog.ops.iter().rev().find(|o| !matches!(o, ResolvedOp::Observe)).map_or("start", ResolvedOp::kind);
+        // The op a hang stopped at, when the guest's progress reports tell; else the last one.
+        let stuck = match err {
+            BackendError::Guest { at: Some(i), .. } => e.prog.ops.get(*i).map(|o| (*i, o.kind())),
+            _ => None,
+        };
         let (kind, signature, excerpt) = match err {
-            BackendError::Guest { source, console } => {
+            BackendError::Guest { source, console, .. } => {
                 let tail: String = {
                     let lines: Vec<&str> = console.lines().collect();
                     lines[lines.len().saturating_sub(40)..].join("\n")
                 };
                 match source {
-                    GuestError::Timeout { .. } => (VerdictKind::Hang, format!("hang:{last}"), Some(tail)),
+                    GuestError::Timeout { .. } => {
+                        (VerdictKind::Hang, format!("hang:{}", stuck.map_or(last, |(_, k)| k)), Some(tail))
+                    }
                     GuestError::Disconnected => {
                         (VerdictKind::HarnessError, format!("harness-error:guest-died:{last}"), Some(tail))
                     }
@@ -270,7 +277,12 @@ pub fn judge_sides(e: &Evidence<'_>, sup: &Suppressions, target: &str, sides: (&
                 .iter()
                 .any(|r| matches!(r.kind, console::Kind::Panic | console::Kind::Oops | console::Kind::Bug));
         if !explained {
-            push(Verdict { kind, signature, op_index: None, detail: err.to_string(), excerpt, suppressed: None });
+            let op_index = if kind == VerdictKind::Hang { stuck.map(|(i, _)| i) } else { None };
+            let detail = match (kind, stuck) {
+                (VerdictKind::Hang, Some((i, k))) => format!("{err} (stuck at op {i}, {k})"),
+                _ => err.to_string(),
+            };
+            push(Verdict { kind, signature, op_index, detail, excerpt, suppressed: None });
         }
     }
     for v in &mut out {
@@ -550,12 +562,29 @@ targets = ["arm32-*"]
         let err = BackendError::Guest {
             source: GuestError::Timeout { what: "RESULT", secs: 10.0 },
             console: "line\n".into(),
+            at: None,
         };
         let e = Evidence { prog: &p, divergences: &[], aliases: &[], console: &[], error: Some(&err) };
         let v = judge(&e, &Suppressions::none(), "arm32-6.1");
         assert_eq!(v[0].kind, VerdictKind::Hang);
         assert_eq!(v[0].signature, "hang:cma_release");
         assert!(v[0].excerpt.is_some());
+    }
+
+    #[test]
+    fn a_hang_the_progress_reports_place_is_named_after_the_op_it_stopped_at() {
+        let p = prog();
+        let err = BackendError::Guest {
+            source: GuestError::Timeout { what: "RESULT", secs: 30.0 },
+            console: String::new(),
+            at: Some(0),
+        };
+        let e = Evidence { prog: &p, divergences: &[], aliases: &[], console: &[], error: Some(&err) };
+        let v = judge(&e, &Suppressions::none(), "arm32-6.1");
+        assert_eq!(v[0].signature, format!("hang:{}", p.ops[0].kind()));
+        assert_ne!(p.ops[0].kind(), "cma_release", "the stuck op is not the last one");
+        assert_eq!(v[0].op_index, Some(0));
+        assert!(v[0].detail.contains("stuck at op 0"), "{}", v[0].detail);
     }
 
     #[test]
@@ -634,11 +663,11 @@ targets = ["arm32-*"]
             (BackendError::Inconsistent { index: 0, kind: 1, status: 9 }, "harness-error:garbled-guest"),
             (BackendError::Model("x".into()), "harness-error:model"),
             (
-                BackendError::Guest { source: GuestError::Agent("x".into()), console: String::new() },
+                BackendError::Guest { source: GuestError::Agent("x".into()), console: String::new(), at: None },
                 "harness-error:agent",
             ),
             (
-                BackendError::Guest { source: GuestError::Protocol("x".into()), console: String::new() },
+                BackendError::Guest { source: GuestError::Protocol("x".into()), console: String::new(), at: None },
                 "harness-error:garbled-guest",
             ),
         ];
@@ -655,11 +684,12 @@ targets = ["arm32-*"]
         let garbled = BackendError::Guest {
             source: GuestError::Wire(crate::guest::wire::WireError::BadValue { what: "map.kind", got: 9 }),
             console: "tail\n".into(),
+            at: None,
         };
         let e = Evidence { prog: &p, divergences: &[], aliases: &[], console: &[], error: Some(&garbled) };
         let v = judge(&e, &Suppressions::none(), "arm32-6.1");
         assert_eq!((v[0].kind, v[0].signature.as_str()), (VerdictKind::HarnessError, "harness-error:garbled-guest"));
-        let dead = BackendError::Guest { source: GuestError::Disconnected, console: String::new() };
+        let dead = BackendError::Guest { source: GuestError::Disconnected, console: String::new(), at: None };
         let e = Evidence { prog: &p, divergences: &[], aliases: &[], console: &[], error: Some(&dead) };
         let v = judge(&e, &Suppressions::none(), "arm32-6.1");
         assert_eq!(v[0].signature, "harness-error:guest-died:cma_release");

@@ -125,10 +125,10 @@ fn serve(mut s: UnixStream) {
         }
         let Ok((_, ops)) = wire::decode_run(&p) else { return };
         let reply = FrameHdr { kind: wire::FRAME_RESULT, len: 0, seq: h.seq };
-        if ops.iter().any(|o| o.kind == wire::OP_CMA_ALLOC && o.a == HANG_COUNT) {
-            // Scheduling, but stuck: the count stays where the hung op is.
+        if let Some(at) = ops.iter().position(|o| o.kind == wire::OP_CMA_ALLOC && o.a == HANG_COUNT) {
+            // Scheduling, but stuck: the count stays at the ops done before the hung one.
             let stuck = FrameHdr { kind: wire::FRAME_PROGRESS, len: 0, seq: h.seq };
-            while send(&mut s, stuck, &wire::encode_progress(0)).is_ok() {
+            while send(&mut s, stuck, &wire::encode_progress(at as u64)).is_ok() {
                 std::thread::sleep(Duration::from_millis(20));
             }
             return;

@@ -142,12 +142,16 @@ impl KernelBackend {
     }
 
     fn guest_err(&mut self, source: GuestError) -> BackendError {
+        self.guest_err_at(source, None)
+    }
+
+    fn guest_err_at(&mut self, source: GuestError, at: Option<usize>) -> BackendError {
         // The whole (bounded) console: an Oops header comes long before the panic.
         let console = self.vm.as_ref().map(|v| v.console()).unwrap_or_default();
         // A guest that failed once is not trusted again.
         self.drop_vm();
         self.last_console = console.clone();
-        BackendError::Guest { source, console }
+        BackendError::Guest { source, console, at }
     }
 }
 
@@ -155,7 +159,7 @@ fn observe(vm: &mut dyn Instance) -> Result<Observation, BackendError> {
     let r = vm
         .chan()
         .run(&[WireOp { kind: wire::OP_OBSERVE, ..Default::default() }])
-        .map_err(|source| BackendError::Guest { source, console: vm.console_tail(40) })?;
+        .map_err(|source| BackendError::Guest { source, console: vm.console_tail(40), at: None })?;
     let dec = codec::decoder(vm.hello());
     match r.observations.first() {
         Some(o) => codec::to_observation(o, &dec),
@@ -212,9 +216,79 @@ impl Backend for KernelBackend {
     }
 
     fn run(&mut self, prog: &ResolvedProgram) -> Result<ProgramRun, BackendError> {
-        codec::check_ops(&prog.ops, self.vm()?.hello())?;
-        let mut ops: Vec<WireOp> = prog.ops.iter().map(codec::to_wire).collect();
-        ops.push(WireOp { kind: wire::OP_OBSERVE, ..Default::default() });
+        let ops = program_ops(&[], prog);
+        match self.run_wire(&ops, prog, 0) {
+            Ok(run) => Ok(run.program),
+            Err(Failure::Backend(e)) => Err(e),
+            Err(Failure::Guest(e, _, at)) => Err(self.guest_err_at(e, at)),
+        }
+    }
+
+    /// The driver's RESET + OBSERVE and the program in one RUN frame: one round trip per
+    /// program, not two. A RUN that fails before the reset's two ops are done (a crash in the
+    /// reset of what the last program left) is no fault of the program: the VM reboots and the
+    /// program runs alone there, as after a failed [`Backend::reset`].
+    fn reset_and_run(
+        &mut self,
+        prog: &ResolvedProgram,
+    ) -> Result<(Reset, Result<ProgramRun, BackendError>), BackendError> {
+        if self.vm.is_none() {
+            return self.restart_and_run(prog);
+        }
+        let ops = program_ops(&RESET_OBSERVE, prog);
+        match self.run_wire(&ops, prog, RESET_OBSERVE.len()) {
+            Ok(run) => Ok((Reset { state: run.reset, restarted: false }, Ok(run.program))),
+            Err(Failure::Backend(e)) => Ok((Reset { state: None, restarted: false }, Err(e))),
+            Err(Failure::Guest(e, done, at)) if done >= RESET_OBSERVE.len() as u64 => {
+                Ok((Reset { state: None, restarted: false }, Err(self.guest_err_at(e, at))))
+            }
+            Err(Failure::Guest(e, _, _)) => {
+                let _ = self.guest_err(e);
+                self.restart_and_run(prog)
+            }
+        }
+    }
+}
+
+/// Why a RUN of a program failed: the guest (with the ops of the whole RUN it had completed by
+/// its last progress report, and for a hang the program's op it stopped at), or what it answered.
+enum Failure {
+    Guest(GuestError, u64, Option<usize>),
+    Backend(BackendError),
+}
+
+/// A program's run with the reset that preceded it in the same RUN frame.
+struct WireRun {
+    /// The observation of the reset's OBSERVE (None when the frame had no reset).
+    reset: Option<Observation>,
+    program: ProgramRun,
+}
+
+/// `prefix` (the driver's own ops, run first), the program's ops, then an OBSERVE.
+fn program_ops(prefix: &[WireOp], prog: &ResolvedProgram) -> Vec<WireOp> {
+    let mut ops = Vec::with_capacity(prefix.len() + prog.ops.len() + 1);
+    ops.extend_from_slice(prefix);
+    ops.extend(prog.ops.iter().map(codec::to_wire));
+    ops.push(WireOp { kind: wire::OP_OBSERVE, ..Default::default() });
+    ops
+}
+
+impl KernelBackend {
+    /// Boots a fresh VM (which gets its own RESET + OBSERVE) and runs `prog` there.
+    fn restart_and_run(
+        &mut self,
+        prog: &ResolvedProgram,
+    ) -> Result<(Reset, Result<ProgramRun, BackendError>), BackendError> {
+        let state = self.boot_fresh()?;
+        Ok((Reset { state, restarted: true }, self.run(prog)))
+    }
+
+    /// Sends `ops` (`prefix` driver ops, then `prog`'s, then an OBSERVE) in RUN frames and
+    /// decodes the answers.
+    fn run_wire(&mut self, ops: &[WireOp], prog: &ResolvedProgram, prefix: usize) -> Result<WireRun, Failure> {
+        // Refused before anything runs: an op whose boot self-check failed would mean something else.
+        let hello = self.vm().map_err(Failure::Backend)?.hello();
+        codec::check_ops(&prog.ops, hello).map_err(Failure::Backend)?;
         let mut results = Vec::with_capacity(ops.len());
         let mut obs = Vec::new();
         // Handles live in the driver across runs, so long programs go in chunks; with an
@@ -227,9 +301,22 @@ impl Backend for KernelBackend {
         let mut coverage = Vec::new();
         for (ci, chunk) in ops.chunks(per_run).enumerate() {
             let base = ci * per_run;
-            let r = match self.vm()?.chan().run_flags(chunk, flags) {
+            let vm = self.vm().map_err(Failure::Backend)?;
+            let r = match vm.chan().run_flags(chunk, flags) {
                 Ok(r) => r,
-                Err(e) => return Err(self.guest_err(e)),
+                Err(e) => {
+                    let done = (base as u64).saturating_add(vm.chan().ops_done());
+                    // A hang's count is exact (it stopped for the whole watchdog); a crash may
+                    // come before the report that would have counted its last ops.
+                    let at = match e {
+                        GuestError::Timeout { .. } => usize::try_from(done)
+                            .ok()
+                            .and_then(|d| d.checked_sub(prefix))
+                            .filter(|i| *i < prog.ops.len()),
+                        _ => None,
+                    };
+                    return Err(Failure::Guest(e, done, at));
+                }
             };
             results.extend(r.results);
             if let Some(k) = r.kcov {
@@ -237,22 +324,39 @@ impl Backend for KernelBackend {
             }
             obs.extend(r.observations.into_iter().map(|o| (base + o.op_index as usize, o)));
         }
-        let mut outcomes = Vec::with_capacity(prog.ops.len());
-        for (i, (op, r)) in ops.iter().zip(&results).enumerate().take(prog.ops.len()) {
-            outcomes.push(codec::to_outcome(i, op, r)?);
+        let n = prog.ops.len();
+        let mut outcomes = Vec::with_capacity(n);
+        for (i, (op, r)) in ops.iter().zip(&results).skip(prefix).enumerate().take(n) {
+            outcomes.push(codec::to_outcome(i, op, r).map_err(Failure::Backend)?);
         }
-        let dec = self.decoder()?;
-        let mut observations: Vec<(usize, Observation)> =
-            obs.iter().map(|(i, o)| Ok((*i, codec::to_observation(o, &dec)?))).collect::<Result<_, BackendError>>()?;
+        let dec = self.decoder().map_err(Failure::Backend)?;
+        let mut reset = None;
+        let mut observations = Vec::with_capacity(obs.len());
+        for (i, o) in &obs {
+            match i.checked_sub(prefix) {
+                Some(i) => observations.push((i, codec::to_observation(o, &dec).map_err(Failure::Backend)?)),
+                // The reset's own OBSERVE (with an observation after every op, the RESET's too).
+                None if *i + 1 == prefix => {
+                    reset = Some(codec::to_observation(o, &dec).map_err(Failure::Backend)?)
+                }
+                None => {}
+            }
+        }
         let end = match observations.pop() {
-            Some((i, o)) if i == prog.ops.len() => o,
-            _ => return Err(BackendError::Inconsistent { index: prog.ops.len(), kind: wire::OP_OBSERVE, status: 0 }),
+            Some((i, o)) if i == n => o,
+            _ => {
+                return Err(Failure::Backend(BackendError::Inconsistent {
+                    index: n,
+                    kind: wire::OP_OBSERVE,
+                    status: 0,
+                }))
+            }
         };
-        let raw = results.iter().take(prog.ops.len()).map(|r| Some(codec::to_reply(r))).collect();
+        let raw = results.iter().skip(prefix).take(n).map(|r| Some(codec::to_reply(r))).collect();
         // Distinct within each run already; chunks of one program may repeat PCs.
         coverage.sort_unstable();
         coverage.dedup();
-        Ok(ProgramRun { outcomes, raw, observations, end, coverage })
+        Ok(WireRun { reset, program: ProgramRun { outcomes, raw, observations, end, coverage } })
     }
 }
 
