@@ -210,6 +210,8 @@ static struct cf_range *cf_ranges;
 static u8 *cf_out;
 /* mm/highmem.c last_pkmap_nr as far as we know it (cmafuzz_wire.h). */
 static u32 cf_pkmap_last = CF_PKMAP_UNKNOWN;
+/* Op kinds whose boot self-check passed (cf_selfcheck()). */
+static u32 cf_ops_ok;
 
 /*
  * The generic atomic pools (arm64) refill themselves from a work item that
@@ -1507,7 +1509,6 @@ static long cf_ioctl_hello(struct cf_ioc_hello __user *uarg)
  * what it does (v6.17's acr_flags_t, where MIGRATE_CMA means "not CMA") end
  * here, not in a silent divergence.
  */
-static u32 cf_ops_ok;
 
 #define CF_OK(kind)	(1u << (kind))
 

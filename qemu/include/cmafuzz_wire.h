@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * cmafuzz wire format, version 5 (2 added CF_OP_PIN and CF_OP_UNPIN; 3 added
+ * cmafuzz wire format, version 6 (2 added CF_OP_PIN and CF_OP_UNPIN; 3 added
  * CF_OP_KMAP, the mapping table in every observation block, the memory-
  * attribute registers in the hello and CF_RUN_OBSERVE_EACH; 4 added the
  * agent's struct cf_agent_hello after the hello, CF_RUN_KCOV and the
- * struct cf_kcov trailer of a RESULT).
+ * struct cf_kcov trailer of a RESULT; 5 added CF_FRAME_PROGRESS; 6 reports
+ * each area as its ranges with its activation state and available_count,
+ * and the boot self-check's cf_hello.ops_ok).
  *
  * GENERATED from harness/src/guest/wire_def.rs, do not edit: change the
  * table there and run
@@ -35,7 +37,7 @@
 #include <linux/ioctl.h>
 
 #define CF_MAGIC		0x5a464d43u	/* "CMFZ" */
-#define CF_VERSION		5u
+#define CF_VERSION		6u
 
 /* Bounds.  The host rejects any frame or count above these. */
 #define CF_MAX_FRAME		(4u << 20)	/* payload bytes of one frame */
@@ -43,6 +45,7 @@
 #define CF_MAX_HANDLES		4096u		/* handle slots in the driver */
 #define CF_MAX_PINS		64u		/* pages pinned at once */
 #define CF_MAX_AREAS		16u		/* CMA areas reported */
+#define CF_MAX_AREA_RANGES	8u		/* ranges of one area (CMA_MAX_RANGES) */
 #define CF_NAME_LEN		64u		/* CMA_MAX_NAME */
 #define CF_MAX_BITMAP_WORDS	32768u		/* u32 words of one area bitmap */
 #define CF_MAX_MAPS		16384u		/* cf_map runs in one observation */
@@ -86,7 +89,12 @@ struct cf_hello {
 	 */
 	__u64 attr_regs;
 	__u32 pkmap_slots;	/* LAST_PKMAP on arm32 highmem kernels, else 0 */
-	__u32 reserved;		/* 0 */
+	/*
+	 * 1 << CF_OP_* for every op kind the driver's boot self-check found
+	 * doing what it means on this kernel; the host refuses programs with
+	 * any other kind (the console's "cmafuzz: self-check:" lines say why).
+	 */
+	__u32 ops_ok;
 };
 
 /*
@@ -162,6 +170,7 @@ struct cf_run {
 /*
  * CF_OP_PIN takes the free page at base_pfn + offset out of the buddy
  * allocator with alloc_contig_range(pfn, pfn + 1, MIGRATE_CMA, GFP_KERNEL)
+ * (ACR_FLAGS_CMA since v6.17)
  * and holds it; the CMA bitmap does not change, so a cma_alloc() whose
  * window covers the page meets -EBUSY and retries.  Refused (kernel not
  * called) outside the area, on a page whose bitmap bit is set, on a pinned
@@ -200,7 +209,7 @@ struct cf_result_hdr {
 	__u32 nresults;		/* == nops of the RUN */
 	__u32 nobs;		/* observation blocks that follow the results */
 	/* struct cf_result results[nresults]; */
-	/* nobs x (struct cf_obs_hdr, nareas x (struct cf_area + words),
+	/* nobs x (struct cf_obs_hdr, nareas x (struct cf_area + ranges),
 	 *         nmaps x struct cf_map) */
 };
 
@@ -253,13 +262,39 @@ struct cf_kcov {
 	/* __u64 pcs[npcs]; */
 };
 
+/*
+ * An area is reported as its ranges (7.x struct cma_memrange; a 6.x area is
+ * one range).  Op offsets (CF_OP_CMA_RELEASE_RAW, PIN, UNPIN, KMAP) count the
+ * area's pages over its ranges in order: offset o is page o - (pages of the
+ * ranges before) of the range that holds it; below 0 counts back from the
+ * first range's base, at or past the count on from the last range's base.  A
+ * raw release that runs past the end of its range is REFUSED.
+ */
+/* cf_area.flags */
+#define CF_AREA_ACTIVATED	(1u << 0)	/* bitmaps exist (7.x CMA_ACTIVATED) */
+#define CF_AREA_AVAILABLE	(1u << 1)	/* the kernel keeps available_count (7.x) */
+
 struct cf_area {
 	char name[CF_NAME_LEN];	/* NUL padded, may lack the NUL if 64 long */
-	__u64 base_pfn;
-	__u64 count;		/* pages; 0 = area disabled */
+	__u64 count;		/* pages of all ranges; 0 = area disabled */
+	__u64 available;	/* available_count if CF_AREA_AVAILABLE, else 0 */
 	__u32 order_per_bit;
-	__u32 nwords;		/* u32 bitmap words that follow */
-	/* __u32 words[nwords]; bit i of the area = bit i%32 of words[i/32] */
+	__u32 nranges;		/* <= CF_MAX_AREA_RANGES */
+	__u32 flags;		/* CF_AREA_* */
+	__u32 reserved;		/* 0 */
+	/* nranges x (struct cf_memrange + words) */
+};
+
+struct cf_memrange {
+	__u64 base_pfn;
+	__u64 count;		/* pages of this range */
+	/*
+	 * u32 bitmap words that follow: ceil((count >> order_per_bit) / 32)
+	 * if CF_AREA_ACTIVATED, else 0
+	 */
+	__u32 nwords;
+	__u32 reserved;		/* 0 */
+	/* __u32 words[nwords]; bit i of the range = bit i%32 of words[i/32] */
 };
 
 /*
