@@ -633,6 +633,7 @@ static int print_result(const uint8_t *p, size_t len)
 	struct cf_result r;
 	struct cf_obs_hdr oh;
 	struct cf_area ar;
+	struct cf_memrange mr;
 	struct cf_map m;
 	uint32_t i, a, w, word, used;
 	char name[CF_NAME_LEN + 1];
@@ -656,38 +657,51 @@ static int print_result(const uint8_t *p, size_t len)
 		memcpy(&oh, p, sizeof(oh));
 		p += sizeof(oh);
 		for (a = 0; a < oh.nareas; a++) {
-			const uint8_t *words;
-			int first = 1;
+			uint32_t r;
 
 			if ((size_t)(end - p) < sizeof(ar))
 				return -1;
 			memcpy(&ar, p, sizeof(ar));
 			p += sizeof(ar);
-			if ((size_t)(end - p) / 4 < ar.nwords)
+			if (ar.nranges > CF_MAX_AREA_RANGES)
 				return -1;
-			words = p;
-			p += (size_t)ar.nwords * 4;
 			memcpy(name, ar.name, CF_NAME_LEN);
 			name[CF_NAME_LEN] = '\0';
 			name[strcspn(name, "\n")] = '\0';
-			used = 0;
-			for (w = 0; w < ar.nwords; w++) {
-				memcpy(&word, words + 4 * w, 4);
-				used += __builtin_popcount(word);
+			printf("cmafuzz-local: obs %u area %s count=%llu opb=%u flags=%#x available=%llu ranges=%u\n",
+			       oh.op_index, name, (unsigned long long)ar.count,
+			       ar.order_per_bit, ar.flags,
+			       (unsigned long long)ar.available, ar.nranges);
+			for (r = 0; r < ar.nranges; r++) {
+				const uint8_t *words;
+				int first = 1;
+
+				if ((size_t)(end - p) < sizeof(mr))
+					return -1;
+				memcpy(&mr, p, sizeof(mr));
+				p += sizeof(mr);
+				if ((size_t)(end - p) / 4 < mr.nwords)
+					return -1;
+				words = p;
+				p += (size_t)mr.nwords * 4;
+				used = 0;
+				for (w = 0; w < mr.nwords; w++) {
+					memcpy(&word, words + 4 * w, 4);
+					used += __builtin_popcount(word);
+				}
+				printf("cmafuzz-local: obs %u area %s range %u base=%llu count=%llu used=%u words=",
+				       oh.op_index, name, r,
+				       (unsigned long long)mr.base_pfn,
+				       (unsigned long long)mr.count, used);
+				for (w = 0; w < mr.nwords; w++) {
+					memcpy(&word, words + 4 * w, 4);
+					if (!word)
+						continue;
+					printf("%s%u:%x", first ? "" : ",", w, word);
+					first = 0;
+				}
+				printf("\n");
 			}
-			printf("cmafuzz-local: obs %u area %s base=%llu count=%llu opb=%u used=%u words=",
-			       oh.op_index, name,
-			       (unsigned long long)ar.base_pfn,
-			       (unsigned long long)ar.count,
-			       ar.order_per_bit, used);
-			for (w = 0; w < ar.nwords; w++) {
-				memcpy(&word, words + 4 * w, 4);
-				if (!word)
-					continue;
-				printf("%s%u:%x", first ? "" : ",", w, word);
-				first = 0;
-			}
-			printf("\n");
 		}
 		printf("cmafuzz-local: obs %u maps=%u flags=%#x pkmap_last=%d\n",
 		       oh.op_index, oh.nmaps, oh.flags, (int)oh.pkmap_last);
