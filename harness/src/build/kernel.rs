@@ -74,7 +74,7 @@ pub struct KernelArtifacts {
 fn source_identity(req: &BuildRequest) -> Result<String, BuildError> {
     match &req.src {
         None => {
-            let tar = PathBuf::from(req.target.source_tarball());
+            let tar = crate::build::sources::tarball(&req.target);
             if !tar.is_file() {
                 return Err(BuildError::MissingSource { path: tar, package: req.target.source_package.clone() });
             }
@@ -176,6 +176,10 @@ pub fn cache_key(req: &BuildRequest) -> Result<String, BuildError> {
 /// one line at a time for the user.
 pub fn build(req: &BuildRequest, progress: &mut dyn FnMut(&str)) -> Result<KernelArtifacts, BuildError> {
     let start = Instant::now();
+    if req.src.is_none() {
+        // Only the source a requested target needs is downloaded (7.x, from sid/experimental).
+        crate::build::sources::ensure(&req.target, progress)?;
+    }
     let key = cache_key(req)?;
     let root = cache::root();
     let dir = root.join("kernels").join(format!("{}-{}-{key}", req.target.arch, req.target.version));
@@ -326,7 +330,7 @@ fn build_in(
 }
 
 /// The cache's lock file for one key.
-fn lock(path: &Path) -> Result<disk::Lock, BuildError> {
+pub(crate) fn lock(path: &Path) -> Result<disk::Lock, BuildError> {
     disk::Lock::exclusive(path).map_err(io(format!("locking {}", path.display())))
 }
 
@@ -362,7 +366,7 @@ fn prepare_source(
 
 /// The unpacked Debian source, shared read-only by every build.
 fn pristine_source(req: &BuildRequest, log: &Path, progress: &mut dyn FnMut(&str)) -> Result<PathBuf, BuildError> {
-    let tar = PathBuf::from(req.target.source_tarball());
+    let tar = crate::build::sources::tarball(&req.target);
     let sha = cache::file_sha256_cached(&tar).map_err(io(format!("hashing {}", tar.display())))?;
     let short = &sha[..16.min(sha.len())];
     let base = cache::root().join("src");

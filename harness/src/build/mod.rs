@@ -6,4 +6,5 @@ pub mod agent;
 pub mod cache;
 pub mod dtb;
 pub mod kernel;
+pub mod sources;
 pub mod tools;

@@ -70,6 +70,10 @@ pub struct Target {
     pub arch: String,
     pub version: String,
     pub source_package: String,
+    /// The Debian suite `source_package` is fetched from with a private apt list (`sid`,
+    /// `experimental`); none: installed by apt from the machine's own sources, in `/usr/src`.
+    #[serde(default)]
+    pub source_suite: Option<String>,
     pub fragments: Vec<String>,
     pub qemu: String,
     pub machine: String,
@@ -116,11 +120,6 @@ impl Target {
         } else {
             "arch/arm/boot/zImage"
         }
-    }
-
-    /// The Debian source tarball of the target's kernel.
-    pub fn source_tarball(&self) -> String {
-        format!("/usr/src/{}.tar.xz", self.source_package)
     }
 
     /// Text of each fragment, in order.
