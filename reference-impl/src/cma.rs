@@ -34,18 +34,25 @@ impl CmaArea {
         if a.order_per_bit > MAX_ORDER_PER_BIT {
             return Err(ModelError::OrderPerBit { area: area(), order_per_bit: a.order_per_bit });
         }
-        if a.base_pfn.checked_add(a.count).is_none() {
+        if a.ranges.iter().any(|r| r.base_pfn.checked_add(r.count).is_none()) {
             return Err(ModelError::AreaOverflows { area: area() });
         }
+        let sum = a.ranges.iter().try_fold(0u64, |s, r| s.checked_add(r.count.0));
+        if a.activated && sum != Some(a.count.0) {
+            return Err(ModelError::RangeCounts { area: area(), count: a.count.0, sum: sum.unwrap_or(u64::MAX) });
+        }
+        let [range] = a.ranges.as_slice() else {
+            return Err(ModelError::Ranges { area: area(), nranges: a.ranges.len() });
+        };
         let maxno = a.bitmap_bits();
-        let Some(bitmap) = Bitmap::from_words(&a.bitmap, maxno) else {
+        let Some(bitmap) = Bitmap::from_words(&range.bitmap, maxno) else {
             return Err(ModelError::BitmapLength {
                 area: area(),
-                expected: a.expected_words(),
-                got: a.bitmap.len() as u64,
+                expected: a.expected_words(0),
+                got: range.bitmap.len() as u64,
             });
         };
-        if Bitmap::has_stray_bits(&a.bitmap, maxno) {
+        if Bitmap::has_stray_bits(&range.bitmap, maxno) {
             return Err(ModelError::StrayBits { area: area() });
         }
         let mut taken = Bitmap::zeroed(a.count.0);
@@ -57,7 +64,7 @@ impl CmaArea {
         }
         Ok(CmaArea {
             name: a.name.clone(),
-            base_pfn: a.base_pfn.0,
+            base_pfn: range.base_pfn.0,
             count: a.count.0,
             order_per_bit: opb,
             bitmap,
@@ -71,13 +78,13 @@ impl CmaArea {
     }
 
     pub(crate) fn observe(&self) -> AreaObservation {
-        AreaObservation {
-            name: self.name.clone(),
-            base_pfn: Pfn(self.base_pfn),
-            count: Pages(self.count),
-            order_per_bit: self.order_per_bit,
-            bitmap: self.bitmap.words(),
-        }
+        AreaObservation::single(
+            self.name.clone(),
+            Pfn(self.base_pfn),
+            Pages(self.count),
+            self.order_per_bit,
+            self.bitmap.words(),
+        )
     }
 
     /// `cma_bitmap_maxno()` (Linux 6.1 `mm/cma.h:39-42`).
@@ -191,13 +198,7 @@ mod tests {
         for &(s, l) in boot {
             bitmap.set(s, l);
         }
-        let obs = AreaObservation {
-            name: "reserved".into(),
-            base_pfn: Pfn(base),
-            count: Pages(count),
-            order_per_bit: opb,
-            bitmap: bitmap.words(),
-        };
+        let obs = AreaObservation::single("reserved", Pfn(base), Pages(count), opb, bitmap.words());
         match CmaArea::from_observation(&obs) {
             Ok(a) => a,
             Err(e) => panic!("test area rejected: {e}"),
@@ -320,13 +321,7 @@ mod tests {
 
     #[test]
     fn area_with_wrong_bitmap_length_is_refused() {
-        let obs = AreaObservation {
-            name: "reserved".into(),
-            base_pfn: Pfn(0x7e000),
-            count: Pages(8192),
-            order_per_bit: 0,
-            bitmap: vec![0; 255],
-        };
+        let obs = AreaObservation::single("reserved", Pfn(0x7e000), Pages(8192), 0, vec![0; 255]);
         assert!(matches!(
             CmaArea::from_observation(&obs),
             Err(ModelError::BitmapLength { expected: 256, got: 255, .. })

@@ -42,6 +42,25 @@ pub enum ModelError {
         /// The value given.
         order_per_bit: u32,
     },
+    /// The area's ranges are not what this model can seed from: none, or (for now) more than one.
+    #[error("CMA area `{area}`: {nranges} ranges; this model seeds an area from exactly one")]
+    Ranges {
+        /// Area name.
+        area: String,
+        /// Ranges given.
+        nranges: usize,
+    },
+    /// An activated area's `count` is not the sum of its ranges' counts, which the kernel keeps
+    /// equal (Linux 7.2 `mm/cma.c:300-304`, `:639-703`).
+    #[error("CMA area `{area}`: count {count} but its ranges add up to {sum}; the observation is inconsistent")]
+    RangeCounts {
+        /// Area name.
+        area: String,
+        /// The area's count.
+        count: u64,
+        /// The sum over its ranges.
+        sum: u64,
+    },
     /// `base_pfn + count` does not fit.
     #[error("CMA area `{area}`: base_pfn + count overflows")]
     AreaOverflows {

@@ -15,13 +15,7 @@ const A64_BASE: u64 = 0x7cc00;
 fn area_obs(name: &str, base: u64, count: u64, opb: u32, used: u64) -> AreaObservation {
     let mut map = Bitmap::zeroed(count >> opb);
     map.set(0, used);
-    AreaObservation {
-        name: name.into(),
-        base_pfn: Pfn(base),
-        count: Pages(count),
-        order_per_bit: opb,
-        bitmap: map.words(),
-    }
+    AreaObservation::single(name, Pfn(base), Pages(count), opb, map.words())
 }
 
 /// spec §9.1: arm32 highmem area, boot bits 0-63 (the atomic pool).
@@ -478,14 +472,19 @@ fn model_new_refuses_a_missing_default_area_and_bad_bitmaps() {
     let r = Model::new(KernelProfile::qemu_virt_1g(Version::V6_1, Arch::Arm32), &boot);
     assert!(matches!(&r, Err(ModelError::DefaultAreaMissing { name, .. }) if name == "reserved"), "{r:?}");
     let mut boot = arm32_boot();
-    boot.areas[0].bitmap.push(0);
+    boot.areas[0].ranges[0].bitmap.push(0);
     let r = Model::new(KernelProfile::qemu_virt_1g(Version::V6_1, Arch::Arm32), &boot);
     assert!(matches!(r, Err(ModelError::BitmapLength { expected: 256, got: 257, .. })), "{r:?}");
     let mut boot = arm32_boot();
     boot.areas[0].count = Pages(8190);
-    boot.areas[0].bitmap[255] |= 1 << 31;
+    boot.areas[0].ranges[0].count = Pages(8190);
+    boot.areas[0].ranges[0].bitmap[255] |= 1 << 31;
     let r = Model::new(KernelProfile::qemu_virt_1g(Version::V6_1, Arch::Arm32), &boot);
     assert!(matches!(r, Err(ModelError::StrayBits { .. })), "{r:?}");
+    let mut boot = arm32_boot();
+    boot.areas[0].count = Pages(8190);
+    let r = Model::new(KernelProfile::qemu_virt_1g(Version::V6_1, Arch::Arm32), &boot);
+    assert!(matches!(r, Err(ModelError::RangeCounts { count: 8190, sum: 8192, .. })), "{r:?}");
     let mut p = KernelProfile::qemu_virt_1g(Version::V6_1, Arch::Arm32);
     p.page_shift = 40;
     assert!(matches!(Model::new(p, &arm32_boot()), Err(ModelError::Profile { field: "page_shift", .. })));
