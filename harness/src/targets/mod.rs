@@ -170,11 +170,8 @@ impl Target {
     }
 
     pub fn model_version(&self) -> Result<Version, TargetError> {
-        match self.version.as_str() {
-            "6.1" => Ok(Version::V6_1),
-            "6.12" => Ok(Version::V6_12),
-            v => Err(TargetError::Table(format!("target {}: unknown version {v}", self.name))),
-        }
+        Version::from_name(&self.version)
+            .ok_or_else(|| TargetError::Table(format!("target {}: unknown version {}", self.name, self.version)))
     }
 
     /// The model's kernel profile, from the target alone (no kernel booted).
@@ -206,6 +203,7 @@ impl Target {
 
     /// The boot observation the model assumes without a kernel.
     pub fn boot_observation(&self) -> Observation {
+        let with_available = self.model_version().is_ok_and(|v| v.behaviour().cma_ranges);
         let areas = self
             .boot
             .iter()
@@ -224,14 +222,20 @@ impl Target {
                     })
                     .collect();
                 let count = Pages(ranges.iter().map(|r| r.count.0).sum());
-                AreaObservation {
+                let mut area = AreaObservation {
                     name: a.name.clone(),
                     order_per_bit: a.order_per_bit,
                     count,
                     available: None,
                     activated: count.0 != 0,
                     ranges,
+                };
+                // 7.x keeps available_count; at boot only whole boot allocations are out (the
+                // pools, `cma_reserve_early()`), so it is count minus the boot bits' pages.
+                if with_available {
+                    area.available = Some(Pages(count.0.saturating_sub(area.used_bits() << a.order_per_bit)));
                 }
+                area
             })
             .collect();
         Observation { areas, cma_free: None, ..Default::default() }
