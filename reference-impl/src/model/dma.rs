@@ -140,9 +140,17 @@ pub(super) fn boot_pools(env: &Env, areas: &[CmaArea]) -> Result<(BTreeMap<PoolI
                     continue;
                 };
                 let opb = area.order_per_bit;
-                let first_bit = (base - area.base_pfn) >> opb;
-                let end_bit = (base - area.base_pfn + chunk.pages()).div_ceil(1u64 << opb);
-                if area.bitmap.find_next_zero_bit(end_bit, first_bit) < end_bit {
+                let Some(range) = area.range_of(base).and_then(|r| area.ranges.get(r)) else {
+                    return Err(ModelError::PoolNotInBootBitmap {
+                        pool: id.name(),
+                        area: area.name.clone(),
+                        first_bit: 0,
+                        end_bit: 0,
+                    });
+                };
+                let first_bit = (base - range.base_pfn) >> opb;
+                let end_bit = (base - range.base_pfn + chunk.pages()).div_ceil(1u64 << opb);
+                if range.bitmap.find_next_zero_bit(end_bit, first_bit) < end_bit {
                     return Err(ModelError::PoolNotInBootBitmap {
                         pool: id.name(),
                         area: area.name.clone(),
@@ -211,8 +219,14 @@ impl State {
         if area.count == 0 {
             return false;
         }
-        let end =
-            area.base_pfn.checked_add(area.count).map(|e| env.pages_to_bytes(e)).unwrap_or(u64::MAX).saturating_sub(1);
+        // cma_get_base() + cma_get_size(): range 0's base plus the total (Linux 7.2
+        // `kernel/dma/pool.c:56-77`), as 6.x's base + count.
+        let end = area
+            .base_pfn()
+            .checked_add(area.count)
+            .map(|e| env.pages_to_bytes(e))
+            .unwrap_or(u64::MAX)
+            .saturating_sub(1);
         match id {
             PoolId::Arm32 | PoolId::Kernel => true,
             PoolId::Dma => end <= dma_bit_mask(ARM64_ZONE_DMA_BITS),
