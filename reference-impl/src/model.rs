@@ -660,3 +660,5 @@ pub fn run(model: &mut Model, prog: &ResolvedProgram) -> (Vec<Outcome>, Vec<(usi
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_7x;
