@@ -5,7 +5,7 @@
 use super::memtype::AttrDecoder;
 use crate::backend::{BackendError, DriverReply};
 use crate::guest::wire::{self, WireObs, WireOp, WireResult};
-use reference_impl::observation::{AreaObservation, MapKind, MapLevel, MapRun, Observation, PageAddr};
+use reference_impl::observation::{AreaObservation, MapKind, MapLevel, MapRun, Observation, PageAddr, RangeObservation};
 use reference_impl::outcome::Outcome;
 use reference_impl::program::{Gfp, ResolvedOp};
 use reference_impl::units::{Pages, Pfn};
@@ -44,35 +44,27 @@ pub fn to_map_run(m: &wire::WireMap, dec: &AttrDecoder) -> MapRun {
     }
 }
 
-/// One wire area (its ranges) as the model's area: the one place that maps the driver's ranges
-/// onto [`AreaObservation`]. A disabled area (not activated) has no bitmap; an area of several
-/// ranges is an error until the observation carries ranges.
-pub fn to_area(a: &wire::WireArea) -> Result<AreaObservation, BackendError> {
-    let (base_pfn, bitmap) = match a.ranges.as_slice() {
-        [] => (0, Vec::new()),
-        [r] => (r.base_pfn, r.words.clone()),
-        rs => {
-            return Err(BackendError::Model(format!(
-                "CMA area {} has {} ranges; the model's observation holds one range per area \
-                 (it carries ranges once the 7.x model lands): use a target whose areas have one range",
-                a.name,
-                rs.len()
-            )))
-        }
-    };
-    let count = if a.activated { a.count } else { 0 };
-    Ok(AreaObservation {
+/// One wire area (its ranges) as the model's area: the one place that maps the driver's
+/// `cf_area` + `cf_memrange` blocks onto [`AreaObservation`]. A 6.x area has one range and no
+/// `available_count`; an area not activated has ranges without bitmaps.
+pub fn to_area(a: &wire::WireArea) -> AreaObservation {
+    AreaObservation {
         name: a.name.clone(),
-        base_pfn: Pfn(base_pfn),
-        count: Pages(count),
         order_per_bit: a.order_per_bit,
-        bitmap,
-    })
+        count: Pages(a.count),
+        available: a.available.map(Pages),
+        activated: a.activated,
+        ranges: a
+            .ranges
+            .iter()
+            .map(|r| RangeObservation { base_pfn: Pfn(r.base_pfn), count: Pages(r.count), bitmap: r.words.clone() })
+            .collect(),
+    }
 }
 
 pub fn to_observation(o: &WireObs, dec: &AttrDecoder) -> Result<Observation, BackendError> {
     Ok(Observation {
-        areas: o.areas.iter().map(to_area).collect::<Result<_, _>>()?,
+        areas: o.areas.iter().map(to_area).collect(),
         cma_free: Some(Pages(o.cma_free_pages)),
         maps: o.maps.iter().map(|m| to_map_run(m, dec)).collect(),
         maps_truncated: o.flags & wire::OBS_MAPS_TRUNCATED != 0,
