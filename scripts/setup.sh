@@ -38,3 +38,9 @@ echo "setup: building cmafuzz"
 cargo build --release --locked -q -p cmafuzz
 CMAFUZZ="$ROOT/target/release/cmafuzz"
 export CMAFUZZ
+# The 7.x sources are not in the machine's apt sources: cmafuzz fetches the one a target needs
+# (apt-get download with a private sources list, cached) on that target's first kernel build.
+# CMAFUZZ_SETUP_TARGETS="arm32-7.2 arm64-7.3" builds those kernels now.
+for t in ${CMAFUZZ_SETUP_TARGETS:-}; do
+    "$CMAFUZZ" kernel build --target "$t"
+done

@@ -1,6 +1,8 @@
 //! `cmafuzz doctor`: the host tools cmafuzz needs.
 
+use crate::build::sources;
 use crate::build::tools as doctor;
+use crate::targets;
 
 pub fn run() -> anyhow::Result<u8> {
     let checks = doctor::checks();
@@ -8,6 +10,23 @@ pub fn run() -> anyhow::Result<u8> {
         match &c.found {
             Some(p) => println!("  ok       {:<36} {p}", c.what),
             None => println!("  MISSING  {:<36} package {} (for {})", c.what, c.package, c.needed_for),
+        }
+    }
+    // Sources from suites the machine does not use: fetched (privately) on a target's first build.
+    let mut seen = Vec::new();
+    for t in targets::all()? {
+        let Some(suite) = &t.source_suite else { continue };
+        if seen.contains(&t.source_package) {
+            continue;
+        }
+        seen.push(t.source_package.clone());
+        match sources::cached(&t) {
+            Some(p) => println!("  ok       {:<36} {}", t.source_package, p.display()),
+            None => println!(
+                "  later    {:<36} from Debian {suite}, fetched with a private apt list on the first build of a \
+                 target that needs it (`cmafuzz kernel build --target {}`)",
+                t.source_package, t.name
+            ),
         }
     }
     match doctor::install_command(&checks) {

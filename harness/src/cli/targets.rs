@@ -5,14 +5,17 @@ use crate::targets;
 pub fn run() -> anyhow::Result<u8> {
     for t in targets::all()? {
         println!(
-            "{:<14} {}{} [{} {} MiB, qemu {} -cpu {}]",
+            "{:<17} Linux {:<5} {}{} [{} {} MiB, qemu {} -cpu {}; source {}{}]",
             t.name,
+            t.version,
             t.description,
             if t.default { " (default)" } else { "" },
             t.arch,
             t.memory_mib,
             t.machine,
-            t.cpu
+            t.cpu,
+            t.source_package,
+            t.source_suite.as_deref().map(|s| format!(" from Debian {s}")).unwrap_or_default()
         );
     }
     Ok(0)
