@@ -526,3 +526,27 @@ fn console_reports_are_found_after_the_console_passes_one_mib_and_each_only_once
     assert_eq!(warnings(&mut ex, warn).len(), 1, "the WARN after 1.5 MiB of console");
     assert!(warnings(&mut ex, "observe\n").is_empty(), "reports are not handed out twice");
 }
+
+/// No silent op: the 7.x flags mistake (the driver passing MIGRATE_CMA to alloc_contig_range(),
+/// which 7.x reads as acr_flags_t without ACR_FLAGS_CMA) compiles, and every pin would fail with
+/// -EBUSY. The boot self-check catches it: the console says why, and a program with a pin is
+/// refused with one error naming the op and the kernel version, never run.
+#[test]
+fn the_boot_self_check_catches_migrate_cma_on_7x_and_a_pin_is_refused_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prog = dir.path().join("pins.prog");
+    std::fs::write(&prog, "pin area=reserved off=65\ncma_alloc area=reserved count=4 align=2\nobserve\n").expect("write");
+    let patch = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/selfcheck-migrate-cma-7x.patch");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cmafuzz"))
+        .args(["replay", "--target", "arm32-7.2", "--kernel-patch"])
+        .arg(&patch)
+        .arg(&prog)
+        .output()
+        .expect("cmafuzz runs");
+    let out = format!("{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert_ne!(o.status.code(), Some(0), "{out}");
+    let refusals: Vec<&str> = out.lines().filter(|l| l.contains("cannot run on this kernel")).collect();
+    assert!(!refusals.is_empty(), "{out}");
+    assert!(refusals.iter().all(|l| l.contains("`pin`") && l.contains("Linux 7.2")), "{out}");
+    assert!(!out.contains("kernel: pinned pfn"), "the pin must not have run: {out}");
+}
