@@ -535,7 +535,8 @@ fn console_reports_are_found_after_the_console_passes_one_mib_and_each_only_once
 fn the_boot_self_check_catches_migrate_cma_on_7x_and_a_pin_is_refused_by_name() {
     let dir = tempfile::tempdir().expect("tempdir");
     let prog = dir.path().join("pins.prog");
-    std::fs::write(&prog, "pin area=reserved off=65\ncma_alloc area=reserved count=4 align=2\nobserve\n").expect("write");
+    std::fs::write(&prog, "pin area=reserved off=65\ncma_alloc area=reserved count=4 align=2\nobserve\n")
+        .expect("write");
     let patch = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/selfcheck-migrate-cma-7x.patch");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_cmafuzz"))
         .args(["replay", "--target", "arm32-7.2", "--kernel-patch"])

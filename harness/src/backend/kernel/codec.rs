@@ -5,7 +5,9 @@
 use super::memtype::AttrDecoder;
 use crate::backend::{BackendError, DriverReply};
 use crate::guest::wire::{self, WireObs, WireOp, WireResult};
-use reference_impl::observation::{AreaObservation, MapKind, MapLevel, MapRun, Observation, PageAddr, RangeObservation};
+use reference_impl::observation::{
+    AreaObservation, MapKind, MapLevel, MapRun, Observation, PageAddr, RangeObservation,
+};
 use reference_impl::outcome::Outcome;
 use reference_impl::program::{Gfp, ResolvedOp};
 use reference_impl::units::{Pages, Pfn};
@@ -183,6 +185,43 @@ mod tests {
     use super::*;
     use reference_impl::program::{AreaId, DmaAttrs, Handle};
     use reference_impl::units::{Bytes, Order};
+
+    fn hello_without(kinds: &[u32]) -> wire::Hello {
+        let mut ops_ok = u32::MAX;
+        for k in kinds {
+            ops_ok &= !(1 << k);
+        }
+        wire::Hello {
+            version: wire::VERSION.into(),
+            max_frame: wire::MAX_FRAME,
+            max_ops: wire::MAX_OPS,
+            max_handles: wire::MAX_HANDLES,
+            arch: wire::ARCH_ARM32,
+            page_shift: 12,
+            cma_alignment: 8,
+            pageblock_order: 10,
+            max_low_pfn: 0x70000,
+            max_pfn: 0x80000,
+            release: "7.2.13-armmp".into(),
+            attr_regs: 0,
+            pkmap_slots: 0,
+            ops_ok,
+            agent_flags: 0,
+            max_kcov: 0,
+        }
+    }
+
+    #[test]
+    fn an_op_kind_the_hello_does_not_list_is_refused_by_name_and_release() {
+        let alloc = ResolvedOp::CmaAlloc { area: AreaId(0), h: Handle(0), count: Pages(4), align: Order(2) };
+        let pin = ResolvedOp::Pin { area: AreaId(0), off: 65 };
+        let h = hello_without(&[wire::OP_PIN, wire::OP_UNPIN, wire::OP_KMAP]);
+        assert!(check_ops(std::slice::from_ref(&alloc), &h).is_ok());
+        let e = check_ops(&[alloc, pin], &h).expect_err("pin is not in ops_ok");
+        assert!(matches!(e, BackendError::OpUnsupported { index: 1, op: "pin", .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(msg.contains("`pin`") && msg.contains("Linux 7.2.13-armmp"), "{msg}");
+    }
 
     #[test]
     fn ops_encode_with_the_fields_the_driver_reads() {

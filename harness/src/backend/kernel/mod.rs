@@ -336,9 +336,7 @@ impl KernelBackend {
             match i.checked_sub(prefix) {
                 Some(i) => observations.push((i, codec::to_observation(o, &dec).map_err(Failure::Backend)?)),
                 // The reset's own OBSERVE (with an observation after every op, the RESET's too).
-                None if *i + 1 == prefix => {
-                    reset = Some(codec::to_observation(o, &dec).map_err(Failure::Backend)?)
-                }
+                None if *i + 1 == prefix => reset = Some(codec::to_observation(o, &dec).map_err(Failure::Backend)?),
                 None => {}
             }
         }
