@@ -128,6 +128,15 @@ pub fn scan(log: &str) -> Vec<Report> {
                     };
                     Some((Kind::Warning, title, f))
                 }
+                // 7.x: "WARNING: ../src/mm/page_alloc.c:5336 at __alloc_frozen_pages_noprof+0xb1c/0xc74, CPU#0: init/1"
+                Some((file, loc)) if loc.contains(", CPU#") => {
+                    let f = loc.split(',').next().and_then(func_of);
+                    let title = match &f {
+                        Some(f) => format!("WARNING in {f}"),
+                        None => format!("WARNING at {}", strip_line(file.trim())),
+                    };
+                    Some((Kind::Warning, title, f))
+                }
                 _ => Some((Kind::Warning, format!("WARNING: {}", rest.trim()), None)),
             }
         } else if let Some(rest) = b.strip_prefix("BUG: ") {
@@ -148,6 +157,15 @@ pub fn scan(log: &str) -> Vec<Report> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_7x_warning_header_names_its_function() {
+        let r = scan(
+            "[    1.0] WARNING: ../src/mm/page_alloc.c:5336 at __alloc_frozen_pages_noprof+0xb1c/0xc74, CPU#0: init/1\n",
+        );
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(r[0].title, "WARNING in __alloc_frozen_pages_noprof");
+    }
 
     #[test]
     fn timestamps_are_stripped_but_other_brackets_kept() {
