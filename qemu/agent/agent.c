@@ -61,8 +61,15 @@
 #define PC_SET_SIZE	(1u << PC_SET_BITS)
 
 static uint8_t in_buf[BUF_SIZE];
-/* The driver may fill BUF_SIZE; the KCOV trailer goes after it. */
-static uint8_t out_buf[BUF_SIZE + sizeof(struct cf_kcov) + CF_MAX_KCOV * 8];
+/*
+ * The driver may fill BUF_SIZE; the KCOV trailer goes after it.  The frame
+ * header goes before it, so a RESULT leaves in one write (one buffer to the
+ * host, not two: each is a trip through qemu and a wake-up of the host).
+ */
+static uint8_t out_frame[sizeof(struct cf_frame_hdr) + BUF_SIZE +
+			 sizeof(struct cf_kcov) + CF_MAX_KCOV * 8]
+	__attribute__((aligned(8)));
+#define out_buf (out_frame + sizeof(struct cf_frame_hdr))
 
 static struct {
 	int fd;			/* -1: the kernel has no KCOV */
@@ -229,6 +236,10 @@ static int write_all(int fd, const void *buf, size_t len, int retry)
 	return 0;
 }
 
+/*
+ * One frame in one write where it fits: out_buf's payload has its header
+ * room in front of it, a small payload is copied behind a header.
+ */
 static int send_frame(int port, uint16_t kind, uint32_t seq,
 		      const void *payload, uint32_t len, int retry)
 {
@@ -239,9 +250,22 @@ static int send_frame(int port, uint16_t kind, uint32_t seq,
 		.len = len,
 		.seq = seq,
 	};
+	uint8_t small[sizeof(h) + 1024];
+	int rc;
 
-	if (write_all(port, &h, sizeof(h), retry) < 0 ||
-	    write_all(port, payload, len, retry) < 0) {
+	if (payload == out_buf) {
+		memcpy(out_frame, &h, sizeof(h));
+		rc = write_all(port, out_frame, sizeof(h) + len, retry);
+	} else if (len <= sizeof(small) - sizeof(h)) {
+		memcpy(small, &h, sizeof(h));
+		memcpy(small + sizeof(h), payload, len);
+		rc = write_all(port, small, sizeof(h) + len, retry);
+	} else {
+		rc = write_all(port, &h, sizeof(h), retry);
+		if (!rc)
+			rc = write_all(port, payload, len, retry);
+	}
+	if (rc < 0) {
 		say("write to port: %s", strerror(errno));
 		return -1;
 	}
