@@ -13,10 +13,10 @@
  * payload in PATH (cmafuzz.repeat=N times, each followed by a RESET), prints
  * the results and a timing line on the console and powers off.  If PATH is a
  * directory, every file in it is such a payload: each round runs them all in
- * name order (after one untimed round), and only the timing line is printed.  A payload whose first op
- * is a RESET carries its reset (what the host sends: RESET, OBSERVE, the
- * program, OBSERVE in one RUN); any other is followed by a RESET and an
- * OBSERVE in a RUN of their own.
+ * name order (after one untimed round), and only the timing line is printed.
+ * A payload with a RESET in it carries its reset (what the host sends: the
+ * program, OBSERVE, RESET, OBSERVE in one RUN); any other is followed by a
+ * RESET and an OBSERVE in a RUN of their own.
  *
  * Build it static: $(CC) -static -O2 -Wall -Wextra -I qemu/include -o init
  */
@@ -784,6 +784,7 @@ static void local_dir(int cf, const char *dir, unsigned long repeat)
 	unsigned long r;
 	size_t out_len;
 	int i, n, nbufs = 0;
+	uint32_t j;
 
 	memcpy(reset_run, &rr, sizeof(rr));
 	memcpy(reset_run + sizeof(rr), reset_ops, sizeof(reset_ops));
@@ -815,11 +816,15 @@ static void local_dir(int cf, const char *dir, unsigned long repeat)
 		}
 		memcpy(&hdr, bufs[nbufs], sizeof(hdr));
 		ops += hdr.nops;
-		if (hdr.nops && lens[nbufs] >= sizeof(hdr) + sizeof(struct cf_op)) {
-			struct cf_op first;
+		for (j = 0; j < hdr.nops &&
+			    lens[nbufs] >= sizeof(hdr) + (j + 1) * sizeof(struct cf_op);
+		     j++) {
+			struct cf_op op;
 
-			memcpy(&first, bufs[nbufs] + sizeof(hdr), sizeof(first));
-			own_reset[nbufs] = first.kind == CF_OP_RESET;
+			memcpy(&op, bufs[nbufs] + sizeof(hdr) + j * sizeof(op),
+			       sizeof(op));
+			if (op.kind == CF_OP_RESET)
+				own_reset[nbufs] = 1;
 		}
 		nbufs++;
 	}
