@@ -56,10 +56,10 @@ fn replay_seeds(target: &str) {
     if t.arch.starts_with("arm32") {
         let def = boot.areas.iter().find(|a| a.name == "reserved").expect("default area");
         let reserved: Vec<_> =
-            boot.areas.iter().filter(|a| a.name != "reserved").map(|a| (a.base_pfn, a.count)).collect();
+            boot.areas.iter().filter(|a| a.name != "reserved").flat_map(|a| a.pfn_ranges()).collect();
         let profile = t.profile().expect("profile");
         let want = reference_impl::placement::predict_default_area(&profile, def.count, &reserved);
-        assert_eq!(want, Some(def.base_pfn), "{target}: predicted placement");
+        assert_eq!(want, Some(def.base_pfn()), "{target}: predicted placement");
     }
     assert_eq!(sum.agree, programs.len());
 }
@@ -156,7 +156,7 @@ fn arm32_kernel_answers_edge_cases_as_observed_in_the_spec() {
     let mut k = boot("arm32-6.1");
     let boot_obs = k.boot_observation().clone();
     let area = &boot_obs.areas[0];
-    assert_eq!((area.name.as_str(), area.base_pfn, area.count), ("reserved", Pfn(0x7e000), Pages(8192)));
+    assert_eq!((area.name.as_str(), area.base_pfn(), area.count), ("reserved", Pfn(0x7e000), Pages(8192)));
     assert_eq!(area.used_bits(), 64, "atomic pool holds bits 0-63");
     let prog = Program::parse(
         "cma_alloc area=reserved count=3\n\
@@ -193,7 +193,7 @@ fn arm32_kernel_answers_edge_cases_as_observed_in_the_spec() {
         ]
     );
     // bits 0-63 (pool), 69-71 (rest of h=1), 4096 (h=2)
-    let bm = &run.end.areas[0].bitmap;
+    let bm = &run.end.areas[0].ranges[0].bitmap;
     assert_eq!((bm[0], bm[1], bm[2]), (u32::MAX, u32::MAX, 0b1110_0000));
     assert_eq!(run.end.areas[0].used_bits(), 64 + 3 + 1);
     k.reset().expect("reset");
@@ -462,7 +462,7 @@ fn an_order_per_bit_9_area_allocates_whole_bits_aligned_to_the_physical_pfn() {
     let boot_obs = k.boot_observation().clone();
     let hu = boot_obs.areas.iter().find(|a| a.name == "hugetlb0").expect("hugetlb0 area");
     assert_eq!((hu.order_per_bit, hu.count), (9, Pages(262_144)));
-    let base = hu.base_pfn.0;
+    let base = hu.base_pfn().0;
     assert_eq!(base % 512, 0, "2 MiB-aligned");
     let prog = Program::parse(
         "cma_alloc area=hugetlb0 count=1\n\
@@ -481,7 +481,7 @@ fn an_order_per_bit_9_area_allocates_whole_bits_aligned_to_the_physical_pfn() {
     assert_eq!(run.outcomes[..5], [p(0, 1), p(1, 513), p(3, 1024), Outcome::Refused, Outcome::Released]);
     let hu_end = run.end.areas.iter().find(|a| a.name == "hugetlb0").expect("area");
     // bits 1-2 (513 pages) and 3-4 (1024 pages) remain
-    assert_eq!(hu_end.bitmap[0], 0b11110);
+    assert_eq!(hu_end.ranges[0].bitmap[0], 0b11110);
     assert_eq!(hu_end.used_pages(), 4 * 512);
 }
 

@@ -25,13 +25,7 @@ fn boot(base: u64, used: u64) -> Observation {
         bitmap[(bit / 32) as usize] |= 1 << (bit % 32);
     }
     Observation {
-        areas: vec![AreaObservation {
-            name: "reserved".into(),
-            base_pfn: Pfn(base),
-            count: Pages(8192),
-            order_per_bit: 0,
-            bitmap,
-        }],
+        areas: vec![AreaObservation::single("reserved", Pfn(base), Pages(8192), 0, bitmap)],
         ..Default::default()
     }
 }

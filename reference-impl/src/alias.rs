@@ -90,8 +90,7 @@ pub struct AliasRules {
 impl AliasRules {
     /// Rules for `arch` with the CMA areas of an observation (`cma_areas[]`, spec §7.2).
     pub fn new(arch: Arch, areas: &[AreaObservation]) -> AliasRules {
-        let mut cma: Vec<(Pfn, Pages)> =
-            areas.iter().filter(|a| a.count.0 > 0).map(|a| (a.base_pfn, a.count)).collect();
+        let mut cma: Vec<(Pfn, Pages)> = areas.iter().flat_map(AreaObservation::pfn_ranges).collect();
         cma.sort();
         AliasRules { arch, cma }
     }

@@ -140,7 +140,6 @@ impl Bitmap {
     }
 
     /// `bitmap_weight(map, nbits)`.
-    #[cfg(test)]
     pub(crate) fn weight(&self) -> u64 {
         self.w.iter().map(|w| u64::from(w.count_ones())).sum()
     }

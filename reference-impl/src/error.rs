@@ -42,6 +42,33 @@ pub enum ModelError {
         /// The value given.
         order_per_bit: u32,
     },
+    /// The area has no range, or more than the version allows (6.x: one, 7.x: `CMA_MAX_RANGES`).
+    #[error("CMA area `{area}`: {nranges} ranges, but this kernel version has 1..={max}; check the profile's version")]
+    Ranges {
+        /// Area name.
+        area: String,
+        /// Ranges given.
+        nranges: usize,
+        /// Ranges the version allows.
+        max: usize,
+    },
+    /// The ranges are not ascending and disjoint, as `cma_declare_contiguous_multi()` makes them.
+    #[error("CMA area `{area}`: ranges overlap or are not in ascending order; the observation is corrupt")]
+    RangesOverlap {
+        /// Area name.
+        area: String,
+    },
+    /// An activated area's `count` is not the sum of its ranges' counts, which the kernel keeps
+    /// equal (Linux 7.2 `mm/cma.c:300-304`, `:639-703`).
+    #[error("CMA area `{area}`: count {count} but its ranges add up to {sum}; the observation is inconsistent")]
+    RangeCounts {
+        /// Area name.
+        area: String,
+        /// The area's count.
+        count: u64,
+        /// The sum over its ranges.
+        sum: u64,
+    },
     /// `base_pfn + count` does not fit.
     #[error("CMA area `{area}`: base_pfn + count overflows")]
     AreaOverflows {

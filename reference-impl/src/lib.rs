@@ -59,7 +59,7 @@ pub use alias::{Alias, AliasClass, AliasRule, AliasRules};
 pub use model::{run, Model, ModelError};
 pub use observation::{AreaObservation, Observation};
 pub use outcome::Outcome;
-pub use profile::{Arch, KernelProfile, Version};
+pub use profile::{Arch, Behaviour, KernelProfile, Version};
 pub use program::{
     AreaId, AreaRef, DmaAttrs, Gfp, Handle, Op, ParseError, Program, ResolveError, ResolvedOp, ResolvedProgram,
 };

@@ -114,7 +114,9 @@ impl Model {
     /// pool chunks mapped NC for good) with no PKMAP slot in use and `last_pkmap_nr` unknown.
     pub fn new(profile: KernelProfile, boot: &Observation) -> Result<Model, ModelError> {
         check_profile(&profile)?;
-        let areas = boot.areas.iter().map(CmaArea::from_observation).collect::<Result<Vec<_>, _>>()?;
+        let behaviour = profile.behaviour();
+        let areas =
+            boot.areas.iter().map(|a| CmaArea::from_observation(a, behaviour)).collect::<Result<Vec<_>, _>>()?;
         let default_area = match &profile.default_area {
             None => None,
             Some(name) => {
@@ -313,7 +315,7 @@ impl Model {
             for (id, pool) in &state.pools {
                 for (ci, c) in pool.chunks().iter().enumerate() {
                     if let Some(base) = c.base_pfn {
-                        v.push((d, base - a.base_pfn, c.pages(), format!("{id:?} pool chunk {ci}")));
+                        v.push((d, base - a.base_pfn(), c.pages(), format!("{id:?} pool chunk {ci}")));
                     }
                 }
             }
@@ -328,19 +330,24 @@ impl Model {
                     }
                 }
                 Holding::Dma { pages, backing: DmaBacking::Cma { area, pfn }, .. } => {
-                    let base = st.areas.get(*area).map_or(0, |a| a.base_pfn);
+                    let base = st.areas.get(*area).map_or(0, |a| a.base_pfn());
                     owned.push((*area, pfn - base, *pages, format!("dma handle {h}")));
                 }
                 Holding::Dma { .. } => {}
             }
         }
         for (ai, a) in st.areas.iter().enumerate() {
+            // Offsets count from range 0's base; the check covers single-range areas (every
+            // harness target so far), whose offsets are the bitmap's indices.
+            let [range] = a.ranges.as_slice() else {
+                continue;
+            };
             if a.order_per_bit != 0 {
                 continue;
             }
             // Boot bits that no boot pool chunk explains stay reserved for good.
             let mut expect = match self.boot.areas.get(ai) {
-                Some(b) => b.bitmap.clone(),
+                Some(b) => b.ranges.first().map_or_else(|| Bitmap::zeroed(a.count), |r| r.bitmap.clone()),
                 None => Bitmap::zeroed(a.count),
             };
             for (pa, s, n, _) in pool_chunks(&self.boot) {
@@ -364,16 +371,16 @@ impl Model {
                 }
                 expect.set(*s, *n);
             }
-            if expect != a.bitmap {
+            if expect != range.bitmap {
                 return Err(format!(
                     "area {}: bitmap weight {} but boot bits + pools + live handles make {}",
                     a.name,
-                    weight(&a.bitmap),
+                    weight(&range.bitmap),
                     weight(&expect)
                 ));
             }
             for p in &st.pinned {
-                if p.0 >= a.base_pfn && p.0 - a.base_pfn < a.count && a.bitmap.test(p.0 - a.base_pfn) {
+                if a.bit_of_page(p.0) {
                     return Err(format!("area {}: pinned page {:#x} under a set bit", a.name, p.0));
                 }
             }
@@ -420,7 +427,7 @@ impl State {
         };
         match a.alloc(count.0, align.0, env.width, &self.pinned) {
             Some(pfn) => {
-                let off = pfn - a.base_pfn;
+                let off = pfn - a.base_pfn();
                 self.handles.insert(h.0, Holding::Cma { area: ai, held: RunSet::range(off, off + count.0) });
                 Outcome::Allocated { pfn: Pfn(pfn), pages: count }
             }
@@ -440,17 +447,24 @@ impl State {
             return Outcome::Noop;
         };
         if let Some(a) = self.areas.get_mut(area) {
+            let base = a.base_pfn();
             for &(start, end) in held.runs() {
-                a.release(a.base_pfn + start, end - start, env.width);
+                a.release(base + start, end - start, env.width);
             }
         }
         Outcome::Released
     }
 
-    /// `CF_OP_CMA_RELEASE_RAW`: the kernel's `cma_pages_valid()` decides ReleaseRejected; the
-    /// driver refuses anything else that is not wholly held by live `cma_alloc` handles of the
-    /// area (spec §3: past-the-end and double releases corrupt memory). A pinned page is held by
-    /// no handle, so a release covering it is refused too.
+    /// `CF_OP_CMA_RELEASE_RAW` of the page `off` pages from range 0's base: for a first page
+    /// outside every range of the area (or any page of a disabled area) and for `count == 0`
+    /// the driver calls `cma_release()` and the kernel decides (6.x `cma_pages_valid()`, 7.x
+    /// `find_cma_memrange()`, [`CmaArea::release_range`]: a disabled 7.x area accepts
+    /// `count == 0` inside its kept ranges). The driver refuses anything else that is not wholly
+    /// held by live `cma_alloc` handles of the area (spec §3: past-the-end and double releases
+    /// corrupt memory on 6.x; 7.x would refuse the first itself, `cma-spec-7x.md` §3, but the
+    /// driver's refusal comes first on every version). A pinned page is held by no handle, so a
+    /// release covering it is refused too — which is why 7.x's "frees every page whatever the
+    /// refcount" ([`CmaArea::release_with_refs`]) never reaches a pinned page through the ops.
     fn cma_release_raw(&mut self, env: &Env, area: AreaId, off: i64, count: Pages) -> Outcome {
         let Some(ai) = self.area_index(area) else {
             return Outcome::BadOp;
@@ -461,14 +475,19 @@ impl State {
         let Some(a) = self.areas.get(ai) else {
             return Outcome::BadOp;
         };
-        let Some(off) = u64::try_from(off).ok().filter(|&o| o < a.count) else {
-            return Outcome::ReleaseRejected;
+        let off = u64::try_from(off).ok();
+        let pfn = off.and_then(|o| a.base_pfn().checked_add(o));
+        let (Some(off), Some(pfn)) = (off, pfn.filter(|&p| a.range_of(p).is_some())) else {
+            // Outside the area: the kernel must refuse it by itself (a negative offset is a NULL
+            // page, which it refuses too).
+            let ok = pfn.is_some_and(|p| self.areas.get_mut(ai).is_some_and(|a| a.release(p, count.0, env.width)));
+            return if ok { Outcome::Released } else { Outcome::ReleaseRejected };
         };
         if count.0 == 0 {
             // cma_release(): valid pfn, free_contig_range(pfn, 0), no bits cleared.
             return Outcome::Released;
         }
-        let Some(end) = off.checked_add(count.0).filter(|&e| e <= a.count) else {
+        let Some(end) = off.checked_add(count.0) else {
             return Outcome::Refused;
         };
         let held: u64 = self
@@ -482,7 +501,6 @@ impl State {
         if held != count.0 {
             return Outcome::Refused;
         }
-        let pfn = a.base_pfn + off;
         if let Some(a) = self.areas.get_mut(ai) {
             a.release(pfn, count.0, env.width);
         }
@@ -517,6 +535,13 @@ impl State {
         Outcome::Pinned { pfn }
     }
 
+    /// The page `off` pages from the area's range-0 base, if it is a page of the area (the
+    /// driver's `cf_pin_pfn()`: 6.x `[base_pfn, base_pfn + count)`, 7.x any range).
+    fn page_of(a: &CmaArea, off: i64) -> Option<Pfn> {
+        let pfn = a.base_pfn().checked_add(u64::try_from(off).ok()?)?;
+        a.range_of(pfn).map(|_| Pfn(pfn))
+    }
+
     /// The page a `pin` or `kmap` names, checked as the driver checks it before calling the
     /// kernel: `BadOp` for an unknown area; `Refused` outside `[base_pfn, base_pfn + count)`,
     /// under a set bitmap bit (CMA, the boot pools or a DMA buffer own it) or on a pinned page.
@@ -525,12 +550,11 @@ impl State {
     fn free_page(&self, area: AreaId, off: i64) -> Result<(Pfn, bool), Outcome> {
         let ai = self.area_index(area).ok_or(Outcome::BadOp)?;
         let a = self.areas.get(ai).ok_or(Outcome::BadOp)?;
-        let off = u64::try_from(off).ok().filter(|&o| o < a.count).ok_or(Outcome::Refused)?;
-        let pfn = Pfn(a.base_pfn + off);
-        if a.bitmap.test(off >> a.order_per_bit) || self.pinned.contains(&pfn) {
+        let pfn = Self::page_of(a, off).ok_or(Outcome::Refused)?;
+        if a.bit_of_page(pfn.0) || self.pinned.contains(&pfn) {
             return Err(Outcome::Refused);
         }
-        Ok((pfn, a.taken.test(off)))
+        Ok((pfn, a.page_taken(pfn.0)))
     }
 
     /// `CF_OP_KMAP` (`cf_op_kmap()` in the driver): the driver refuses a page outside the area,
@@ -562,7 +586,7 @@ impl State {
             .areas
             .iter()
             .filter(|a| a.count > 0)
-            .map(|a| (a.base_pfn, a.base_pfn.saturating_add(a.count)))
+            .flat_map(|a| a.ranges.iter().map(|r| (r.base_pfn, r.base_pfn.saturating_add(r.count))))
             .collect();
         r.sort_unstable();
         let mut out: Vec<(u64, u64)> = Vec::with_capacity(r.len());
@@ -608,10 +632,9 @@ impl State {
         let Some(a) = self.areas.get(ai) else {
             return Outcome::BadOp;
         };
-        let Some(off) = u64::try_from(off).ok().filter(|&o| o < a.count) else {
+        let Some(pfn) = Self::page_of(a, off) else {
             return Outcome::Noop;
         };
-        let pfn = Pfn(a.base_pfn + off);
         if self.pinned.remove(&pfn) {
             Outcome::Unpinned { pfn }
         } else {
@@ -637,3 +660,5 @@ pub fn run(model: &mut Model, prog: &ResolvedProgram) -> (Vec<Outcome>, Vec<(usi
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_7x;

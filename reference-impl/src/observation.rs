@@ -4,53 +4,47 @@
 use crate::units::{Handle, Pages, Pfn};
 use serde::{Deserialize, Serialize};
 
-/// One entry of `cma_areas[]` (`struct cma`, Linux 6.1 `mm/cma.h:13-34`, 6.12 `:13-36`) as
-/// read under `cma->lock`.
+/// One range of a CMA area: 7.x `struct cma_memrange` (Linux 7.2 `mm/cma.h:26-36`), or the
+/// single `base_pfn`/`count`/`bitmap` of a 6.1/6.12 `struct cma` (6.1 `mm/cma.h:13-34`).
 ///
-/// `bitmap` holds `ceil((count >> order_per_bit) / 32)` little-endian words: bit `i` of the area
-/// is bit `i % 32` of `bitmap[i / 32]`, the layout debugfs prints (`mm/cma_debug.c:179-182`).
-/// Bit `i` covers pages `[base_pfn + (i << opb), base_pfn + ((i + 1) << opb))`.
+/// `bitmap` holds `ceil((count >> order_per_bit) / 32)` little-endian words: bit `i` of the range
+/// is bit `i % 32` of `bitmap[i / 32]`, the layout debugfs prints (`mm/cma_debug.c:179-182`; 7.2
+/// `ranges/<r>/bitmap`, `:178-191`). Bit `i` covers pages `[base_pfn + (i << opb), base_pfn +
+/// ((i + 1) << opb))`. An area that is not activated has no bitmap (empty).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct AreaObservation {
-    /// `cma->name`.
-    pub name: String,
-    /// `cma->base_pfn`.
+pub struct RangeObservation {
+    /// `cmr->base_pfn` (6.x `cma->base_pfn`).
     pub base_pfn: Pfn,
-    /// `cma->count`; 0 for an area `cma_activate_area()` disabled.
+    /// `cmr->count` pages. 6.x has no per-range count: the area's `cma->count` (0 when disabled).
+    /// 7.x keeps a disabled area's range counts (`mm/cma.c:185-203`).
     pub count: Pages,
-    /// `cma->order_per_bit`.
-    pub order_per_bit: u32,
-    /// The allocation bitmap, 32-bit little-endian words.
+    /// The allocation bitmap, 32-bit little-endian words; empty for an area not activated.
     pub bitmap: Vec<u32>,
 }
 
-impl AreaObservation {
-    /// `cma_bitmap_maxno()` (Linux 6.1 `mm/cma.h:39-42`, same in 6.12): `count >> opb`, the
-    /// number of meaningful bits.
-    pub fn bitmap_bits(&self) -> u64 {
-        self.count.0.checked_shr(self.order_per_bit).unwrap_or(0)
+impl RangeObservation {
+    /// `cma_bitmap_maxno(cma, cmr)` (Linux 7.2 `mm/cma.h:77-81`; 6.1 `:39-42`): `count >> opb`.
+    pub fn bitmap_bits(&self, order_per_bit: u32) -> u64 {
+        self.count.0.checked_shr(order_per_bit).unwrap_or(0)
     }
 
-    /// Number of `u32` words the bitmap must have: `DIV_ROUND_UP(maxno, 32)`, as
-    /// `debugfs_create_u32_array()` is sized in `cma_debugfs_add_one()` (Linux 6.1
-    /// `mm/cma_debug.c:179-182`).
-    pub fn expected_words(&self) -> u64 {
-        self.bitmap_bits().div_ceil(32)
+    /// `DIV_ROUND_UP(maxno, 32)`: the words `debugfs_create_u32_array()` is sized with.
+    pub fn expected_words(&self, order_per_bit: u32) -> u64 {
+        self.bitmap_bits(order_per_bit).div_ceil(32)
     }
 
-    /// Whether bit `i` (`i < bitmap_bits()`) is set; bits outside the bitmap read as clear.
-    pub fn bit(&self, i: u64) -> bool {
-        if i >= self.bitmap_bits() {
+    /// Whether bit `i` of this range is set; bits outside the bitmap read as clear.
+    pub fn bit(&self, order_per_bit: u32, i: u64) -> bool {
+        if i >= self.bitmap_bits(order_per_bit) {
             return false;
         }
         let word = usize::try_from(i / 32).ok().and_then(|w| self.bitmap.get(w)).copied().unwrap_or(0);
         word & (1u32 << (i % 32)) != 0
     }
 
-    /// `bitmap_weight(cma->bitmap, maxno)`: set bits below `maxno`, as debugfs `used` counts them
-    /// before shifting by `order_per_bit` (Linux 6.1 `mm/cma_debug.c:34-47`).
-    pub fn used_bits(&self) -> u64 {
-        let maxno = self.bitmap_bits();
+    /// `bitmap_weight(cmr->bitmap, maxno)`: set bits below `maxno`.
+    pub fn used_bits(&self, order_per_bit: u32) -> u64 {
+        let maxno = self.bitmap_bits(order_per_bit);
         let mut used = 0u64;
         for (w, word) in self.bitmap.iter().enumerate() {
             let first = (w as u64).saturating_mul(32);
@@ -64,35 +58,28 @@ impl AreaObservation {
         used
     }
 
-    /// debugfs `cma/<name>/used` (`cma_used_get()`, Linux 6.1 `mm/cma_debug.c:34-47`, same in 6.12):
-    /// `bitmap_weight(bitmap, maxno) << order_per_bit` pages.
-    pub fn used_pages(&self) -> u64 {
-        self.used_bits() << self.order_per_bit.min(63)
-    }
-
-    /// debugfs `cma/<name>/maxchunk` (`cma_maxchunk_get()`, Linux 6.1 `mm/cma_debug.c:49-69`, same
-    /// in 6.12): the longest run of clear bits below `maxno`, shifted by `order_per_bit`, in pages.
-    pub fn maxchunk_pages(&self) -> u64 {
-        let maxno = self.bitmap_bits();
+    /// The longest run of clear bits below `maxno`, in bits (`for_each_clear_bitrange`, Linux 7.2
+    /// `mm/cma_debug.c:46-67`).
+    pub fn maxchunk_bits(&self, order_per_bit: u32) -> u64 {
         let (mut best, mut run) = (0u64, 0u64);
-        for i in 0..maxno {
-            if self.bit(i) {
+        for i in 0..self.bitmap_bits(order_per_bit) {
+            if self.bit(order_per_bit, i) {
                 run = 0;
             } else {
                 run += 1;
                 best = best.max(run);
             }
         }
-        best << self.order_per_bit.min(63)
+        best
     }
 
-    /// `cma_pages_valid()`'s range test (Linux 6.1 `mm/cma.c:522-539`):
-    /// `base_pfn <= pfn < base_pfn + count`. A disabled area contains nothing.
+    /// `base_pfn <= pfn < base_pfn + count` (6.1 `cma_pages_valid()`, `mm/cma.c:522-539`; 7.2
+    /// `find_cma_memrange()`, `:960-992`).
     pub fn contains(&self, pfn: Pfn) -> bool {
         pfn >= self.base_pfn && pfn.checked_pages_since(self.base_pfn).is_some_and(|off| off < self.count)
     }
 
-    /// Whether any page of `[first, first + pages)` lies in this area (`pages == 0` never does).
+    /// Whether any page of `[first, first + pages)` lies in this range (`pages == 0` never does).
     pub fn overlaps(&self, first: Pfn, pages: Pages) -> bool {
         if pages.0 == 0 || self.count.0 == 0 {
             return false;
@@ -100,8 +87,208 @@ impl AreaObservation {
         let Some(end) = first.checked_add(pages) else {
             return true;
         };
-        let area_end = self.base_pfn.checked_add(self.count).unwrap_or(Pfn(u64::MAX));
-        first < area_end && self.base_pfn < end
+        let range_end = self.base_pfn.checked_add(self.count).unwrap_or(Pfn(u64::MAX));
+        first < range_end && self.base_pfn < end
+    }
+}
+
+/// One entry of `cma_areas[]` as read under `cma->lock`: 7.x `struct cma` (Linux 7.2
+/// `mm/cma.h:39-65`) with its `ranges[nranges]`, or a 6.1/6.12 `struct cma` (6.1
+/// `mm/cma.h:13-34`, 6.12 `:13-36`) as one range.
+///
+/// The JSON form also reads the flat 6.x form of earlier cmafuzz versions (`base_pfn`, `count`,
+/// `order_per_bit`, `bitmap` next to `name`) as one range; a record with both or neither of
+/// `base_pfn` and `ranges` is refused with a message saying so.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "AreaRepr")]
+pub struct AreaObservation {
+    /// `cma->name`.
+    pub name: String,
+    /// `cma->order_per_bit`, one value for every range.
+    pub order_per_bit: u32,
+    /// `cma->count`: pages, the sum over the ranges; 0 for an area `cma_activate_area()` disabled.
+    pub count: Pages,
+    /// 7.x `cma->available_count` (Linux 7.2 `mm/cma.h:42`, §1.2 of the 7.x spec): pages not
+    /// handed out, which with `order_per_bit > 0` can differ from the clear bits shifted by
+    /// `order_per_bit`. `None` on 6.1/6.12, which have no such field (nothing derived is put here,
+    /// so that a 6.x observation never claims a value the kernel does not hold).
+    #[serde(default)]
+    pub available: Option<Pages>,
+    /// 7.x `test_bit(CMA_ACTIVATED, &cma->flags)` (`mm/cma.c:173-181`); on 6.x, which has no
+    /// flag, `count != 0` (a failed activation sets `count = 0`, 6.1 `mm/cma.c:126-135`).
+    pub activated: bool,
+    /// The ranges in `ranges[]` order (ascending base); 6.x areas have exactly one.
+    pub ranges: Vec<RangeObservation>,
+}
+
+/// The serde input of [`AreaObservation`]: the current form or the flat 6.x one.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AreaRepr {
+    name: String,
+    order_per_bit: u32,
+    count: Pages,
+    #[serde(default)]
+    available: Option<Pages>,
+    #[serde(default)]
+    activated: Option<bool>,
+    #[serde(default)]
+    ranges: Option<Vec<RangeObservation>>,
+    /// Flat form: the one range's base.
+    #[serde(default)]
+    base_pfn: Option<Pfn>,
+    /// Flat form: the one range's bitmap.
+    #[serde(default)]
+    bitmap: Option<Vec<u32>>,
+}
+
+impl TryFrom<AreaRepr> for AreaObservation {
+    type Error = String;
+
+    fn try_from(r: AreaRepr) -> Result<AreaObservation, String> {
+        let ranges = match (r.ranges, r.base_pfn, r.bitmap) {
+            (Some(ranges), None, None) => ranges,
+            (None, Some(base_pfn), Some(bitmap)) => vec![RangeObservation { base_pfn, count: r.count, bitmap }],
+            (None, _, _) => {
+                return Err(format!(
+                    "area `{}`: neither `ranges` nor the older flat `base_pfn` + `bitmap` fields are given",
+                    r.name
+                ))
+            }
+            (Some(_), _, _) => {
+                return Err(format!(
+                    "area `{}`: both `ranges` and the older flat `base_pfn`/`bitmap` fields are given; keep one",
+                    r.name
+                ))
+            }
+        };
+        Ok(AreaObservation {
+            activated: r.activated.unwrap_or(r.count.0 != 0),
+            name: r.name,
+            order_per_bit: r.order_per_bit,
+            count: r.count,
+            available: r.available,
+            ranges,
+        })
+    }
+}
+
+impl AreaObservation {
+    /// A 6.1/6.12 area: one range, no `available_count`, activated iff `count != 0`.
+    pub fn single(name: impl Into<String>, base_pfn: Pfn, count: Pages, order_per_bit: u32, bitmap: Vec<u32>) -> Self {
+        AreaObservation {
+            name: name.into(),
+            order_per_bit,
+            count,
+            available: None,
+            activated: count.0 != 0,
+            ranges: vec![RangeObservation { base_pfn, count, bitmap }],
+        }
+    }
+
+    /// `cma_get_base()` (Linux 7.2 `mm/cma.c:40-44`: range 0's base; 6.x `cma->base_pfn`);
+    /// `Pfn(0)` for an area without ranges.
+    pub fn base_pfn(&self) -> Pfn {
+        self.ranges.first().map_or(Pfn(0), |r| r.base_pfn)
+    }
+
+    /// Meaningful bits of range `r`: `cma_bitmap_maxno()`, 0 when the area is not activated
+    /// (its bitmaps are gone, Linux 7.2 `mm/cma.c:185-203`) or `r` does not exist.
+    pub fn range_bits(&self, r: usize) -> u64 {
+        match self.ranges.get(r) {
+            Some(range) if self.activated => range.bitmap_bits(self.order_per_bit),
+            _ => 0,
+        }
+    }
+
+    /// Meaningful bits of all ranges together: the index space of [`AreaObservation::bit`].
+    pub fn bitmap_bits(&self) -> u64 {
+        (0..self.ranges.len()).map(|r| self.range_bits(r)).sum()
+    }
+
+    /// Words range `r`'s bitmap must have (0 when the area is not activated).
+    pub fn expected_words(&self, r: usize) -> u64 {
+        self.range_bits(r).div_ceil(32)
+    }
+
+    /// Whether bit `i` of the ranges' bitmaps laid end to end (range 0's bits first) is set;
+    /// bits past the end read as clear.
+    pub fn bit(&self, mut i: u64) -> bool {
+        for (r, range) in self.ranges.iter().enumerate() {
+            let bits = self.range_bits(r);
+            if i < bits {
+                return range.bit(self.order_per_bit, i);
+            }
+            i -= bits;
+        }
+        false
+    }
+
+    /// `bitmap_weight()` summed over the ranges: set bits below each range's `maxno`.
+    pub fn used_bits(&self) -> u64 {
+        if !self.activated {
+            return 0;
+        }
+        self.ranges.iter().map(|r| r.used_bits(self.order_per_bit)).sum()
+    }
+
+    /// debugfs `cma/<name>/used` in pages: 7.x `count - available_count` (`cma_used_get()`,
+    /// Linux 7.2 `mm/cma_debug.c:34-44`) when the area reports `available`; 6.x
+    /// `bitmap_weight(bitmap, maxno) << order_per_bit` (6.1 `mm/cma_debug.c:34-47`, same in 6.12).
+    pub fn used_pages(&self) -> u64 {
+        match self.available {
+            Some(avail) => self.count.0.saturating_sub(avail.0),
+            None => self.used_bits() << self.order_per_bit.min(63),
+        }
+    }
+
+    /// debugfs `cma/<name>/maxchunk` (`cma_maxchunk_get()`, Linux 6.1 `mm/cma_debug.c:49-69`; 7.2
+    /// `:46-67`, the longest run within any one range): clear bits shifted by `order_per_bit`.
+    pub fn maxchunk_pages(&self) -> u64 {
+        if !self.activated {
+            return 0;
+        }
+        let best = self.ranges.iter().map(|r| r.maxchunk_bits(self.order_per_bit)).max().unwrap_or(0);
+        best << self.order_per_bit.min(63)
+    }
+
+    /// The index of the range holding `pfn`, if the area is activated and one does.
+    pub fn range_of(&self, pfn: Pfn) -> Option<usize> {
+        if self.count.0 == 0 {
+            return None;
+        }
+        self.ranges.iter().position(|r| r.contains(pfn))
+    }
+
+    /// Whether `pfn` is a page of the area (some range holds it). A disabled area contains nothing.
+    pub fn contains(&self, pfn: Pfn) -> bool {
+        self.range_of(pfn).is_some()
+    }
+
+    /// Whether any page of `[first, first + pages)` lies in the area (`pages == 0` never does).
+    pub fn overlaps(&self, first: Pfn, pages: Pages) -> bool {
+        self.count.0 != 0 && self.ranges.iter().any(|r| r.overlaps(first, pages))
+    }
+
+    /// Where the area lies, for people: `base_pfn 0x7e000 count 8192` for one range,
+    /// `ranges 0x1000+64,0x2000+32 count 96` for several; `, not activated` when it is not.
+    pub fn extent_text(&self) -> String {
+        let mut s = match self.ranges.as_slice() {
+            [r] => format!("base_pfn {:#x} count {}", r.base_pfn.0, self.count.0),
+            rs => {
+                let parts: Vec<String> = rs.iter().map(|r| format!("{:#x}+{}", r.base_pfn.0, r.count.0)).collect();
+                format!("ranges {} count {}", parts.join(","), self.count.0)
+            }
+        };
+        if !self.activated {
+            s.push_str(", not activated");
+        }
+        s
+    }
+
+    /// `[base_pfn, base_pfn + count)` of every range of an area with pages.
+    pub fn pfn_ranges(&self) -> impl Iterator<Item = (Pfn, Pages)> + '_ {
+        self.ranges.iter().filter(move |r| self.count.0 != 0 && r.count.0 != 0).map(|r| (r.base_pfn, r.count))
     }
 }
 
@@ -241,13 +428,7 @@ mod tests {
     use super::*;
 
     fn area(count: u64, opb: u32, bitmap: Vec<u32>) -> AreaObservation {
-        AreaObservation {
-            name: "reserved".into(),
-            base_pfn: Pfn(0x7e000),
-            count: Pages(count),
-            order_per_bit: opb,
-            bitmap,
-        }
+        AreaObservation::single("reserved", Pfn(0x7e000), Pages(count), opb, bitmap)
     }
 
     #[test]
@@ -300,5 +481,65 @@ mod tests {
         assert!(a.overlaps(Pfn(0x7e000 + 8191), Pages(5)));
         assert!(!a.overlaps(Pfn(0x7e000 + 8192), Pages(5)));
         assert!(!a.overlaps(Pfn(0x7e000), Pages(0)));
+    }
+
+    fn two_ranges() -> AreaObservation {
+        // 7.x: range 0 at 0x1000 (64 pages, bits 0-3 set), range 1 at 0x2000 (32 pages, bit 31 set)
+        AreaObservation {
+            name: "hugetlb0".into(),
+            order_per_bit: 0,
+            count: Pages(96),
+            available: Some(Pages(91)),
+            activated: true,
+            ranges: vec![
+                RangeObservation { base_pfn: Pfn(0x1000), count: Pages(64), bitmap: vec![0b1111, 0] },
+                RangeObservation { base_pfn: Pfn(0x2000), count: Pages(32), bitmap: vec![1 << 31] },
+            ],
+        }
+    }
+
+    #[test]
+    fn helpers_walk_every_range() {
+        let a = two_ranges();
+        assert_eq!(a.bitmap_bits(), 96);
+        assert!(a.bit(3) && !a.bit(4) && a.bit(64 + 31) && !a.bit(96));
+        assert_eq!(a.used_bits(), 5);
+        assert_eq!(a.used_pages(), 96 - 91, "7.x debugfs used = count - available_count");
+        assert_eq!(a.maxchunk_pages(), 60, "a run never crosses into the next range");
+        assert_eq!(a.range_of(Pfn(0x2000 + 31)), Some(1));
+        assert!(!a.contains(Pfn(0x1040)), "the hole between the ranges is no page of the area");
+        assert!(a.overlaps(Pfn(0x1fff), Pages(2)) && !a.overlaps(Pfn(0x1040), Pages(0xfc0)));
+        assert_eq!(a.base_pfn(), Pfn(0x1000));
+    }
+
+    #[test]
+    fn a_disabled_7x_area_keeps_its_ranges_but_has_no_bits_and_contains_nothing() {
+        let mut a = two_ranges();
+        a.activated = false;
+        a.count = Pages(0);
+        a.available = Some(Pages(0));
+        for r in &mut a.ranges {
+            r.bitmap.clear();
+        }
+        assert_eq!((a.bitmap_bits(), a.used_bits(), a.maxchunk_pages()), (0, 0, 0));
+        assert!(!a.contains(Pfn(0x1000)));
+        assert_eq!(a.ranges[0].count, Pages(64));
+    }
+
+    #[test]
+    fn json_round_trips_and_reads_the_flat_6x_form() {
+        let a = two_ranges();
+        let text = serde_json::to_string(&a).expect("serialise");
+        assert_eq!(serde_json::from_str::<AreaObservation>(&text).expect("parse"), a);
+        let old = r#"{"name":"reserved","base_pfn":516096,"count":8192,"order_per_bit":0,"bitmap":[3]}"#;
+        let parsed: AreaObservation = serde_json::from_str(old).expect("flat form");
+        assert_eq!(parsed, AreaObservation::single("reserved", Pfn(516096), Pages(8192), 0, vec![3]));
+        assert!(parsed.activated && parsed.available.is_none());
+        let both = r#"{"name":"x","base_pfn":1,"count":0,"order_per_bit":0,"bitmap":[],"ranges":[]}"#;
+        let e = serde_json::from_str::<AreaObservation>(both).expect_err("both forms");
+        assert!(e.to_string().contains("keep one"), "{e}");
+        let neither = r#"{"name":"x","count":0,"order_per_bit":0}"#;
+        let e = serde_json::from_str::<AreaObservation>(neither).expect_err("neither form");
+        assert!(e.to_string().contains("neither"), "{e}");
     }
 }

@@ -113,13 +113,7 @@ mod tests {
     use super::*;
 
     fn areas() -> Vec<AreaObservation> {
-        vec![AreaObservation {
-            name: "reserved".into(),
-            base_pfn: Pfn(0x7e000),
-            count: Pages(8192),
-            order_per_bit: 0,
-            bitmap: vec![0; 256],
-        }]
+        vec![AreaObservation::single("reserved", Pfn(0x7e000), Pages(8192), 0, vec![0; 256])]
     }
 
     #[test]

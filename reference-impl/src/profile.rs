@@ -9,22 +9,89 @@ const QEMU_VIRT_RAM_START: u64 = 0x4000_0000;
 const ARM32_PAGE_OFFSET: u64 = 0xc000_0000;
 /// arm64 `PAGE_OFFSET` with 39-bit virtual addresses: `-(1 << VA_BITS)`.
 const ARM64_39_PAGE_OFFSET: u64 = 0xffff_ff80_0000_0000;
+/// arm64 `PAGE_OFFSET` of a 52-bit-VA kernel on a 48-bit CPU (`_PAGE_OFFSET(vabits_actual)`).
+const ARM64_48_PAGE_OFFSET: u64 = 0xffff_0000_0000_0000;
 /// arm32 `PMD_SIZE` (2 MiB: a Linux PMD covers two 1 MiB hardware entries without LPAE).
 const ARM32_PMD_SIZE: u64 = 2 << 20;
 /// arm32 `LAST_PKMAP` = `PTRS_PER_PTE`.
 const ARM32_LAST_PKMAP: u32 = 512;
 
-/// Kernel version family. The ops the model covers behave the same in both (spec §8: the
-/// differences are accounting, log text, trace events and area order, none of which the model
-/// reports); the version is carried so that callers can label results and so that later ops
-/// (folios, 6.12 §8 #5) can branch on it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Kernel version family. 6.1 and 6.12 behave the same in every op the model covers (spec §8:
+/// the differences are accounting, log text, trace events and area order, none of which the
+/// model reports); 7.2 and 7.3 differ from them in the ways [`Version::behaviour`] names
+/// (`cma-spec-7x.md` §0) and not from each other in anything the model covers (§12: every arm64
+/// 1 GiB result was identical).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Version {
     /// Debian `linux-source-6.1` (6.1.192).
     V6_1,
     /// Debian `linux-source-6.12` (6.12.117).
     V6_12,
+    /// Debian `linux-source-7.2` (7.2.13, sid).
+    V7_2,
+    /// Debian `linux-source-7.3` (7.3-rc7, experimental).
+    V7_3,
+}
+
+/// The version differences the model has, each named once: the model asks these, never the
+/// version itself, so a tree between known versions can get a behaviour from what its sources
+/// show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Behaviour {
+    /// 7.x `struct cma` (Linux 7.2 `mm/cma.h:39-65`): `ranges[]` searched one after the other by
+    /// `cma_range_alloc()`, `available_count` kept and reported, `cma_range_alloc()`'s early stop
+    /// when `count > available_count` (`mm/cma.c:807`), and a failed search ending in -EBUSY
+    /// (`:790`). 6.x: one bitmap, no `available_count`.
+    pub cma_ranges: bool,
+    /// 7.x `find_cma_memrange()` (Linux 7.2 `mm/cma.c:960-992`): `cma_release()` refuses
+    /// `count > cma->count` and a `[pfn, pfn + count)` not inside one range; a disabled area's
+    /// ranges are kept, so `count == 0` inside one is accepted. 6.x `cma_pages_valid()` (6.1
+    /// `mm/cma.c:522-539`) checks the first pfn only, against `count` (0 when disabled).
+    pub cma_release_checks_extent: bool,
+    /// 7.x `cma_release()` (Linux 7.2 `mm/cma.c:1017-1037`): `put_page_testzero()` per page, a
+    /// WARN, then `free_contig_frozen_range()` frees every page whatever its refcount. 6.x
+    /// `free_contig_range()` → `__free_page()` per page: a page someone else holds a reference
+    /// to stays allocated (6.1 `mm/page_alloc.c:9498-9509`).
+    pub cma_release_ignores_refcount: bool,
+    /// 7.x `dma_atomic_pool_init()` (Linux 7.2 `kernel/dma/pool.c:193-230`): a pool only for a
+    /// zone with managed pages, and `dma_guess_pool()` (`:233-247`) falling back through the pools
+    /// that exist. 6.x (6.1 `kernel/dma/pool.c:187-238`): kernel, dma and dma32 always.
+    pub arm64_pools_per_managed_zone: bool,
+    /// 7.x arm64 `rodata_full` defaults to true (Linux 7.2 `arch/arm64/mm/pageattr.c:88`) and
+    /// `map_mem()` maps the whole linear map with 4 KiB PTEs, no contiguous hint, on CPUs without
+    /// BBML2/BBML3 (`arch/arm64/mm/mmu.c:779-788`, `:1141-1199`; cortex-a57 has neither). 6.x
+    /// `allnoconfig` has `RODATA_FULL_DEFAULT_ENABLED=n`: blocks, which the model does not predict.
+    pub arm64_linear_map_ptes: bool,
+}
+
+impl Version {
+    /// What this version does differently, by name.
+    pub fn behaviour(self) -> Behaviour {
+        let seven = matches!(self, Version::V7_2 | Version::V7_3);
+        Behaviour {
+            cma_ranges: seven,
+            cma_release_checks_extent: seven,
+            cma_release_ignores_refcount: seven,
+            arm64_pools_per_managed_zone: seven,
+            arm64_linear_map_ptes: seven,
+        }
+    }
+
+    /// The version as targets and `cmafuzz targets` write it (`6.1`, `6.12`, `7.2`, `7.3`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Version::V6_1 => "6.1",
+            Version::V6_12 => "6.12",
+            Version::V7_2 => "7.2",
+            Version::V7_3 => "7.3",
+        }
+    }
+
+    /// The inverse of [`Version::name`].
+    pub fn from_name(name: &str) -> Option<Version> {
+        [Version::V6_1, Version::V6_12, Version::V7_2, Version::V7_3].into_iter().find(|v| v.name() == name)
+    }
 }
 
 /// Architecture; decides `BITS_PER_LONG` and which coherent-DMA code runs
@@ -117,13 +184,21 @@ impl KernelProfile {
     /// `CONFIG_VMSPLIT_3G` (`arch/arm/Kconfig`, 6.1 and 6.12): `0xc0000000`; arm64 6.1 with the
     /// default `CONFIG_ARM64_VA_BITS_39` for 4 KiB pages: `-(1 << 39)` =
     /// `0xffffff8000000000` (`arch/arm64/include/asm/memory.h:45`, spec §6.2 **[observed]**).
-    /// `None` for arm64 6.12, whose default VA size the model does not pin down.
+    /// `None` for arm64 6.12, whose default VA size the model does not pin down. arm64 7.2/7.3
+    /// on qemu's cortex-a57 (48-bit VA): `0xffff000000000000` (`cma-spec-7x.md` §7 **[observed
+    /// 7.2 and 7.3 ptdump: the linear map of RAM at 0x40000000 ends at 0xffff000040000000]**).
     pub fn page_offset(&self) -> Option<u64> {
         match (self.arch, self.version) {
             (Arch::Arm32 | Arch::Arm32Lpae, _) => Some(ARM32_PAGE_OFFSET),
             (Arch::Arm64, Version::V6_1) => Some(ARM64_39_PAGE_OFFSET),
             (Arch::Arm64, Version::V6_12) => None,
+            (Arch::Arm64, Version::V7_2 | Version::V7_3) => Some(ARM64_48_PAGE_OFFSET),
         }
+    }
+
+    /// What the profile's version does differently ([`Version::behaviour`]).
+    pub fn behaviour(&self) -> Behaviour {
+        self.version.behaviour()
     }
 
     /// `PHYS_PFN_OFFSET`: the first pfn of RAM, which the linear map starts with. qemu `virt`
@@ -213,5 +288,29 @@ mod tests {
         assert_eq!(a64.pkmap_va(0), None);
         assert!(!a64.is_highmem(Pfn(0x7cc00)));
         assert_eq!(KernelProfile::qemu_virt_1g(Version::V6_12, Arch::Arm64).lin_va(Pfn(0x7cc00)), None);
+        // 7.2/7.3 ptdump: RAM's last page before 0x80000 maps just below 0xffff000040000000.
+        let a64_7 = KernelProfile::qemu_virt_1g(Version::V7_2, Arch::Arm64);
+        assert_eq!(a64_7.lin_va(Pfn(0x7ffff)), Some(0xffff_0000_3fff_f000));
+        assert_eq!(a64_7.lin_va(Pfn(0x7dc00)), Some(0xffff_0000_3dc0_0000));
+    }
+
+    #[test]
+    fn only_7x_has_the_7x_behaviour_and_names_round_trip() {
+        for v in [Version::V6_1, Version::V6_12, Version::V7_2, Version::V7_3] {
+            assert_eq!(Version::from_name(v.name()), Some(v));
+            let b = v.behaviour();
+            let seven = v >= Version::V7_2;
+            assert_eq!(
+                [
+                    b.cma_ranges,
+                    b.cma_release_checks_extent,
+                    b.cma_release_ignores_refcount,
+                    b.arm64_pools_per_managed_zone,
+                    b.arm64_linear_map_ptes
+                ],
+                [seven; 5]
+            );
+        }
+        assert_eq!(Version::from_name("6.6"), None);
     }
 }

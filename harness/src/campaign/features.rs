@@ -228,7 +228,7 @@ mod tests {
     use reference_impl::units::{Pages, Pfn};
 
     fn area(bitmap: Vec<u32>) -> AreaObservation {
-        AreaObservation { name: "reserved".into(), base_pfn: Pfn(0x7e000), count: Pages(64), order_per_bit: 0, bitmap }
+        AreaObservation::single("reserved", Pfn(0x7e000), Pages(64), 0, bitmap)
     }
 
     #[test]

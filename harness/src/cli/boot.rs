@@ -27,10 +27,9 @@ pub fn run(a: BootArgs) -> anyhow::Result<u8> {
     use crate::backend::Backend;
     for a in &kb.boot_observation().areas {
         println!(
-            "  area {} base_pfn {:#x} count {} order_per_bit {}: {} bits used",
+            "  area {} {} order_per_bit {}: {} bits used",
             a.name,
-            a.base_pfn.0,
-            a.count.0,
+            a.extent_text(),
             a.order_per_bit,
             a.used_bits()
         );

@@ -80,9 +80,14 @@ pub fn model_check(target: &Target, count: u64, seed: u64) -> Result<ModelCheckS
 /// bit is one the pools took (checked by `check_invariants`); so bits may only be added.
 fn only_pool_growth(before: &Observation, after: &Observation) -> Result<(), String> {
     for (b, a) in before.areas.iter().zip(&after.areas) {
-        for (i, (wb, wa)) in b.bitmap.iter().zip(&a.bitmap).enumerate() {
-            if wb & !wa != 0 {
-                return Err(format!("area {}: reset cleared bits the state before the program had (word {i})", b.name));
+        for (r, (rb, ra)) in b.ranges.iter().zip(&a.ranges).enumerate() {
+            for (i, (wb, wa)) in rb.bitmap.iter().zip(&ra.bitmap).enumerate() {
+                if wb & !wa != 0 {
+                    return Err(format!(
+                        "area {}: reset cleared bits the state before the program had (range {r} word {i})",
+                        b.name
+                    ));
+                }
             }
         }
     }

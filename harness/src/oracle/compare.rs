@@ -45,8 +45,12 @@ pub enum Divergence {
     },
     /// The area lists differ (names, bases, sizes, order_per_bit).
     Areas { at: Point, model: String, kernel: String },
-    /// An area's bitmap differs.
+    /// An area's bitmap differs (in any of its ranges; the bit lists name the range when the
+    /// area has several).
     Bitmap { at: Point, area: String, model_used: u64, kernel_used: u64, only_model: String, only_kernel: String },
+    /// An area's 7.x `available_count` differs while its bitmaps agree or not (both sides report
+    /// one; 6.x kernels have none).
+    Available { at: Point, area: String, model: u64, kernel: u64 },
     /// An observation exists on one side only.
     MissingObservation { at: Point },
     /// Pages whose mappings (kind and memory type, from the kernel's page tables) differ
@@ -113,6 +117,9 @@ impl Divergence {
             Divergence::Bitmap { at, area, model_used, kernel_used, only_model, only_kernel } => format!(
                 "{at}: area {area} bitmap differs: {a} {model_used} bits used, {b} {kernel_used}; set only in {a}: {only_model}; set only in {b}: {only_kernel}"
             ),
+            Divergence::Available { at, area, model, kernel } => {
+                format!("{at}: area {area} available_count differs: {a} {model} pages, {b} {kernel}")
+            }
             Divergence::MissingObservation { at } => format!("{at}: observation missing on one side"),
             Divergence::Mapping { at, pages, groups, group_count } => {
                 format!("{at}: mappings differ on {pages} page(s): {}", show_groups(groups, *group_count, sides))
@@ -148,7 +155,28 @@ pub fn show_outcome(o: &Outcome) -> String {
 }
 
 fn area_header(a: &AreaObservation) -> String {
-    format!("{} base {:#x} count {} opb {}", a.name, a.base_pfn.0, a.count.0, a.order_per_bit)
+    format!("{} {} opb {}", a.name, a.extent_text(), a.order_per_bit)
+}
+
+/// [`bits_only_in`] over every range of two areas with the same ranges; `range r:` in front of
+/// each range's list when there are several.
+fn area_bits_only_in(a: &AreaObservation, b: &AreaObservation) -> String {
+    if let ([ra], [rb]) = (a.ranges.as_slice(), b.ranges.as_slice()) {
+        return bits_only_in(&ra.bitmap, &rb.bitmap);
+    }
+    let parts: Vec<String> = a
+        .ranges
+        .iter()
+        .zip(&b.ranges)
+        .enumerate()
+        .filter(|(_, (ra, rb))| ra.bitmap != rb.bitmap)
+        .map(|(r, (ra, rb))| format!("range {r}: {}", bits_only_in(&ra.bitmap, &rb.bitmap)))
+        .collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join("; ")
+    }
 }
 
 /// Set bits of `a` not set in `b`, as compact ranges `lo-hi` (at most 8).
@@ -321,15 +349,20 @@ pub fn compare_observations(at: Point, model: &Observation, kernel: &Observation
         return;
     }
     for (m, k) in model.areas.iter().zip(&kernel.areas) {
-        if m.bitmap != k.bitmap {
+        if m.ranges.iter().zip(&k.ranges).any(|(rm, rk)| rm.bitmap != rk.bitmap) {
             out.push(Divergence::Bitmap {
                 at,
                 area: m.name.clone(),
                 model_used: m.used_bits(),
                 kernel_used: k.used_bits(),
-                only_model: bits_only_in(&m.bitmap, &k.bitmap),
-                only_kernel: bits_only_in(&k.bitmap, &m.bitmap),
+                only_model: area_bits_only_in(m, k),
+                only_kernel: area_bits_only_in(k, m),
             });
+        }
+        if let (Some(ma), Some(ka)) = (m.available, k.available) {
+            if ma != ka {
+                out.push(Divergence::Available { at, area: m.name.clone(), model: ma.0, kernel: ka.0 });
+            }
         }
     }
 }
@@ -367,7 +400,7 @@ pub fn compare(
     out
 }
 
-/// Same areas and bitmaps (CmaFree is not part of the layout).
+/// Same areas, ranges, bitmaps and `available_count` (CmaFree is not part of the layout).
 pub fn same_layout(a: &Observation, b: &Observation) -> bool {
     a.areas == b.areas
 }
@@ -399,13 +432,7 @@ mod tests {
     use reference_impl::units::{Pages, Pfn};
 
     fn area(words: Vec<u32>) -> AreaObservation {
-        AreaObservation {
-            name: "reserved".into(),
-            base_pfn: Pfn(0x7e000),
-            count: Pages(words.len() as u64 * 32),
-            order_per_bit: 0,
-            bitmap: words,
-        }
+        AreaObservation::single("reserved", Pfn(0x7e000), Pages(words.len() as u64 * 32), 0, words)
     }
 
     fn run(outcomes: Vec<Outcome>, end: Vec<u32>) -> ProgramRun {
@@ -432,6 +459,48 @@ mod tests {
         let d = compare(&ResolvedProgram::default(), &m, &k, &m.end.areas);
         assert_eq!(d.len(), 1);
         assert!(matches!(d[0], Divergence::Outcome { op_index: 1, .. }));
+    }
+
+    fn two_ranges(r1: Vec<u32>, available: u64) -> AreaObservation {
+        use reference_impl::observation::RangeObservation;
+        AreaObservation {
+            name: "hugetlb0".into(),
+            order_per_bit: 0,
+            count: Pages(64),
+            available: Some(Pages(available)),
+            activated: true,
+            ranges: vec![
+                RangeObservation { base_pfn: Pfn(0x1000), count: Pages(32), bitmap: vec![1] },
+                RangeObservation { base_pfn: Pfn(0x2000), count: Pages(32), bitmap: r1 },
+            ],
+        }
+    }
+
+    #[test]
+    fn bitmap_divergence_in_a_second_range_names_the_range() {
+        let (m, k) = (two_ranges(vec![0b10], 62), two_ranges(vec![0b100], 62));
+        let mut out = Vec::new();
+        let obs = |a| Observation { areas: vec![a], ..Default::default() };
+        compare_observations(Point::End, &obs(m), &obs(k), &mut out);
+        assert_eq!(out.len(), 1);
+        let text = out[0].to_string();
+        assert!(
+            text.contains("set only in model: range 1: bits 1") && text.contains("in kernel: range 1: bits 2"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn available_count_is_compared_when_both_sides_report_it() {
+        let mut out = Vec::new();
+        let obs = |a| Observation { areas: vec![a], ..Default::default() };
+        compare_observations(Point::End, &obs(two_ranges(vec![0], 63)), &obs(two_ranges(vec![0], 62)), &mut out);
+        assert_eq!(out, vec![Divergence::Available { at: Point::End, area: "hugetlb0".into(), model: 63, kernel: 62 }]);
+        let mut none = two_ranges(vec![0], 62);
+        none.available = None;
+        out.clear();
+        compare_observations(Point::End, &obs(none), &obs(two_ranges(vec![0], 63)), &mut out);
+        assert!(out.is_empty(), "a side without available_count (6.x) is not judged on it");
     }
 
     #[test]

@@ -178,6 +178,9 @@ pub fn judge_sides(e: &Evidence<'_>, sup: &Suppressions, target: &str, sides: (&
                 // names the bug; the detail says where it was seen.
                 (VerdictKind::Bitmap, format!("bitmap:{area}"), op_index_of(*at))
             }
+            Divergence::Available { at, area, .. } => {
+                (VerdictKind::Bitmap, format!("available:{area}"), op_index_of(*at))
+            }
             Divergence::MissingObservation { at } => {
                 (VerdictKind::HarnessError, "harness-error:missing-observation".to_string(), op_index_of(*at))
             }
@@ -599,6 +602,7 @@ targets = ["arm32-*"]
                 only_model: String::new(),
                 only_kernel: String::new(),
             },
+            Divergence::Available { at: Point::End, area: "reserved".into(), model: 1, kernel: 2 },
             Divergence::MissingObservation { at: Point::Observe(1) },
             Divergence::Mapping {
                 at: Point::End,
@@ -642,6 +646,7 @@ targets = ["arm32-*"]
             (VerdictKind::Layout, "layout:cma_release:released-vs-noop"),
             (VerdictKind::Placement, "placement:areas"),
             (VerdictKind::Bitmap, "bitmap:pool-low@4c400000"),
+            (VerdictKind::Bitmap, "available:reserved"),
             (VerdictKind::HarnessError, "harness-error:missing-observation"),
             (VerdictKind::Mapping, "mapping:none-vs-vmap:nc+pkmap:wb"),
             (VerdictKind::Mapping, "mapping:pkmap-slot"),

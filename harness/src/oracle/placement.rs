@@ -14,7 +14,7 @@ pub fn placement_note(target: &Target, boot: &Observation) -> Option<String> {
     let show = |o: &Observation| {
         o.areas
             .iter()
-            .map(|a| format!("{}@{:#x}+{} ({} used)", a.name, a.base_pfn.0, a.count.0, a.used_bits()))
+            .map(|a| format!("{} {} ({} used)", a.name, a.extent_text(), a.used_bits()))
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -45,12 +45,13 @@ pub fn verdict(
     if let (Some(p), Some(def)) = (profile, boot.areas.iter().find(|a| a.name == "reserved")) {
         // Device-tree regions are reserved before the default area is placed.
         let reserved: Vec<_> =
-            boot.areas.iter().filter(|a| a.name != "reserved").map(|a| (a.base_pfn, a.count)).collect();
+            boot.areas.iter().filter(|a| a.name != "reserved").flat_map(|a| a.pfn_ranges()).collect();
         if let Some(want) = reference_impl::placement::predict_default_area(p, def.count, &reserved) {
-            if want != def.base_pfn {
+            if want != def.base_pfn() {
                 notes.push(format!(
                     "the default area is at pfn {:#x}, the model predicts {:#x} (top-down, highmem first)",
-                    def.base_pfn.0, want.0
+                    def.base_pfn().0,
+                    want.0
                 ));
             }
         }

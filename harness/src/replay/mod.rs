@@ -134,10 +134,9 @@ pub fn replay(
             for a in &boot.areas {
                 let _ = writeln!(
                     out,
-                    "kernel: area {} base_pfn {:#x} count {} order_per_bit {}, {} bits used at boot",
+                    "kernel: area {} {} order_per_bit {}, {} bits used at boot",
                     a.name,
-                    a.base_pfn.0,
-                    a.count.0,
+                    a.extent_text(),
                     a.order_per_bit,
                     a.used_bits()
                 );

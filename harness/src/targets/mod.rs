@@ -2,7 +2,7 @@
 //! `kernel-configs/targets.toml`, which is embedded in the binary together
 //! with the config fragments it names.
 
-use reference_impl::observation::{AreaObservation, Observation};
+use reference_impl::observation::{AreaObservation, Observation, RangeObservation};
 use reference_impl::profile::{Arch, KernelProfile, Version};
 use reference_impl::units::{Pages, Pfn};
 use serde::Deserialize;
@@ -53,11 +53,34 @@ pub enum TargetError {
 #[serde(deny_unknown_fields)]
 pub struct BootArea {
     pub name: String,
+    /// The first (on 6.x the only) range: `ranges[0].base_pfn`.
     pub base_pfn: u64,
+    /// Pages of the first range.
     pub count: u64,
     pub order_per_bit: u32,
-    /// Half-open bit ranges set at boot.
+    /// Half-open bit ranges of the first range set at boot.
     pub used: Vec<[u64; 2]>,
+    /// 7.x areas with several `cma_memrange`s: the ranges after the first, ascending.
+    #[serde(default)]
+    pub more_ranges: Vec<BootRange>,
+}
+
+/// A further range of a [`BootArea`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootRange {
+    pub base_pfn: u64,
+    pub count: u64,
+    /// Half-open bit ranges of this range set at boot.
+    pub used: Vec<[u64; 2]>,
+}
+
+impl BootArea {
+    /// Every range as (base_pfn, count, used), the first one first.
+    fn ranges(&self) -> impl Iterator<Item = (u64, u64, &[[u64; 2]])> + '_ {
+        std::iter::once((self.base_pfn, self.count, self.used.as_slice()))
+            .chain(self.more_ranges.iter().map(|r| (r.base_pfn, r.count, r.used.as_slice())))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -147,11 +170,8 @@ impl Target {
     }
 
     pub fn model_version(&self) -> Result<Version, TargetError> {
-        match self.version.as_str() {
-            "6.1" => Ok(Version::V6_1),
-            "6.12" => Ok(Version::V6_12),
-            v => Err(TargetError::Table(format!("target {}: unknown version {v}", self.name))),
-        }
+        Version::from_name(&self.version)
+            .ok_or_else(|| TargetError::Table(format!("target {}: unknown version {}", self.name, self.version)))
     }
 
     /// The model's kernel profile, from the target alone (no kernel booted).
@@ -183,24 +203,39 @@ impl Target {
 
     /// The boot observation the model assumes without a kernel.
     pub fn boot_observation(&self) -> Observation {
+        let with_available = self.model_version().is_ok_and(|v| v.behaviour().cma_ranges);
         let areas = self
             .boot
             .iter()
             .map(|a| {
-                let bits = a.count >> a.order_per_bit;
-                let mut words = vec![0u32; bits.div_ceil(32) as usize];
-                for [lo, hi] in &a.used {
-                    for bit in *lo..(*hi).min(bits) {
-                        words[(bit / 32) as usize] |= 1 << (bit % 32);
-                    }
-                }
-                AreaObservation {
+                let ranges: Vec<RangeObservation> = a
+                    .ranges()
+                    .map(|(base_pfn, count, used)| {
+                        let bits = count >> a.order_per_bit;
+                        let mut words = vec![0u32; bits.div_ceil(32) as usize];
+                        for [lo, hi] in used {
+                            for bit in *lo..(*hi).min(bits) {
+                                words[(bit / 32) as usize] |= 1 << (bit % 32);
+                            }
+                        }
+                        RangeObservation { base_pfn: Pfn(base_pfn), count: Pages(count), bitmap: words }
+                    })
+                    .collect();
+                let count = Pages(ranges.iter().map(|r| r.count.0).sum());
+                let mut area = AreaObservation {
                     name: a.name.clone(),
-                    base_pfn: Pfn(a.base_pfn),
-                    count: Pages(a.count),
                     order_per_bit: a.order_per_bit,
-                    bitmap: words,
+                    count,
+                    available: None,
+                    activated: count.0 != 0,
+                    ranges,
+                };
+                // 7.x keeps available_count; at boot only whole boot allocations are out (the
+                // pools, `cma_reserve_early()`), so it is count minus the boot bits' pages.
+                if with_available {
+                    area.available = Some(Pages(count.0.saturating_sub(area.used_bits() << a.order_per_bit)));
                 }
+                area
             })
             .collect();
         Observation { areas, cma_free: None, ..Default::default() }
@@ -251,8 +286,9 @@ mod tests {
     fn boot_observation_sets_exactly_the_used_ranges() {
         let t = find(Some("arm64-6.1")).expect("target");
         let obs = t.boot_observation();
-        assert_eq!(obs.areas[0].bitmap[0..3], [u32::MAX; 3]);
-        assert_eq!(obs.areas[0].bitmap[3], 0);
-        assert_eq!(obs.areas[0].bitmap.len(), 256);
+        let bitmap = &obs.areas[0].ranges[0].bitmap;
+        assert_eq!(bitmap[0..3], [u32::MAX; 3]);
+        assert_eq!(bitmap[3], 0);
+        assert_eq!(bitmap.len(), 256);
     }
 }

@@ -102,6 +102,18 @@ impl Env {
         (self.get_order(bytes) < self.profile.max_order).then_some(DmaBacking::Buddy)
     }
 
+    /// Whether `zone` has managed pages on qemu `virt` (RAM from 1 GiB, no `dma-ranges`):
+    /// `zone_dma_limit` is `U32_MAX` (Linux 7.2 `arch/arm64/mm/init.c:135-162`), so ZONE_DMA holds
+    /// all RAM below 4 GiB, ZONE_DMA32 is empty and ZONE_NORMAL holds RAM above 4 GiB.
+    fn managed_zone(&self, zone: Zone) -> bool {
+        let four_gib = (1u64 << 32) >> self.page_shift();
+        match zone {
+            Zone::Dma => self.profile.phys_pfn_offset().0 < four_gib,
+            Zone::Dma32 => false,
+            Zone::Normal => self.profile.max_pfn.0 > four_gib,
+        }
+    }
+
     /// `dma_direct_optimal_gfp_mask()` for the driver's device (Linux 6.1
     /// `kernel/dma/direct.c:47-67`).
     fn optimal_zone(&self) -> Zone {
@@ -140,9 +152,17 @@ pub(super) fn boot_pools(env: &Env, areas: &[CmaArea]) -> Result<(BTreeMap<PoolI
                     continue;
                 };
                 let opb = area.order_per_bit;
-                let first_bit = (base - area.base_pfn) >> opb;
-                let end_bit = (base - area.base_pfn + chunk.pages()).div_ceil(1u64 << opb);
-                if area.bitmap.find_next_zero_bit(end_bit, first_bit) < end_bit {
+                let Some(range) = area.range_of(base).and_then(|r| area.ranges.get(r)) else {
+                    return Err(ModelError::PoolNotInBootBitmap {
+                        pool: id.name(),
+                        area: area.name.clone(),
+                        first_bit: 0,
+                        end_bit: 0,
+                    });
+                };
+                let first_bit = (base - range.base_pfn) >> opb;
+                let end_bit = (base - range.base_pfn + chunk.pages()).div_ceil(1u64 << opb);
+                if range.bitmap.find_next_zero_bit(end_bit, first_bit) < end_bit {
                     return Err(ModelError::PoolNotInBootBitmap {
                         pool: id.name(),
                         area: area.name.clone(),
@@ -195,8 +215,20 @@ impl State {
     /// in that order, each `__dma_atomic_pool_init(atomic_pool_size, gfp)` = an empty pool plus
     /// `atomic_pool_expand()`. The model assumes `has_managed_dma()` and `CONFIG_ZONE_DMA32`, as on
     /// the harness kernels (three pools, boot bits 0-95, spec §1.8).
+    ///
+    /// 7.x (Linux 7.2 `kernel/dma/pool.c:193-230`, [`Behaviour::arm64_pools_per_managed_zone`]):
+    /// a pool only for a zone with managed pages (`has_managed_zone(ZONE_NORMAL)`,
+    /// `has_managed_dma()`, `has_managed_zone(ZONE_DMA32)`), see [`Env::managed_zone`]: 1 GiB
+    /// and 3 GiB `virt` get the dma pool alone, 6 GiB kernel and dma (`cma-spec-7x.md` §5.2
+    /// **[observed 7.2]**).
+    ///
+    /// [`Behaviour::arm64_pools_per_managed_zone`]: crate::profile::Behaviour::arm64_pools_per_managed_zone
     fn arm64_dma_atomic_pool_init(&mut self, env: &Env) {
-        for id in [PoolId::Kernel, PoolId::Dma, PoolId::Dma32] {
+        let gated = env.profile.behaviour().arm64_pools_per_managed_zone;
+        for (id, zone) in [(PoolId::Kernel, Zone::Normal), (PoolId::Dma, Zone::Dma), (PoolId::Dma32, Zone::Dma32)] {
+            if gated && !env.managed_zone(zone) {
+                continue;
+            }
             self.pools.insert(id, GenPool::default());
             self.atomic_pool_expand(env, id, env.profile.atomic_pool_bytes);
         }
@@ -211,8 +243,14 @@ impl State {
         if area.count == 0 {
             return false;
         }
-        let end =
-            area.base_pfn.checked_add(area.count).map(|e| env.pages_to_bytes(e)).unwrap_or(u64::MAX).saturating_sub(1);
+        // cma_get_base() + cma_get_size(): range 0's base plus the total (Linux 7.2
+        // `kernel/dma/pool.c:56-77`), as 6.x's base + count.
+        let end = area
+            .base_pfn()
+            .checked_add(area.count)
+            .map(|e| env.pages_to_bytes(e))
+            .unwrap_or(u64::MAX)
+            .saturating_sub(1);
         match id {
             PoolId::Arm32 | PoolId::Kernel => true,
             PoolId::Dma => end <= dma_bit_mask(ARM64_ZONE_DMA_BITS),
@@ -259,8 +297,29 @@ impl State {
     }
 
     /// `dma_guess_pool(prev, gfp)` (Linux 6.1 `kernel/dma/pool.c:224-238`). `None` is NULL.
-    fn dma_guess_pool(&self, prev: Option<PoolId>, zone: Zone) -> Option<PoolId> {
+    /// 7.x (Linux 7.2 `kernel/dma/pool.c:233-247`) falls back through the pools that exist on
+    /// the first call: `GFP_DMA` → dma ?: dma32 ?: kernel, `GFP_DMA32` → dma32 ?: dma ?: kernel,
+    /// else kernel ?: dma32 ?: dma; after a pool: kernel → dma32 ?: dma, dma32 → dma, dma → none.
+    fn dma_guess_pool(&self, env: &Env, prev: Option<PoolId>, zone: Zone) -> Option<PoolId> {
         let exists = |id| self.pools.contains_key(&id).then_some(id);
+        if env.profile.behaviour().arm64_pools_per_managed_zone {
+            return match prev {
+                None => match zone {
+                    Zone::Dma => {
+                        exists(PoolId::Dma).or_else(|| exists(PoolId::Dma32)).or_else(|| exists(PoolId::Kernel))
+                    }
+                    Zone::Dma32 => {
+                        exists(PoolId::Dma32).or_else(|| exists(PoolId::Dma)).or_else(|| exists(PoolId::Kernel))
+                    }
+                    Zone::Normal => {
+                        exists(PoolId::Kernel).or_else(|| exists(PoolId::Dma32)).or_else(|| exists(PoolId::Dma))
+                    }
+                },
+                Some(PoolId::Kernel) => exists(PoolId::Dma32).or_else(|| exists(PoolId::Dma)),
+                Some(PoolId::Dma32) => exists(PoolId::Dma),
+                Some(_) => None,
+            };
+        }
         match prev {
             None => match zone {
                 Zone::Dma32 => exists(PoolId::Dma32),
@@ -281,7 +340,7 @@ impl State {
     fn arm64_alloc_from_pool(&mut self, env: &Env, pages: u64) -> Option<DmaBacking> {
         let zone = env.optimal_zone();
         let mut prev = None;
-        while let Some(id) = self.dma_guess_pool(prev, zone) {
+        while let Some(id) = self.dma_guess_pool(env, prev, zone) {
             prev = Some(id);
             let Some(pool) = self.pools.get_mut(&id) else {
                 break;

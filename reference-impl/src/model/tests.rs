@@ -15,13 +15,7 @@ const A64_BASE: u64 = 0x7cc00;
 fn area_obs(name: &str, base: u64, count: u64, opb: u32, used: u64) -> AreaObservation {
     let mut map = Bitmap::zeroed(count >> opb);
     map.set(0, used);
-    AreaObservation {
-        name: name.into(),
-        base_pfn: Pfn(base),
-        count: Pages(count),
-        order_per_bit: opb,
-        bitmap: map.words(),
-    }
+    AreaObservation::single(name, Pfn(base), Pages(count), opb, map.words())
 }
 
 /// spec §9.1: arm32 highmem area, boot bits 0-63 (the atomic pool).
@@ -478,14 +472,19 @@ fn model_new_refuses_a_missing_default_area_and_bad_bitmaps() {
     let r = Model::new(KernelProfile::qemu_virt_1g(Version::V6_1, Arch::Arm32), &boot);
     assert!(matches!(&r, Err(ModelError::DefaultAreaMissing { name, .. }) if name == "reserved"), "{r:?}");
     let mut boot = arm32_boot();
-    boot.areas[0].bitmap.push(0);
+    boot.areas[0].ranges[0].bitmap.push(0);
     let r = Model::new(KernelProfile::qemu_virt_1g(Version::V6_1, Arch::Arm32), &boot);
     assert!(matches!(r, Err(ModelError::BitmapLength { expected: 256, got: 257, .. })), "{r:?}");
     let mut boot = arm32_boot();
     boot.areas[0].count = Pages(8190);
-    boot.areas[0].bitmap[255] |= 1 << 31;
+    boot.areas[0].ranges[0].count = Pages(8190);
+    boot.areas[0].ranges[0].bitmap[255] |= 1 << 31;
     let r = Model::new(KernelProfile::qemu_virt_1g(Version::V6_1, Arch::Arm32), &boot);
     assert!(matches!(r, Err(ModelError::StrayBits { .. })), "{r:?}");
+    let mut boot = arm32_boot();
+    boot.areas[0].count = Pages(8190);
+    let r = Model::new(KernelProfile::qemu_virt_1g(Version::V6_1, Arch::Arm32), &boot);
+    assert!(matches!(r, Err(ModelError::RangeCounts { count: 8190, sum: 8192, .. })), "{r:?}");
     let mut p = KernelProfile::qemu_virt_1g(Version::V6_1, Arch::Arm32);
     p.page_shift = 40;
     assert!(matches!(Model::new(p, &arm32_boot()), Err(ModelError::Profile { field: "page_shift", .. })));
@@ -541,7 +540,7 @@ fn check_invariants_holds_on_mixed_programs_and_catches_a_stray_bit() {
          dma_alloc size=4K gfp=atomic\ndma_alloc size=1M\npin area=reserved off=5000\ncma_alloc area=reserved count=3",
     );
     assert_eq!(m.check_invariants(), Ok(()));
-    m.state.areas[0].bitmap.set(8000, 1);
+    m.state.areas[0].ranges[0].bitmap.set(8000, 1);
     assert!(m.check_invariants().is_err());
 }
 
@@ -901,7 +900,7 @@ fn concrete(m: &Model, next_h: &mut u32, s: &Step) -> ResolvedOp {
         Step::Pin { off } => ResolvedOp::Pin { area, off },
         Step::Kmap { off } => ResolvedOp::Kmap { area, off },
         Step::Unpin { pick: i } => {
-            let base = m.state.areas[0].base_pfn;
+            let base = m.state.areas[0].base_pfn();
             let off = m.state.pinned.iter().nth(i % m.state.pinned.len().max(1)).map_or(300, |p| p.0 - base);
             ResolvedOp::Unpin { area, off: off as i64 }
         }
@@ -924,7 +923,7 @@ fn ownership(m: &Model) -> Vec<u32> {
                     mark(s, e - s);
                 }
             }
-            Holding::Dma { pages, backing: DmaBacking::Cma { area: 0, pfn }, .. } => mark(pfn - a.base_pfn, *pages),
+            Holding::Dma { pages, backing: DmaBacking::Cma { area: 0, pfn }, .. } => mark(pfn - a.base_pfn(), *pages),
             _ => {}
         }
     }
@@ -932,7 +931,7 @@ fn ownership(m: &Model) -> Vec<u32> {
         let boot_chunks = m.boot.pools.get(id).map_or(0, |p| p.chunks().len());
         for c in &pool.chunks()[boot_chunks..] {
             if let Some(base) = c.base_pfn {
-                mark(base - a.base_pfn, c.pages());
+                mark(base - a.base_pfn(), c.pages());
             }
         }
     }
@@ -942,13 +941,17 @@ fn ownership(m: &Model) -> Vec<u32> {
 fn check_invariants(m: &Model) -> Result<(), TestCaseError> {
     let a = &m.state.areas[0];
     let boot = &m.boot.areas[0];
-    prop_assert_eq!(&a.bitmap, &a.taken, "opb 0: bitmap bit set <=> page out of the buddy allocator");
+    prop_assert_eq!(
+        &a.ranges[0].bitmap,
+        &a.ranges[0].taken,
+        "opb 0: bitmap bit set <=> page out of the buddy allocator"
+    );
     let own = ownership(m);
     for (page, &n) in own.iter().enumerate() {
         let p = page as u64;
         prop_assert!(n <= 1, "page {} owned {} times", p, n);
-        prop_assert!(!(n == 1 && boot.bitmap.test(p)), "page {} owned but set at boot", p);
-        prop_assert_eq!(a.bitmap.test(p), n == 1 || boot.bitmap.test(p), "bit {}", p);
+        prop_assert!(!(n == 1 && boot.ranges[0].bitmap.test(p)), "page {} owned but set at boot", p);
+        prop_assert_eq!(a.ranges[0].bitmap.test(p), n == 1 || boot.ranges[0].bitmap.test(p), "bit {}", p);
     }
     let held: u64 = m
         .state
@@ -959,11 +962,11 @@ fn check_invariants(m: &Model) -> Result<(), TestCaseError> {
             _ => 0,
         })
         .sum();
-    prop_assert!(a.bitmap.weight() >= boot.bitmap.weight() + held);
+    prop_assert!(a.ranges[0].bitmap.weight() >= boot.ranges[0].bitmap.weight() + held);
     prop_assert!(m.state.pinned.len() <= MAX_PINS);
     for p in &m.state.pinned {
-        let off = p.0 - a.base_pfn;
-        prop_assert!(!a.bitmap.test(off) && own[off as usize] == 0, "pinned page {} is also allocated", off);
+        let off = p.0 - a.base_pfn();
+        prop_assert!(!a.ranges[0].bitmap.test(off) && own[off as usize] == 0, "pinned page {} is also allocated", off);
     }
     Ok(())
 }
@@ -1009,7 +1012,7 @@ fn scenario_on(mut m: Model, steps: &[Step]) -> Result<(), TestCaseError> {
     for h in live(&m, false) {
         prop_assert_eq!(m.step(&ResolvedOp::DmaFree { h: Handle(h) }), Outcome::Released);
     }
-    let base = m.state.areas[0].base_pfn;
+    let base = m.state.areas[0].base_pfn();
     for p in m.state.pinned.clone() {
         let unpin = ResolvedOp::Unpin { area: AreaId(0), off: (p.0 - base) as i64 };
         prop_assert_eq!(m.step(&unpin), Outcome::Unpinned { pfn: p });
@@ -1061,7 +1064,7 @@ fn check_release_restores_mappings(m: &Model, boot: &Model) -> Result<(), TestCa
     for pool in m.state.pools.values() {
         for c in pool.chunks() {
             if let Some(base) = c.base_pfn {
-                pool_pages.set(base - a.base_pfn, c.pages());
+                pool_pages.set(base - a.base_pfn(), c.pages());
             }
         }
     }
@@ -1070,9 +1073,9 @@ fn check_release_restores_mappings(m: &Model, boot: &Model) -> Result<(), TestCa
             return Err(TestCaseError::fail(format!("buffer page after release: {r:?}")));
         };
         match (r.kind, r.mem) {
-            (MapKind::Lin, MemType::Wb) => prop_assert_eq!((first.0, r.pages), (a.base_pfn, a.count)),
+            (MapKind::Lin, MemType::Wb) => prop_assert_eq!((first.0, r.pages), (a.base_pfn(), a.count)),
             (MapKind::Vmap, MemType::Nc) => {
-                let off = first.0 - a.base_pfn;
+                let off = first.0 - a.base_pfn();
                 prop_assert_eq!(pool_pages.find_next_zero_bit(off + r.pages, off), off + r.pages, "{:?}", r);
                 pool_pages.clear(off, r.pages);
             }

@@ -283,13 +283,7 @@ fn from_json_applies_the_text_bounds() {
 }
 
 fn areas() -> Vec<AreaObservation> {
-    let area = |name: &str, base| AreaObservation {
-        name: name.into(),
-        base_pfn: Pfn(base),
-        count: Pages(1024),
-        order_per_bit: 0,
-        bitmap: vec![0; 32],
-    };
+    let area = |name: &str, base| AreaObservation::single(name, Pfn(base), Pages(1024), 0, vec![0; 32]);
     vec![area("linux,cma", 0x60000), area("reserved", 0x7e000)]
 }
 

@@ -49,12 +49,14 @@ pub fn to_observation(o: &WireObs, dec: &AttrDecoder) -> Observation {
         areas: o
             .areas
             .iter()
-            .map(|a| AreaObservation {
-                name: a.name.clone(),
-                base_pfn: Pfn(a.base_pfn),
-                count: Pages(a.count),
-                order_per_bit: a.order_per_bit,
-                bitmap: a.words.clone(),
+            .map(|a| {
+                AreaObservation::single(
+                    a.name.clone(),
+                    Pfn(a.base_pfn),
+                    Pages(a.count),
+                    a.order_per_bit,
+                    a.words.clone(),
+                )
             })
             .collect(),
         cma_free: Some(Pages(o.cma_free_pages)),
