@@ -371,6 +371,16 @@ impl Model {
                 }
                 expect.set(*s, *n);
             }
+            // 7.x available_count: with opb 0 every page out of CMA is one set bit.
+            if env_has_available(&self.env) && a.available != a.count - weight(&range.bitmap) {
+                return Err(format!(
+                    "area {}: available_count {} but count {} minus {} set bits",
+                    a.name,
+                    a.available,
+                    a.count,
+                    weight(&range.bitmap)
+                ));
+            }
             if expect != range.bitmap {
                 return Err(format!(
                     "area {}: bitmap weight {} but boot bits + pools + live handles make {}",
@@ -387,6 +397,10 @@ impl Model {
         }
         Ok(())
     }
+}
+
+fn env_has_available(env: &Env) -> bool {
+    env.profile.behaviour().cma_ranges
 }
 
 fn weight(b: &Bitmap) -> u64 {

@@ -110,6 +110,7 @@ fn v7_arm64_atomic_allocation_comes_from_the_dma_pool_and_the_worker_takes_bits_
          dma_alloc size=8192 gfp=atomic\nobserve\ndma_alloc size=12288 gfp=atomic",
     );
     assert_eq!(o, vec![at(B7, 32, 3), at(B7, 36, 2), at(B7, 0, 2), Outcome::Observed, at(B7, 64, 3)]);
+    assert_eq!(m.check_invariants(), Ok(()));
     assert_eq!(set_runs(&obs[0].1.areas[0]), vec![(0, 35), (36, 38), (64, 96)]);
 }
 
