@@ -742,4 +742,17 @@ mod tests {
             Err(ModelError::RangesOverlap { .. })
         ));
     }
+
+    #[test]
+    fn v7_a_request_too_big_for_the_first_range_is_served_by_the_second() {
+        // cma_range_alloc(): bitmap_count > bitmap_maxno is -EBUSY (Linux 7.2 mm/cma.c:798), so
+        // the range loop goes on; larger than every range (or than available_count) fails.
+        let none = BTreeSet::new();
+        let mut a = area7(0, &[(0x1000, 16, &[]), (0x2000, 64, &[])]);
+        assert_eq!(a.alloc(32, 0, W64, &none), Some(0x2000));
+        assert_eq!(a.alloc(33, 0, W64, &none), None, "no range has 33 free pages");
+        assert_eq!(a.alloc(16, 0, W64, &none), Some(0x1000));
+        assert_eq!(a.alloc(81, 0, W64, &none), None);
+        assert_eq!(a.available, 80 - 48);
+    }
 }
