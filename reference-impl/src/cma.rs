@@ -173,10 +173,30 @@ impl CmaArea {
         }
     }
 
-    /// `cma_get_base()` (Linux 7.2 `mm/cma.c:40-44`): range 0's base, from which the driver's
-    /// offsets count.
+    /// `cma_get_base()` (Linux 7.2 `mm/cma.c:40-44`): range 0's base, from which the model's
+    /// handles count their page offsets.
     pub(crate) fn base_pfn(&self) -> u64 {
         self.ranges.first().map_or(0, |r| r.base_pfn)
+    }
+
+    /// The driver's `cf_area_pfn()` (`qemu/driver/cmafuzz.c`): page `off` of the area with its
+    /// ranges' pages counted in order; an offset below 0 counts back from range 0's base, one at
+    /// or past `count` on from the last range's base. Returns the pfn (`None` if it would be
+    /// negative or overflow) and, for an offset inside the area, the pages from there to the end
+    /// of its range. One range: `base_pfn + off`, as on 6.x.
+    pub(crate) fn driver_pfn(&self, off: i64) -> (Option<u64>, Option<u64>) {
+        let mut r = 0usize;
+        let mut rel = i128::from(off);
+        let count_of = |r: usize| self.ranges.get(r).map_or(0, |c| c.count);
+        while self.count != 0 && rel >= 0 && rel >= i128::from(count_of(r)) && r + 1 < self.ranges.len() {
+            rel -= i128::from(count_of(r));
+            r += 1;
+        }
+        let base = self.ranges.get(r).map_or(0, |c| c.base_pfn);
+        let pfn = u64::try_from(i128::from(base) + rel).ok();
+        let inside = self.count != 0 && rel >= 0 && rel < i128::from(count_of(r)) && pfn.is_some();
+        let left = inside.then(|| count_of(r) - u64::try_from(rel).unwrap_or(0));
+        (pfn, left)
     }
 
     /// The range holding `pfn` in an area with pages.
