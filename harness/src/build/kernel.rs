@@ -465,8 +465,15 @@ pub const MAKEFILE_LINES: &[(&str, &str)] = &[
 /// Adds the test driver to the tree as a built-in part of `mm/`, where it can
 /// include the private `mm/cma.h`, and the KCOV lines of [`MAKEFILE_LINES`].
 pub(crate) fn install_driver(tree: &Path) -> Result<(), BuildError> {
-    fs::write(tree.join("mm/cmafuzz.c"), DRIVER_C).map_err(io("installing mm/cmafuzz.c"))?;
-    fs::write(tree.join("mm/cmafuzz_wire.h"), WIRE_H).map_err(io("installing mm/cmafuzz_wire.h"))?;
+    for (rel, text) in [("mm/cmafuzz.c", DRIVER_C), ("mm/cmafuzz_wire.h", WIRE_H)] {
+        // Left alone when already there (a tree that stays put, build::tree): a new mtime
+        // would make every incremental build recompile the driver.
+        let p = tree.join(rel);
+        if fs::read(&p).ok().as_deref() != Some(text.as_bytes()) {
+            let _ = fs::remove_file(&p);
+            fs::write(&p, text).map_err(io(format!("installing {rel}")))?;
+        }
+    }
     for (rel, lines) in MAKEFILE_LINES {
         let mf = tree.join(rel);
         if !mf.is_file() {
