@@ -10,13 +10,11 @@
 #[path = "../tests/common/bisect_history.rs"]
 mod history;
 
-use history::{history, root, COMMITS};
+use history::{history, root, BUG_AT, COMMITS};
 use std::process::Command;
 
-fn main() {
-    // `cargo bench` passes `--bench`; nothing else is taken.
-    let (repo, c) = history();
-    let tmp = tempfile::tempdir().expect("tempdir");
+/// A patch of its own for this run: one line appended to a file no config compiles.
+fn nonce_patch(repo: &std::path::Path, dir: &std::path::Path, tag: &str) -> std::path::PathBuf {
     let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let file = "Documentation/admin-guide/README.rst";
     let text = std::fs::read_to_string(repo.join(file)).expect("fixture file");
@@ -26,29 +24,46 @@ fn main() {
     for l in last.iter().rev() {
         patch.push_str(&format!(" {l}\n"));
     }
-    patch.push_str(&format!("+.. cmafuzz bench {nonce}\n"));
-    let p = tmp.path().join("nonce.patch");
+    patch.push_str(&format!("+.. cmafuzz bench {tag} {nonce}\n"));
+    let p = dir.join(format!("{tag}.patch"));
     std::fs::write(&p, patch).expect("write patch");
-    let out = tmp.path().join("out");
+    p
+}
+
+/// Runs `cmafuzz bisect --json` and returns its report, or exits with its error.
+fn run(
+    repo: &std::path::Path,
+    good: &str,
+    bad: &str,
+    patch: &std::path::Path,
+    out: &std::path::Path,
+) -> serde_json::Value {
     let o = Command::new(env!("CARGO_BIN_EXE_cmafuzz"))
         .arg("bisect")
         .arg("--kernel-src")
-        .arg(&repo)
-        .args(["--good", &c[0], "--bad", &c[COMMITS], "--target", "arm32-6.1", "--json", "--kernel-patch"])
-        .arg(&p)
+        .arg(repo)
+        .args(["--good", good, "--bad", bad, "--target", "arm32-6.1", "--json", "--kernel-patch"])
+        .arg(patch)
         .arg("--out")
-        .arg(&out)
+        .arg(out)
         .arg(root().join("corpora/seed/01-alloc-release.prog"))
         .output()
         .expect("cmafuzz runs");
-    let v: serde_json::Value = match serde_json::from_slice(&o.stdout) {
-        Ok(v) => v,
+    match serde_json::from_slice::<serde_json::Value>(&o.stdout) {
+        Ok(v) => v["report"].clone(),
         Err(_) => {
             eprintln!("bisect failed (exit {:?}):\n{}", o.status.code(), String::from_utf8_lossy(&o.stderr));
             std::process::exit(1);
         }
-    };
-    let r = &v["report"];
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is taken.
+    let (repo, c) = history();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("out");
+    let r = run(&repo, &c[0], &c[COMMITS], &nonce_patch(&repo, tmp.path(), "range"), &out);
     let steps = r["steps"].as_array().cloned().unwrap_or_default();
     let mut per_step = Vec::new();
     for (i, s) in steps.iter().enumerate() {
@@ -77,4 +92,15 @@ fn main() {
     );
     println!("bisect: total {:.0} s, after the first build {after_first:.0} s", r["seconds"].as_f64().unwrap_or(0.0));
     println!("bisect: first bad commit {}", r["culprit"]["sha"].as_str().unwrap_or("none"));
+
+    // A one-file commit: c20 (the bug, mm/cma.c) built, then its parent c19 (the good end).
+    let r = run(&repo, &c[BUG_AT - 1], &c[BUG_AT], &nonce_patch(&repo, tmp.path(), "one-file"), &out);
+    if let Some(s) = r["steps"].as_array().and_then(|s| s.get(1)) {
+        println!(
+            "bisect: step after a one-file commit (mm/cma.c): build {:.1} s, build+boot+replay {:.1} s, {} runs",
+            s["build_seconds"].as_f64().unwrap_or(0.0),
+            s["seconds"].as_f64().unwrap_or(0.0),
+            s["runs"]
+        );
+    }
 }

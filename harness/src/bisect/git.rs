@@ -100,6 +100,9 @@ impl Repo {
             if !top.join("Makefile").is_file() || !top.join("mm/cma.c").is_file() {
                 return Err(GitError::NotAKernel(top));
             }
+            // Stat information can be stale (a hard-linked copy changes ctimes): refresh it
+            // first, so only a difference in content counts as a change.
+            let _ = run(&top, &["update-index", "-q", "--refresh"]);
             let status = run(&top, &["status", "--porcelain", "--untracked-files=no"])?;
             if let Some(first) = status.lines().next() {
                 return Err(GitError::Dirty { dir: top, first: first.trim().to_string() });

@@ -1,6 +1,6 @@
 //! `cmafuzz bisect`: the first bad commit between two revisions of a kernel git tree.
 
-use crate::bisect::git::{Repo, Worktree};
+use crate::bisect::git::{GitError, Repo, Worktree};
 use crate::bisect::kernel::{Expect, KernelTester};
 use crate::bisect::{self, Range};
 use crate::build::cache;
@@ -95,11 +95,16 @@ pub fn run(a: BisectArgs) -> anyhow::Result<u8> {
     let t = targets::find(a.target.as_deref().or(finding_target.as_deref()))?;
     let patches = check_patches(&a.kernel_patch)?;
     let repo = Repo::open(&a.kernel_src)?;
-    // Revisions are checked before the worktree is made (a typo costs nothing).
+    // Revisions are checked before the worktree is made (a typo costs no checkout).
     let bad = repo.resolve("--bad", &a.bad)?;
-    repo.resolve("--good", &a.good)?;
+    let good = repo.resolve("--good", &a.good)?;
+    if !repo.is_ancestor(&good, &bad)? {
+        return Err(GitError::NotAncestor { good: a.good.clone(), bad: a.bad.clone() }.into());
+    }
     let tree = tree_for(&repo, &t.arch);
-    std::fs::create_dir_all(&tree.base)?;
+    std::fs::create_dir_all(&tree.base).map_err(|e| {
+        anyhow::anyhow!("{}: {e} (the cache must be writable; set XDG_CACHE_HOME)", tree.base.display())
+    })?;
     let _lock = disk::Lock::exclusive(&tree.base.join(".bisect.lock"))
         .map_err(|e| anyhow::anyhow!("{}: {e} (is another bisect of this tree running?)", tree.base.display()))?;
     eprintln!("bisect: private worktree {} (your checkout is not touched)", tree.src.display());
