@@ -83,3 +83,32 @@ fn bisect_names_the_injected_commit_skips_the_broken_one_and_the_revert_agrees()
     let o = bisect(&repo, &c[0], &c[COMMITS], &quiet, &out, &[]);
     assert_one_error(&o, &["does not fail on --bad"]);
 }
+
+/// The same checks on a tiny repository: they come before any worktree or kernel, so they cost
+/// nothing (and the refused runs leave the repository as it was).
+#[test]
+fn checks_first_errors_are_one_line_and_exit_2_before_any_build() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let repo = t.path().join("linux");
+    std::fs::create_dir_all(repo.join("mm")).expect("mkdir");
+    std::fs::write(repo.join("Makefile"), "all:\n").expect("write");
+    std::fs::write(repo.join("mm/cma.c"), "/* cma */\n").expect("write");
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "one"]);
+    std::fs::write(repo.join("mm/cma.c"), "/* cma 2 */\n").expect("write");
+    git(&repo, &["commit", "-q", "-a", "-m", "two"]);
+    let repro = root().join("corpora/seed/01-alloc-release.prog");
+    let out = t.path().join("out");
+    let o = bisect(&repo, "HEAD~1", "v7.0", &repro, &out, &[]);
+    assert_one_error(&o, &["--bad v7.0", "no such revision"]);
+    let o = bisect(&repo, "HEAD", "HEAD~1", &repro, &out, &[]);
+    assert_one_error(&o, &["--good HEAD is not an ancestor of --bad HEAD~1"]);
+    std::fs::write(repo.join("mm/cma.c"), "/* edited */\n").expect("write");
+    let o = bisect(&repo, "HEAD~1", "HEAD", &repro, &out, &[]);
+    assert_one_error(&o, &["uncommitted changes", "mm/cma.c", "commit or stash"]);
+    let o = bisect(t.path(), "HEAD~1", "HEAD", &repro, &out, &[]);
+    assert_one_error(&o, &["not a git repository"]);
+    let o = bisect(&repo, "HEAD~1", "HEAD", &t.path().join("missing.prog"), &out, &[]);
+    assert_one_error(&o, &["missing.prog"]);
+}
