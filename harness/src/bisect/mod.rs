@@ -98,6 +98,12 @@ pub struct Confirmation {
 }
 
 #[derive(Debug, Clone, Serialize)]
+pub struct Parent {
+    pub commit: CommitInfo,
+    pub mark: Option<Mark>,
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub good: CommitInfo,
     pub bad: CommitInfo,
@@ -107,8 +113,9 @@ pub struct Report {
     pub culprit: Option<CommitInfo>,
     /// When skips leave several candidates: the first bad commit is one of these.
     pub candidates: Vec<CommitInfo>,
-    /// The verdict on the culprit's parent (from its step, or the good end).
-    pub parent: Option<(CommitInfo, Option<Mark>)>,
+    /// The culprit's parent and its verdict (from its step or the good end; none when git
+    /// did not need it tested).
+    pub parent: Option<Parent>,
     pub steps: Vec<Step>,
     pub confirmation: Option<Confirmation>,
     /// `git bisect log` of the run.
@@ -155,7 +162,7 @@ impl Report {
                 if let Some(step) = self.steps.iter().rev().find(|st| st.commit.sha == c.sha) {
                     let _ = writeln!(s, "verdict on {}: {}", short(c), verdict(&step.result));
                 }
-                if let Some((p, m)) = &self.parent {
+                if let Some(Parent { commit: p, mark: m }) = &self.parent {
                     let on = self.steps.iter().rev().find(|st| st.commit.sha == p.sha);
                     let text = match (on, m) {
                         (Some(st), _) => verdict(&st.result),
@@ -314,7 +321,7 @@ pub fn bisect(
         Some(c) => {
             let p = repo.parent(c)?;
             let mark = steps.iter().rev().find(|s| s.commit.sha == p).map(|s| s.result.mark.clone());
-            Some((repo.info(&p)?, mark))
+            Some(Parent { commit: repo.info(&p)?, mark })
         }
         None => None,
     };
