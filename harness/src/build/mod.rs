@@ -7,3 +7,4 @@ pub mod cache;
 pub mod dtb;
 pub mod kernel;
 pub mod tools;
+pub mod tree;
