@@ -8,6 +8,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod bisect;
 pub mod build;
 pub mod campaign;
 pub mod cli;

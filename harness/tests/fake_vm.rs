@@ -40,11 +40,12 @@ fn a_hung_guest_is_a_hang_verdict_within_the_watchdog_and_the_next_program_runs_
     let rules = Some(model.alias_rules());
     let mut ex = Executor::new(&t, BackendChoice::Both, Some(model), Some(kb), boot, Suppressions::none(), rules);
 
-    // 200 ops, the third of which hangs.
+    // 200 ops, the third of which hangs; the guest keeps reporting (it schedules), so the
+    // verdict names the op it stopped at, not the program's last op.
     let mut text = String::from("cma_alloc area=reserved count=1\ncma_alloc area=reserved count=2\n");
     text.push_str(&format!("cma_alloc area=reserved count={HANG_COUNT}\n"));
     for _ in 0..197 {
-        text.push_str("observe\n");
+        text.push_str("dma_alloc size=4096\n");
     }
     let hangs = Program::parse(&text).expect("program");
     let t0 = Instant::now();
@@ -52,6 +53,8 @@ fn a_hung_guest_is_a_hang_verdict_within_the_watchdog_and_the_next_program_runs_
     let took = t0.elapsed();
     let hang: Vec<_> = e.verdicts.iter().filter(|v| v.kind == VerdictKind::Hang).collect();
     assert_eq!(hang.len(), 1, "{:?}", e.verdicts);
+    assert_eq!(hang[0].signature, "hang:cma_alloc");
+    assert_eq!(hang[0].op_index, Some(2));
     assert!(took < watchdog * 5, "the hang verdict took {took:?} with a {watchdog:?} watchdog");
 
     let fine = Program::parse("observe\n").expect("program");

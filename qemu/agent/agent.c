@@ -13,10 +13,10 @@
  * payload in PATH (cmafuzz.repeat=N times, each followed by a RESET), prints
  * the results and a timing line on the console and powers off.  If PATH is a
  * directory, every file in it is such a payload: each round runs them all in
- * name order (after one untimed round), and only the timing line is printed.  A payload whose first op
- * is a RESET carries its reset (what the host sends: RESET, OBSERVE, the
- * program, OBSERVE in one RUN); any other is followed by a RESET and an
- * OBSERVE in a RUN of their own.
+ * name order (after one untimed round), and only the timing line is printed.
+ * A payload with a RESET in it carries its reset (what the host sends: the
+ * program, OBSERVE, RESET, OBSERVE in one RUN); any other is followed by a
+ * RESET and an OBSERVE in a RUN of their own.
  *
  * Build it static: $(CC) -static -O2 -Wall -Wextra -I qemu/include -o init
  */
@@ -61,8 +61,15 @@
 #define PC_SET_SIZE	(1u << PC_SET_BITS)
 
 static uint8_t in_buf[BUF_SIZE];
-/* The driver may fill BUF_SIZE; the KCOV trailer goes after it. */
-static uint8_t out_buf[BUF_SIZE + sizeof(struct cf_kcov) + CF_MAX_KCOV * 8];
+/*
+ * The driver may fill BUF_SIZE; the KCOV trailer goes after it.  The frame
+ * header goes before it, so a RESULT leaves in one write (one buffer to the
+ * host, not two: each is a trip through qemu and a wake-up of the host).
+ */
+static uint8_t out_frame[sizeof(struct cf_frame_hdr) + BUF_SIZE +
+			 sizeof(struct cf_kcov) + CF_MAX_KCOV * 8]
+	__attribute__((aligned(8)));
+#define out_buf (out_frame + sizeof(struct cf_frame_hdr))
 
 static struct {
 	int fd;			/* -1: the kernel has no KCOV */
@@ -229,6 +236,10 @@ static int write_all(int fd, const void *buf, size_t len, int retry)
 	return 0;
 }
 
+/*
+ * One frame in one write where it fits: out_buf's payload has its header
+ * room in front of it, a small payload is copied behind a header.
+ */
 static int send_frame(int port, uint16_t kind, uint32_t seq,
 		      const void *payload, uint32_t len, int retry)
 {
@@ -239,9 +250,22 @@ static int send_frame(int port, uint16_t kind, uint32_t seq,
 		.len = len,
 		.seq = seq,
 	};
+	uint8_t small[sizeof(h) + 1024];
+	int rc;
 
-	if (write_all(port, &h, sizeof(h), retry) < 0 ||
-	    write_all(port, payload, len, retry) < 0) {
+	if (payload == out_buf) {
+		memcpy(out_frame, &h, sizeof(h));
+		rc = write_all(port, out_frame, sizeof(h) + len, retry);
+	} else if (len <= sizeof(small) - sizeof(h)) {
+		memcpy(small, &h, sizeof(h));
+		memcpy(small + sizeof(h), payload, len);
+		rc = write_all(port, small, sizeof(h) + len, retry);
+	} else {
+		rc = write_all(port, &h, sizeof(h), retry);
+		if (!rc)
+			rc = write_all(port, payload, len, retry);
+	}
+	if (rc < 0) {
 		say("write to port: %s", strerror(errno));
 		return -1;
 	}
@@ -774,6 +798,7 @@ static void local_dir(int cf, const char *dir, unsigned long repeat)
 	unsigned long r;
 	size_t out_len;
 	int i, n, nbufs = 0;
+	uint32_t j;
 
 	memcpy(reset_run, &rr, sizeof(rr));
 	memcpy(reset_run + sizeof(rr), reset_ops, sizeof(reset_ops));
@@ -805,11 +830,15 @@ static void local_dir(int cf, const char *dir, unsigned long repeat)
 		}
 		memcpy(&hdr, bufs[nbufs], sizeof(hdr));
 		ops += hdr.nops;
-		if (hdr.nops && lens[nbufs] >= sizeof(hdr) + sizeof(struct cf_op)) {
-			struct cf_op first;
+		for (j = 0; j < hdr.nops &&
+			    lens[nbufs] >= sizeof(hdr) + (j + 1) * sizeof(struct cf_op);
+		     j++) {
+			struct cf_op op;
 
-			memcpy(&first, bufs[nbufs] + sizeof(hdr), sizeof(first));
-			own_reset[nbufs] = first.kind == CF_OP_RESET;
+			memcpy(&op, bufs[nbufs] + sizeof(hdr) + j * sizeof(op),
+			       sizeof(op));
+			if (op.kind == CF_OP_RESET)
+				own_reset[nbufs] = 1;
 		}
 		nbufs++;
 	}

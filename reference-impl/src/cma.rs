@@ -173,10 +173,30 @@ impl CmaArea {
         }
     }
 
-    /// `cma_get_base()` (Linux 7.2 `mm/cma.c:40-44`): range 0's base, from which the driver's
-    /// offsets count.
+    /// `cma_get_base()` (Linux 7.2 `mm/cma.c:40-44`): range 0's base, from which the model's
+    /// handles count their page offsets.
     pub(crate) fn base_pfn(&self) -> u64 {
         self.ranges.first().map_or(0, |r| r.base_pfn)
+    }
+
+    /// The driver's `cf_area_pfn()` (`qemu/driver/cmafuzz.c`): page `off` of the area with its
+    /// ranges' pages counted in order; an offset below 0 counts back from range 0's base, one at
+    /// or past `count` on from the last range's base. Returns the pfn (`None` if it would be
+    /// negative or overflow) and, for an offset inside the area, the pages from there to the end
+    /// of its range. One range: `base_pfn + off`, as on 6.x.
+    pub(crate) fn driver_pfn(&self, off: i64) -> (Option<u64>, Option<u64>) {
+        let mut r = 0usize;
+        let mut rel = i128::from(off);
+        let count_of = |r: usize| self.ranges.get(r).map_or(0, |c| c.count);
+        while self.count != 0 && rel >= 0 && rel >= i128::from(count_of(r)) && r + 1 < self.ranges.len() {
+            rel -= i128::from(count_of(r));
+            r += 1;
+        }
+        let base = self.ranges.get(r).map_or(0, |c| c.base_pfn);
+        let pfn = u64::try_from(i128::from(base) + rel).ok();
+        let inside = self.count != 0 && rel >= 0 && rel < i128::from(count_of(r)) && pfn.is_some();
+        let left = inside.then(|| count_of(r) - u64::try_from(rel).unwrap_or(0));
+        (pfn, left)
     }
 
     /// The range holding `pfn` in an area with pages.
@@ -741,5 +761,18 @@ mod tests {
             CmaArea::from_observation(&obs, Version::V7_3.behaviour()),
             Err(ModelError::RangesOverlap { .. })
         ));
+    }
+
+    #[test]
+    fn v7_a_request_too_big_for_the_first_range_is_served_by_the_second() {
+        // cma_range_alloc(): bitmap_count > bitmap_maxno is -EBUSY (Linux 7.2 mm/cma.c:798), so
+        // the range loop goes on; larger than every range (or than available_count) fails.
+        let none = BTreeSet::new();
+        let mut a = area7(0, &[(0x1000, 16, &[]), (0x2000, 64, &[])]);
+        assert_eq!(a.alloc(32, 0, W64, &none), Some(0x2000));
+        assert_eq!(a.alloc(33, 0, W64, &none), None, "no range has 33 free pages");
+        assert_eq!(a.alloc(16, 0, W64, &none), Some(0x1000));
+        assert_eq!(a.alloc(81, 0, W64, &none), None);
+        assert_eq!(a.available, 80 - 48);
     }
 }

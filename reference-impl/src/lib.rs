@@ -2,7 +2,8 @@
 //!
 //! A pure model (no I/O, no clock, no randomness) of what the in-kernel cmafuzz driver observes
 //! when it calls `cma_alloc()`, `cma_release()`, `dma_alloc_attrs()` and `dma_free_attrs()` on
-//! Debian's Linux 6.1 and 6.12 for arm32 (with and without LPAE) and arm64. The harness runs the
+//! Debian's Linux 6.1, 6.12, 7.2 and 7.3 for arm32 (with and without LPAE) and arm64 (7.x
+//! differences: [`profile::Behaviour`]). The harness runs the
 //! same [`program::Program`] on this model and on a real kernel in qemu and compares the
 //! [`outcome::Outcome`]s and [`observation::Observation`]s.
 //!
@@ -15,8 +16,9 @@
 //!   include the kernel mappings of the pages of interest (spec §5.5-§5.7, §6.3).
 //! * [`alias`] — the alias invariant over a mapping table, for the model's and the kernel's.
 //!
-//! Kernel facts come from the project's CMA specification (`shared/cma-spec.md`), cited by
-//! section (§) and by kernel `file:line` (6.1 unless marked).
+//! Kernel facts come from the project's CMA specifications (`shared/cma-spec.md`, and
+//! `shared/cma-spec-7x.md` for 7.2/7.3), cited by section (§) and by kernel `file:line` (6.1
+//! unless marked).
 //!
 //! ## Program text format
 //!

@@ -7,8 +7,8 @@
 //! `last_pkmap_nr`. Buffer pages whose pfn the model cannot predict (buddy allocator) get their
 //! mappings from the path that allocated them.
 
-use crate::observation::{MapKind, MapRun, MemType, PageAddr};
-use crate::profile::KernelProfile;
+use crate::observation::{MapKind, MapLevel, MapRun, MemType, PageAddr};
+use crate::profile::{Arch, KernelProfile};
 use crate::program::Handle;
 use crate::units::Pfn;
 use std::collections::BTreeMap;
@@ -316,7 +316,11 @@ impl Maps {
         buffers: &[(Handle, u64, bool)],
     ) -> Vec<MapRun> {
         let mut runs = Vec::new();
-        let run = |kind, first, pages, mem, va| MapRun { kind, first, pages, mem, va, level: None };
+        // 7.x arm64 maps the linear map with 4 KiB PTEs (rodata_full, no BBML2/3 on the harness
+        // CPU, `cma-spec-7x.md` §7 **[observed: `PTE ... MEM/NORMAL-TAGGED`]**) and vmap() always
+        // uses PTEs, so every run's level is known; elsewhere the model leaves it to the kernel.
+        let level = (profile.arch == Arch::Arm64 && profile.behaviour().arm64_linear_map_ptes).then_some(MapLevel::Pte);
+        let run = |kind, first, pages, mem, va| MapRun { kind, first, pages, mem, va, level };
         for &(start, end) in ranges {
             for (s, e, v) in self.runs(start, end) {
                 if let Some(mem) = v.lin {
@@ -387,7 +391,7 @@ fn continues(a: &MapRun, b: &MapRun, page_shift: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::{Arch, Version};
+    use crate::profile::Version;
 
     fn a32() -> KernelProfile {
         KernelProfile::qemu_virt_1g(Version::V6_1, Arch::Arm32)
@@ -480,5 +484,20 @@ mod tests {
                 (MapKind::Pkmap, PageAddr::Pfn(Pfn(0x7e103)), 1, MemType::Wb, Some(0xbfe0_3000)),
             ]
         );
+    }
+
+    #[test]
+    fn v7_arm64_runs_are_ptes_and_6x_leave_the_level_to_the_kernel() {
+        // cma-spec-7x §11.5: 7.x arm64 LIN runs are `level=PTE attr=MT_NORMAL_TAGGED` (wb).
+        let p7 = KernelProfile::qemu_virt_1g(Version::V7_2, Arch::Arm64);
+        let mut m = Maps::new(&p7);
+        m.vmap(0x7dc00, 32);
+        let t = m.table(&p7, &[(0x7dc00, 0x7fc00)], &[]);
+        assert!(t.iter().all(|r| r.level == Some(MapLevel::Pte)), "{t:?}");
+        assert_eq!(t[0].kind, MapKind::Lin);
+        assert_eq!((t[0].mem, t[0].pages, t[0].va), (MemType::Wb, 8192, Some(0xffff_0000_3dc0_0000)));
+        let p6 = KernelProfile::qemu_virt_1g(Version::V6_12, Arch::Arm64);
+        assert!(Maps::new(&p6).table(&p6, &[(0x7cc00, 0x7ec00)], &[]).iter().all(|r| r.level.is_none()));
+        assert!(Maps::new(&a32()).table(&a32(), &[(0x7e000, 0x80000)], &[]).iter().all(|r| r.level.is_none()));
     }
 }

@@ -371,6 +371,16 @@ impl Model {
                 }
                 expect.set(*s, *n);
             }
+            // 7.x available_count: with opb 0 every page out of CMA is one set bit.
+            if env_has_available(&self.env) && a.available != a.count - weight(&range.bitmap) {
+                return Err(format!(
+                    "area {}: available_count {} but count {} minus {} set bits",
+                    a.name,
+                    a.available,
+                    a.count,
+                    weight(&range.bitmap)
+                ));
+            }
             if expect != range.bitmap {
                 return Err(format!(
                     "area {}: bitmap weight {} but boot bits + pools + live handles make {}",
@@ -387,6 +397,10 @@ impl Model {
         }
         Ok(())
     }
+}
+
+fn env_has_available(env: &Env) -> bool {
+    env.profile.behaviour().cma_ranges
 }
 
 fn weight(b: &Bitmap) -> u64 {
@@ -455,12 +469,13 @@ impl State {
         Outcome::Released
     }
 
-    /// `CF_OP_CMA_RELEASE_RAW` of the page `off` pages from range 0's base: for a first page
+    /// `CF_OP_CMA_RELEASE_RAW` of page `off` of the area ([`CmaArea::driver_pfn`]): for a first page
     /// outside every range of the area (or any page of a disabled area) and for `count == 0`
     /// the driver calls `cma_release()` and the kernel decides (6.x `cma_pages_valid()`, 7.x
     /// `find_cma_memrange()`, [`CmaArea::release_range`]: a disabled 7.x area accepts
     /// `count == 0` inside its kept ranges). The driver refuses anything else that is not wholly
-    /// held by live `cma_alloc` handles of the area (spec §3: past-the-end and double releases
+    /// held by live `cma_alloc` handles of the area, or runs past the end of the first page's
+    /// range (spec §3: past-the-end and double releases
     /// corrupt memory on 6.x; 7.x would refuse the first itself, `cma-spec-7x.md` §3, but the
     /// driver's refusal comes first on every version). A pinned page is held by no handle, so a
     /// release covering it is refused too — which is why 7.x's "frees every page whatever the
@@ -475,10 +490,9 @@ impl State {
         let Some(a) = self.areas.get(ai) else {
             return Outcome::BadOp;
         };
-        let off = u64::try_from(off).ok();
-        let pfn = off.and_then(|o| a.base_pfn().checked_add(o));
-        let (Some(off), Some(pfn)) = (off, pfn.filter(|&p| a.range_of(p).is_some())) else {
-            // Outside the area: the kernel must refuse it by itself (a negative offset is a NULL
+        let (pfn, left) = a.driver_pfn(off);
+        let (Some(pfn), Some(left)) = (pfn, left) else {
+            // Outside the area: the kernel must refuse it by itself (a negative pfn is a NULL
             // page, which it refuses too).
             let ok = pfn.is_some_and(|p| self.areas.get_mut(ai).is_some_and(|a| a.release(p, count.0, env.width)));
             return if ok { Outcome::Released } else { Outcome::ReleaseRejected };
@@ -487,9 +501,13 @@ impl State {
             // cma_release(): valid pfn, free_contig_range(pfn, 0), no bits cleared.
             return Outcome::Released;
         }
-        let Some(end) = off.checked_add(count.0) else {
+        // Past the end of its range: 6.x would free pages beyond the area.
+        if count.0 > left {
             return Outcome::Refused;
-        };
+        }
+        // Handles hold offsets from range 0's base.
+        let off = pfn - a.base_pfn();
+        let end = off + count.0;
         let held: u64 = self
             .handles
             .values()
@@ -535,11 +553,13 @@ impl State {
         Outcome::Pinned { pfn }
     }
 
-    /// The page `off` pages from the area's range-0 base, if it is a page of the area (the
-    /// driver's `cf_pin_pfn()`: 6.x `[base_pfn, base_pfn + count)`, 7.x any range).
+    /// Page `off` of the area, if it is one (the driver's `cf_pin_pfn()`; offsets count the
+    /// ranges' pages in order, [`CmaArea::driver_pfn`]).
     fn page_of(a: &CmaArea, off: i64) -> Option<Pfn> {
-        let pfn = a.base_pfn().checked_add(u64::try_from(off).ok()?)?;
-        a.range_of(pfn).map(|_| Pfn(pfn))
+        match a.driver_pfn(off) {
+            (Some(pfn), Some(_)) => Some(Pfn(pfn)),
+            _ => None,
+        }
     }
 
     /// The page a `pin` or `kmap` names, checked as the driver checks it before calling the

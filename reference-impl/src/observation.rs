@@ -366,6 +366,18 @@ pub enum MapLevel {
     Pud,
 }
 
+impl MapLevel {
+    /// Short lower-case name, as printed in reports and signatures.
+    pub fn name(self) -> &'static str {
+        match self {
+            MapLevel::Pte => "pte",
+            MapLevel::Section => "section",
+            MapLevel::Pmd => "pmd",
+            MapLevel::Pud => "pud",
+        }
+    }
+}
+
 /// Where a mapped page is: a pfn, or, on the model side, page `index` of the buffer `handle`
 /// defined when the model cannot predict its pfn (buddy-allocator pages outside every CMA area).
 /// The oracle turns a `Buffer` into a pfn with the kernel's outcome for that handle.

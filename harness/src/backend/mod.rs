@@ -95,21 +95,6 @@ pub trait Backend {
     fn adopt(&mut self, _other_reset: Option<&Observation>) {}
     /// Runs one program from the current state.
     fn run(&mut self, prog: &ResolvedProgram) -> Result<ProgramRun, BackendError>;
-    /// [`Backend::reset`] then [`Backend::run`], in one go where the backend can (a kernel: one
-    /// RUN frame, one round trip). The program runs from whatever state the reset left: the
-    /// caller checks [`Reset::state`] and throws the run away if it is not the expected one.
-    /// `Err` when the reset failed for good; the program's own failure is the inner `Err`. A
-    /// reset whose state is unknown because the program failed in the same go says
-    /// `state: None, restarted: false`.
-    #[allow(clippy::type_complexity)]
-    fn reset_and_run(
-        &mut self,
-        prog: &ResolvedProgram,
-    ) -> Result<(Reset, Result<ProgramRun, BackendError>), BackendError> {
-        let reset = self.reset()?;
-        let run = self.run(prog);
-        Ok((reset, run))
-    }
     /// What the backend printed since the last call (a kernel's console), each line once.
     fn new_console(&mut self) -> String {
         String::new()

@@ -411,16 +411,14 @@ fn parse_vm_hwm(status: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The RUN payloads the kernel backend sends for `p` in the full path (a RESET and an OBSERVE,
-/// the program's ops, then an OBSERVE; in chunks of `CF_MAX_OPS`, as
-/// [`Backend::reset_and_run`] does).
+/// The RUN payloads the kernel backend sends for `p` (the program's ops, an OBSERVE, then the
+/// driver's RESET and OBSERVE for the next program; in chunks of `CF_MAX_OPS`, as
+/// [`KernelBackend`]'s `run` does).
 pub fn run_payloads(p: &ResolvedProgram, flags: u32) -> Result<Vec<Vec<u8>>, wire::WireError> {
-    let mut ops = vec![
-        WireOp { kind: wire::OP_RESET, ..Default::default() },
-        WireOp { kind: wire::OP_OBSERVE, ..Default::default() },
-    ];
-    ops.extend(p.ops.iter().map(crate::backend::kernel::codec::to_wire));
-    ops.push(WireOp { kind: wire::OP_OBSERVE, ..Default::default() });
+    let mut ops: Vec<WireOp> = p.ops.iter().map(crate::backend::kernel::codec::to_wire).collect();
+    for kind in [wire::OP_OBSERVE, wire::OP_RESET, wire::OP_OBSERVE] {
+        ops.push(WireOp { kind, ..Default::default() });
+    }
     ops.chunks(wire::MAX_OPS as usize).map(|c| wire::encode_run_flags(c, flags)).collect()
 }
 
@@ -574,13 +572,13 @@ mod tests {
         let r = p.resolve(&areas).expect("resolves");
         let pl = run_payloads(&r, 0).expect("encodes");
         assert_eq!(pl.len(), 1);
-        // RESET + OBSERVE, the two ops, the trailing OBSERVE: one RUN per program
+        // the two ops, an OBSERVE, then RESET + OBSERVE for the next program: one RUN per program
         assert_eq!(pl[0].len(), wire::RUN_SIZE + 5 * wire::OP_SIZE);
         assert_eq!(&pl[0][0..4], &5u32.to_le_bytes());
         let kind = |i: usize| pl[0][wire::RUN_SIZE + i * wire::OP_SIZE..][..4].to_vec();
-        assert_eq!(kind(0), wire::OP_RESET.to_le_bytes());
-        assert_eq!(kind(1), wire::OP_OBSERVE.to_le_bytes());
-        assert_eq!(kind(2), wire::OP_CMA_ALLOC.to_le_bytes());
+        assert_eq!(kind(0), wire::OP_CMA_ALLOC.to_le_bytes());
+        assert_eq!(kind(2), wire::OP_OBSERVE.to_le_bytes());
+        assert_eq!(kind(3), wire::OP_RESET.to_le_bytes());
         assert_eq!(kind(4), wire::OP_OBSERVE.to_le_bytes());
     }
 }

@@ -126,7 +126,7 @@ fn hash_tree(root: &Path, dir: &Path, k: &mut KeyHasher) -> Result<(), BuildErro
     Ok(())
 }
 
-fn run_capture(cmd: &mut Command) -> Result<String, BuildError> {
+pub(crate) fn run_capture(cmd: &mut Command) -> Result<String, BuildError> {
     let prog = cmd.get_program().to_string_lossy().into_owned();
     let out = cmd.output().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => BuildError::MissingTool { tool: prog.clone(), package: package_of(&prog) },
@@ -147,11 +147,17 @@ pub use crate::build::tools::package_of;
 
 /// The cache key of a request: every input that changes the kernel.
 pub fn cache_key(req: &BuildRequest) -> Result<String, BuildError> {
+    cache_key_with(req, &source_identity(req)?)
+}
+
+/// The cache key of a request whose source is named by `identity` (`tarball:SHA`, `git:...`,
+/// `gittree:TREE` for a commit's tree in a bisect worktree).
+pub(crate) fn cache_key_with(req: &BuildRequest, identity: &str) -> Result<String, BuildError> {
     let mut k = KeyHasher::new("cmafuzz-kernel-v1");
     // Kernel inputs only, not the target's name: targets that differ only in
     // how qemu runs the kernel (memory size) share one build.
     k.part(req.target.arch.as_bytes());
-    k.part(source_identity(req)?.as_bytes());
+    k.part(identity.as_bytes());
     for p in &req.patches {
         let text = fs::read(p).map_err(|source| BuildError::PatchUnreadable { path: p.clone(), source })?;
         k.part(&text);
@@ -266,7 +272,25 @@ fn build_in(
         apply_patch(p, tree, log_path)?;
     }
     install_driver(tree)?;
+    configure_and_make(req, root, work, tree, out, log_path, image_name, tmp, progress)
+}
 
+/// `allnoconfig` + the fragments (checked) and the image, in `tree` with `O=out`; ccache paths
+/// are relative to `basedir` (the common parent of `tree` and `out`, so trees at other paths
+/// with the same layout share ccache entries). Artifacts are copied into `tmp`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn configure_and_make(
+    req: &BuildRequest,
+    root: &Path,
+    basedir: &Path,
+    tree: &Path,
+    out: &Path,
+    log_path: &Path,
+    image_name: &str,
+    tmp: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), BuildError> {
+    let work = basedir;
     let make = |args: &[&str]| {
         let mut c = Command::new("make");
         c.current_dir(tree)
@@ -353,9 +377,18 @@ fn prepare_source(
         }
         Some(dir) => {
             fs::create_dir_all(tree).map_err(io(format!("creating {}", tree.display())))?;
+            // Hard links where the cache shares the tree's file system (seconds, not the
+            // minute a copy of ~1.5 GiB takes): like the Debian source's, the copy is only
+            // ever replaced file by file (patch, install_driver) or unlinked (mrproper).
             let mut c = Command::new("sh");
             c.arg("-c")
-                .arg("tar -C \"$1\" --exclude=.git -cf - . | tar -C \"$2\" -xf - && make -C \"$2\" -s mrproper")
+                .arg(
+                    "link() { for f in \"$1\"/* \"$1\"/.[!.]*; do [ -e \"$f\" ] || continue; \
+                     [ \"${f##*/}\" = .git ] && continue; cp -al \"$f\" \"$2\"/ || return 1; done; }; \
+                     { link \"$1\" \"$2\" 2>/dev/null || { rm -rf \"$2\" && mkdir -p \"$2\" && \
+                     tar -C \"$1\" --exclude=.git -cf - . | tar -C \"$2\" -xf -; }; } \
+                     && make -C \"$2\" -s mrproper",
+                )
                 .arg("sh")
                 .arg(dir)
                 .arg(tree);
@@ -393,7 +426,7 @@ fn pristine_source(req: &BuildRequest, log: &Path, progress: &mut dyn FnMut(&str
     Ok(tree)
 }
 
-fn apply_patch(patch: &Path, tree: &Path, log: &Path) -> Result<(), BuildError> {
+pub(crate) fn apply_patch(patch: &Path, tree: &Path, log: &Path) -> Result<(), BuildError> {
     let abs =
         fs::canonicalize(patch).map_err(|source| BuildError::PatchUnreadable { path: patch.to_path_buf(), source })?;
     let out = Command::new("patch")
@@ -444,9 +477,16 @@ pub const MAKEFILE_LINES: &[(&str, &str)] = &[
 
 /// Adds the test driver to the tree as a built-in part of `mm/`, where it can
 /// include the private `mm/cma.h`, and the KCOV lines of [`MAKEFILE_LINES`].
-fn install_driver(tree: &Path) -> Result<(), BuildError> {
-    fs::write(tree.join("mm/cmafuzz.c"), DRIVER_C).map_err(io("installing mm/cmafuzz.c"))?;
-    fs::write(tree.join("mm/cmafuzz_wire.h"), WIRE_H).map_err(io("installing mm/cmafuzz_wire.h"))?;
+pub(crate) fn install_driver(tree: &Path) -> Result<(), BuildError> {
+    for (rel, text) in [("mm/cmafuzz.c", DRIVER_C), ("mm/cmafuzz_wire.h", WIRE_H)] {
+        // Left alone when already there (a tree that stays put, build::tree): a new mtime
+        // would make every incremental build recompile the driver.
+        let p = tree.join(rel);
+        if fs::read(&p).ok().as_deref() != Some(text.as_bytes()) {
+            let _ = fs::remove_file(&p);
+            fs::write(&p, text).map_err(io(format!("installing {rel}")))?;
+        }
+    }
     for (rel, lines) in MAKEFILE_LINES {
         let mf = tree.join(rel);
         if !mf.is_file() {

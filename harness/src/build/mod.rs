@@ -8,3 +8,4 @@ pub mod dtb;
 pub mod kernel;
 pub mod sources;
 pub mod tools;
+pub mod tree;

@@ -6,6 +6,7 @@ use crate::diff::BackendChoice;
 use clap::{Args, Parser, Subcommand};
 
 mod bench;
+mod bisect;
 mod boot;
 mod difftest;
 mod doctor;
@@ -96,6 +97,9 @@ enum Cmd {
     Fuzz(fuzz::FuzzArgs),
     /// Check the host tools cmafuzz needs and print how to install the missing ones.
     Doctor,
+    /// Find the first bad commit between --good and --bad of a kernel git tree for a
+    /// reproducer (program files or a finding directory). Exit 0 found, 1 inconclusive, 2 error.
+    Bisect(bisect::BisectArgs),
     /// Print speed figures: boot-to-ready, kernel ops/s over the channel, model ops/s.
     Bench(bench::BenchArgs),
 }
@@ -128,5 +132,6 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Fuzz(a) => fuzz::run(a),
         Cmd::Doctor => doctor::run(),
         Cmd::Bench(a) => bench::run(a),
+        Cmd::Bisect(a) => bisect::run(a),
     }
 }

@@ -178,8 +178,9 @@ impl<R: Backend, S: Backend> Executor<R, S> {
             None => None,
         };
         let expected = want.as_ref().unwrap_or(&self.boot);
-        // The subject resets and runs the program in one go; the reference runs after it, from
-        // what the subject's reset revealed (its PKMAP cursor). In series: on two cores qemu's
+        // The subject's reset is checked against the reference's, then the subject runs the
+        // program; the reference runs after it, from what the subject's reset revealed (its
+        // PKMAP cursor). In series: on two cores qemu's
         // vCPU and I/O threads leave no core for the model to overlap the guest with (measured:
         // a thread per program made the full path slower).
         let (subject_reset, srun, subject_error, subject_time) = match self.subject.as_mut() {
@@ -331,36 +332,22 @@ fn reset_checked<B: Backend>(s: &mut B, expected: &Observation) -> Result<(Optio
 
 /// A program run by a backend after a checked reset.
 struct Checked {
-    /// The backend's state after its reset (None: not observed, the program failed with it).
+    /// The backend's state after its reset, when it could be observed.
     state: Option<Observation>,
     /// The backend went back to boot on the way.
     restarted: bool,
     run: Result<ProgramRun, BackendError>,
 }
 
-/// Resets `s` and runs `prog` in one go ([`Backend::reset_and_run`]); a reset state that differs
-/// from `expected`, or one that could not be observed while the program ran fine, restarts `s`
-/// and runs `prog` again from there, so what a buggy kernel left behind is never pinned on
-/// this program. `Err`: `s` could not be reset, even by restarting.
+/// [`reset_checked`], then `prog` on `s`. `Err`: `s` could not be reset, even by restarting.
 fn reset_run_checked<B: Backend>(
     s: &mut B,
     expected: &Observation,
     prog: &ResolvedProgram,
 ) -> Result<Checked, BackendError> {
-    let (r, run) = s.reset_and_run(prog)?;
-    let why = match (r.restarted, &r.state, &run) {
-        (true, _, _) => return Ok(Checked { state: r.state, restarted: true, run }),
-        (false, None, Err(_)) => return Ok(Checked { state: None, restarted: false, run }),
-        (false, Some(now), _) => match compare::state_difference(expected, now) {
-            None => return Ok(Checked { state: r.state, restarted: false, run }),
-            Some(why) => why,
-        },
-        (false, None, Ok(_)) => "no observation".into(),
-    };
-    eprintln!("note: reset left the {}'s CMA state different from the expected one ({why}); restarting it", s.name());
-    let state = s.restart()?;
+    let (state, restarted) = reset_checked(s, expected)?;
     let run = s.run(prog);
-    Ok(Checked { state, restarted: true, run })
+    Ok(Checked { state, restarted, run })
 }
 
 /// Compares a reference run with a subject run of one program and judges it ([`judge`]).

@@ -231,7 +231,7 @@ impl FindingStore {
     }
 }
 
-fn read_meta(p: &Path) -> Result<Meta, FindingError> {
+pub fn read_meta(p: &Path) -> Result<Meta, FindingError> {
     let bytes = fs::read(p).map_err(|e| io(p, e))?;
     let text = String::from_utf8(bytes)
         .map_err(|e| FindingError::Meta { path: p.to_path_buf(), msg: format!("not UTF-8: {e}") })?;

@@ -37,13 +37,15 @@ pub struct Channel {
     watchdog: Duration,
     /// Ops of the current (or last) RUN the agent reported done.
     done: u64,
+    /// When the agent's last progress report of the current (or last) RUN came.
+    last_report: Option<Instant>,
 }
 
 impl Channel {
     /// `watchdog`: how long a RUN may go without completing an op (the agent reports each RUN's
     /// progress every `CF_PROGRESS_MS`) before the guest counts as hung.
     pub fn new(stream: UnixStream, watchdog: Duration) -> Channel {
-        Channel { stream, seq: 0, watchdog, done: 0 }
+        Channel { stream, seq: 0, watchdog, done: 0, last_report: None }
     }
 
     /// Reads exactly `buf.len()` bytes before `deadline`.
@@ -96,6 +98,14 @@ impl Channel {
         self.done
     }
 
+    /// Whether the agent was still reporting when the current or last RUN ended (a report
+    /// within three report periods): then a RUN that timed out was stuck at op `ops_done()`,
+    /// not in a guest that stopped scheduling, whose last report may be stale.
+    pub fn reported_to_the_end(&self) -> bool {
+        let period = Duration::from_millis(u64::from(wire::PROGRESS_MS));
+        self.last_report.is_some_and(|t| t.elapsed() < 3 * period)
+    }
+
     /// Sends one RUN and waits for its RESULT, however long the RUN, as long as the guest keeps
     /// completing ops: a RUN that completes none for the watchdog time is a timeout (a hang).
     pub fn run(&mut self, ops: &[WireOp]) -> Result<RunResult, GuestError> {
@@ -120,15 +130,19 @@ impl Channel {
         // Progress, not total time: the deadline moves on whenever the RUN's op count does.
         let mut last_progress = Instant::now();
         self.done = 0;
+        self.last_report = None;
         let (rh, rp) = loop {
             let (h, p) = self.read_frame(last_progress + self.watchdog, "a run request (no op completed)")?;
             if h.kind != wire::FRAME_PROGRESS {
                 break (h, p);
             }
             let n = wire::decode_progress(&p)?;
-            if h.seq == self.seq && n > self.done {
-                self.done = n;
-                last_progress = Instant::now();
+            if h.seq == self.seq {
+                self.last_report = Some(Instant::now());
+                if n > self.done {
+                    self.done = n;
+                    last_progress = Instant::now();
+                }
             }
         };
         if rh.seq != self.seq {

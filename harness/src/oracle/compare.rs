@@ -3,7 +3,7 @@
 //! end. It judges outputs only and knows nothing of how they were produced.
 
 use crate::backend::ProgramRun;
-use reference_impl::observation::{AreaObservation, MapKind, MemType, Observation, PageAddr};
+use reference_impl::observation::{AreaObservation, MapKind, MapLevel, MemType, Observation, PageAddr};
 use reference_impl::outcome::Outcome;
 use reference_impl::program::{Handle, ResolvedOp, ResolvedProgram};
 use reference_impl::units::Pfn;
@@ -66,6 +66,18 @@ pub enum Divergence {
     },
     /// The PKMAP slot the kernel assigned last differs from the model's.
     Pkmap { at: Point, model: u32, kernel: u32 },
+    /// Pages the model predicts mapped at one descriptor level (7.x arm64: the linear map as
+    /// 4 KiB PTEs) that the kernel maps, with the same kind, at another: `pages` in all, the
+    /// first at `first_pfn`.
+    Level {
+        at: Point,
+        #[serde(rename = "map_kind")]
+        kind: MapKind,
+        model: MapLevel,
+        kernel: MapLevel,
+        pages: u64,
+        first_pfn: u64,
+    },
 }
 
 /// Pfns `[lo, hi)` that the reference maps as `reference` and the subject as `subject`.
@@ -125,6 +137,12 @@ impl Divergence {
                 format!("{at}: mappings differ on {pages} page(s): {}", show_groups(groups, *group_count, sides))
             }
             Divergence::Pkmap { at, model, kernel } => format!("{at}: last PKMAP slot: {a} {model}, {b} {kernel}"),
+            Divergence::Level { at, kind, model, kernel, pages, first_pfn } => format!(
+                "{at}: {} mapping level differs on {pages} page(s) from pfn {first_pfn:#x}: {a} {}, {b} {}",
+                kind.name(),
+                model.name(),
+                kernel.name()
+            ),
         }
     }
 }
@@ -333,10 +351,54 @@ pub fn compare_maps(
             .collect();
         out.push(Divergence::Mapping { at, pages: total, groups, group_count });
     }
+    compare_levels(at, model, kernel, handles, out);
     if let (Some(mp), Some(kp)) = (model.pkmap_last, kernel.pkmap_last) {
         if mp != kp {
             out.push(Divergence::Pkmap { at, model: mp, kernel: kp });
         }
+    }
+}
+
+/// Where the model predicts a level (`MapRun::level`), the kernel's runs of the same kind over
+/// those pages must have it; one divergence per (kind, model level, kernel level).
+fn compare_levels(
+    at: Point,
+    model: &Observation,
+    kernel: &Observation,
+    handles: &BTreeMap<Handle, Pfn>,
+    out: &mut Vec<Divergence>,
+) {
+    let kernel_runs: Vec<(MapKind, u64, u64, MapLevel)> = kernel
+        .maps
+        .iter()
+        .filter_map(|r| match (r.first, r.level) {
+            (PageAddr::Pfn(p), Some(l)) => Some((r.kind, p.0, p.0.saturating_add(r.pages), l)),
+            _ => None,
+        })
+        .collect();
+    let mut found: BTreeMap<(MapKind, MapLevel, MapLevel), (u64, u64)> = BTreeMap::new();
+    for run in &model.maps {
+        let Some(want) = run.level else { continue };
+        let first = match run.first {
+            PageAddr::Pfn(p) => p.0,
+            PageAddr::Buffer { handle, index } => match handles.get(&handle) {
+                Some(p) => p.0.saturating_add(index),
+                None => continue,
+            },
+        };
+        let end = first.saturating_add(run.pages);
+        for &(kind, ks, ke, got) in &kernel_runs {
+            let (lo, hi) = (ks.max(first), ke.min(end));
+            if kind != run.kind || got == want || lo >= hi {
+                continue;
+            }
+            let e = found.entry((kind, want, got)).or_insert((0, lo));
+            e.0 += hi - lo;
+            e.1 = e.1.min(lo);
+        }
+    }
+    for ((kind, model, kernel), (pages, first_pfn)) in found {
+        out.push(Divergence::Level { at, kind, model, kernel, pages, first_pfn });
     }
 }
 
@@ -547,6 +609,41 @@ mod tests {
             text.contains("3 page(s)") && text.contains("pfns 0x40010-0x40012: model lin:wb, kernel lin:wb+vmap:nc"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_predicted_pte_level_diverges_from_kernel_blocks_and_not_without_a_prediction() {
+        use reference_impl::observation::MapRun;
+        let run = |pfn, pages, level| MapRun {
+            kind: MapKind::Lin,
+            first: PageAddr::Pfn(Pfn(pfn)),
+            pages,
+            mem: MemType::Wb,
+            va: None,
+            level,
+        };
+        let m = Observation { maps: vec![run(0x7dc00, 8192, Some(MapLevel::Pte))], ..Default::default() };
+        let k = Observation {
+            maps: vec![run(0x7dc00, 512, Some(MapLevel::Pte)), run(0x7de00, 7680, Some(MapLevel::Pmd))],
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        compare_maps(Point::End, &m, &k, &BTreeMap::new(), &mut out);
+        assert_eq!(
+            out,
+            vec![Divergence::Level {
+                at: Point::End,
+                kind: MapKind::Lin,
+                model: MapLevel::Pte,
+                kernel: MapLevel::Pmd,
+                pages: 7680,
+                first_pfn: 0x7de00
+            }]
+        );
+        let m6 = Observation { maps: vec![run(0x7dc00, 8192, None)], ..Default::default() };
+        out.clear();
+        compare_maps(Point::End, &m6, &k, &BTreeMap::new(), &mut out);
+        assert!(out.is_empty(), "{out:?}");
     }
 
     #[test]

@@ -196,6 +196,11 @@ pub fn judge_sides(e: &Evidence<'_>, sup: &Suppressions, target: &str, sides: (&
                 (VerdictKind::Mapping, format!("mapping:{class}"), op_index_of(*at))
             }
             Divergence::Pkmap { at, .. } => (VerdictKind::Mapping, "mapping:pkmap-slot".to_string(), op_index_of(*at)),
+            Divergence::Level { at, kind, model, kernel, .. } => (
+                VerdictKind::Mapping,
+                format!("mapping-level:{}:{}-vs-{}", kind.name(), model.name(), kernel.name()),
+                op_index_of(*at),
+            ),
         };
         push(Verdict { kind, signature, op_index, detail: d.describe(sides), excerpt: None, suppressed: None });
     }
@@ -619,6 +624,14 @@ targets = ["arm32-*"]
                 group_count: 1,
             },
             Divergence::Pkmap { at: Point::End, model: 3, kernel: 4 },
+            Divergence::Level {
+                at: Point::End,
+                kind: MapKind::Lin,
+                model: reference_impl::observation::MapLevel::Pte,
+                kernel: reference_impl::observation::MapLevel::Pmd,
+                pages: 1,
+                first_pfn: 1,
+            },
         ];
         let aliases = [
             AliasSeen { at: Point::End, first_pfn: 1, pages: 1, mappings: maps(MapKind::Lin, MemType::Wb), rule: None },
@@ -653,6 +666,7 @@ targets = ["arm32-*"]
             (VerdictKind::HarnessError, "harness-error:missing-observation"),
             (VerdictKind::Mapping, "mapping:none-vs-vmap:nc+pkmap:wb"),
             (VerdictKind::Mapping, "mapping:pkmap-slot"),
+            (VerdictKind::Mapping, "mapping-level:lin:pte-vs-pmd"),
             (VerdictKind::AliasViolation, "alias-violation:lin:wb"),
             (VerdictKind::AliasByDesign, "alias-by-design:arm64-linear-alias"),
             (VerdictKind::Panic, "panic:TITLE"),

@@ -54,6 +54,17 @@ fn model(arch: Arch) -> Model {
     }
 }
 
+/// arm64 7.2 on 1 GiB: base 0x7dc00, the dma pool alone at bits 0-31 (cma-spec-7x §9).
+fn arm64_7x_model() -> Model {
+    let mut a = area_obs("reserved", 0x7dc00, 8192, 0, 32);
+    a.available = Some(Pages(8192 - 32));
+    let boot = Observation { areas: vec![a], ..Default::default() };
+    match Model::new(KernelProfile::qemu_virt_1g(Version::V7_2, Arch::Arm64), &boot) {
+        Ok(m) => m,
+        Err(e) => panic!("boot rejected: {e}"),
+    }
+}
+
 /// Parse, resolve against the model's current areas, run.
 fn go(m: &mut Model, text: &str) -> (Vec<Outcome>, Vec<(usize, Observation)>) {
     let prog = match Program::parse(text).map(|p| p.resolve(&m.observe().areas)) {
@@ -1111,6 +1122,13 @@ proptest! {
         let mut m = model(Arch::Arm32);
         m.set_pkmap_last(Some(last));
         scenario_on(m, &steps)?;
+    }
+
+    #[test]
+    fn arm64_7x_bitmap_available_count_and_mappings_stay_consistent(
+        steps in proptest::collection::vec(step(), 0..60)
+    ) {
+        scenario_on(arm64_7x_model(), &steps)?;
     }
 
     #[test]

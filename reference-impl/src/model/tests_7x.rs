@@ -110,6 +110,7 @@ fn v7_arm64_atomic_allocation_comes_from_the_dma_pool_and_the_worker_takes_bits_
          dma_alloc size=8192 gfp=atomic\nobserve\ndma_alloc size=12288 gfp=atomic",
     );
     assert_eq!(o, vec![at(B7, 32, 3), at(B7, 36, 2), at(B7, 0, 2), Outcome::Observed, at(B7, 64, 3)]);
+    assert_eq!(m.check_invariants(), Ok(()));
     assert_eq!(set_runs(&obs[0].1.areas[0]), vec![(0, 35), (36, 38), (64, 96)]);
 }
 
@@ -237,7 +238,15 @@ fn v7_two_range_area_serves_the_second_range_when_the_first_is_busy() {
     let a = &obs[0].1.areas[1];
     assert_eq!(set_runs(a), vec![(0, 60), (64, 68)], "range 0's busy window was cleared");
     assert_eq!(a.available, Some(Pages(4096 + 4 - 4)));
-    // A pfn in the hole between the ranges is no page of the area.
-    let (o, _) = go(&mut m, "pin area=hugetlb0 off=64");
-    assert_eq!(o, vec![Outcome::Refused]);
+    // The driver's offsets count the ranges' pages in order (cf_area_pfn()): page 64 is range
+    // 1's first page, so off=68 pins pfn 0xfd804 and off=64 count=4 releases the allocation;
+    // a release crossing from range 0 into range 1 runs past its range's end: refused.
+    let (o, obs) = go(
+        &mut m,
+        "pin area=hugetlb0 off=68\ncma_release_raw area=hugetlb0 off=62 count=4\n\
+         cma_release_raw area=hugetlb0 off=64 count=4\nobserve",
+    );
+    assert_eq!(o[..3], [Outcome::Pinned { pfn: Pfn(0xfd804) }, Outcome::Refused, Outcome::Released]);
+    assert_eq!(set_runs(&obs[0].1.areas[1]), vec![(0, 60)]);
+    assert_eq!(obs[0].1.areas[1].available, Some(Pages(4096 + 4)));
 }

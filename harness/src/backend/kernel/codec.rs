@@ -64,14 +64,14 @@ pub fn to_area(a: &wire::WireArea) -> AreaObservation {
     }
 }
 
-pub fn to_observation(o: &WireObs, dec: &AttrDecoder) -> Result<Observation, BackendError> {
-    Ok(Observation {
+pub fn to_observation(o: &WireObs, dec: &AttrDecoder) -> Observation {
+    Observation {
         areas: o.areas.iter().map(to_area).collect(),
         cma_free: Some(Pages(o.cma_free_pages)),
         maps: o.maps.iter().map(|m| to_map_run(m, dec)).collect(),
         maps_truncated: o.flags & wire::OBS_MAPS_TRUNCATED != 0,
         pkmap_last: (o.pkmap_last != wire::PKMAP_UNKNOWN).then_some(o.pkmap_last),
-    })
+    }
 }
 
 /// The op kind `op` is sent as.

@@ -30,6 +30,9 @@ pub struct KernelBackend {
     last_console: String,
     /// What the last VM printed that [`KernelBackend::new_console`] had not handed out yet.
     dead_console: Option<String>,
+    /// The state after the RESET + OBSERVE that ended the last program's RUN, until the next
+    /// [`Backend::reset`] takes it.
+    pending_reset: Option<Observation>,
     /// Ask the driver for an observation after every op (`CF_RUN_OBSERVE_EACH`).
     pub observe_each: bool,
     /// Ask the agent for KCOV coverage of every run (`CF_RUN_KCOV`). Set it only when the
@@ -58,6 +61,7 @@ impl KernelBackend {
             boot_times: vec![boot_time],
             last_console: String::new(),
             dead_console: None,
+            pending_reset: None,
             observe_each: false,
             kcov: false,
         })
@@ -93,6 +97,7 @@ impl KernelBackend {
 
     /// Drops the VM, keeping what it printed that nobody has read yet.
     fn drop_vm(&mut self) {
+        self.pending_reset = None;
         if let Some(mut vm) = self.vm.take() {
             let rest = vm.new_console(true);
             self.dead_console.get_or_insert_with(String::new).push_str(&rest);
@@ -130,11 +135,12 @@ impl KernelBackend {
 
     /// The driver's RESET then OBSERVE on the running VM (the observation carries the PKMAP cursor).
     fn reset_observe(&mut self) -> Result<Option<Observation>, GuestError> {
+        self.pending_reset = None;
         let Some(vm) = self.vm.as_mut() else { return Ok(None) };
         let r = vm.chan().run(&RESET_OBSERVE)?;
         let dec = codec::decoder(vm.hello());
-        let now = r.observations.first().map(|o| codec::to_observation(o, &dec)).transpose();
-        now.map_err(|e| GuestError::Protocol(e.to_string()))
+        let now = r.observations.first().map(|o| codec::to_observation(o, &dec));
+        Ok(now)
     }
 
     fn decoder(&mut self) -> Result<AttrDecoder, BackendError> {
@@ -162,7 +168,7 @@ fn observe(vm: &mut dyn Instance) -> Result<Observation, BackendError> {
         .map_err(|source| BackendError::Guest { source, console: vm.console_tail(40), at: None })?;
     let dec = codec::decoder(vm.hello());
     match r.observations.first() {
-        Some(o) => codec::to_observation(o, &dec),
+        Some(o) => Ok(codec::to_observation(o, &dec)),
         None => Err(BackendError::Inconsistent { index: 0, kind: wire::OP_OBSERVE, status: r.results[0].status }),
     }
 }
@@ -183,6 +189,10 @@ impl Backend for KernelBackend {
             // The last guest died: a fresh one is at its boot state already.
             let state = self.boot_fresh()?;
             return Ok(Reset { state, restarted: true });
+        }
+        // The last program's RUN ended with the reset: its state is this reset's.
+        if let Some(state) = self.pending_reset.take() {
+            return Ok(Reset { state: Some(state), restarted: false });
         }
         match self.reset_observe() {
             Ok(state) => Ok(Reset { state, restarted: false }),
@@ -215,77 +225,40 @@ impl Backend for KernelBackend {
         self.reboots
     }
 
+    /// The program's ops, an OBSERVE, then the driver's RESET and OBSERVE, in one RUN frame: the
+    /// reset the next program needs rides with this one (one round trip per program, not two),
+    /// and what it hits (a kernel that dies freeing what this program left) is this program's.
     fn run(&mut self, prog: &ResolvedProgram) -> Result<ProgramRun, BackendError> {
-        let ops = program_ops(&[], prog);
-        match self.run_wire(&ops, prog, 0) {
-            Ok(run) => Ok(run.program),
+        self.pending_reset = None;
+        let mut ops: Vec<WireOp> = prog.ops.iter().map(codec::to_wire).collect();
+        ops.push(WireOp { kind: wire::OP_OBSERVE, ..Default::default() });
+        ops.extend_from_slice(&RESET_OBSERVE);
+        match self.run_wire(&ops, prog) {
+            Ok((run, reset)) => {
+                self.pending_reset = reset;
+                Ok(run)
+            }
             Err(Failure::Backend(e)) => Err(e),
-            Err(Failure::Guest(e, _, at)) => Err(self.guest_err_at(e, at)),
-        }
-    }
-
-    /// The driver's RESET + OBSERVE and the program in one RUN frame: one round trip per
-    /// program, not two. A RUN that fails before the reset's two ops are done (a crash in the
-    /// reset of what the last program left) is no fault of the program: the VM reboots and the
-    /// program runs alone there, as after a failed [`Backend::reset`].
-    fn reset_and_run(
-        &mut self,
-        prog: &ResolvedProgram,
-    ) -> Result<(Reset, Result<ProgramRun, BackendError>), BackendError> {
-        if self.vm.is_none() {
-            return self.restart_and_run(prog);
-        }
-        let ops = program_ops(&RESET_OBSERVE, prog);
-        match self.run_wire(&ops, prog, RESET_OBSERVE.len()) {
-            Ok(run) => Ok((Reset { state: run.reset, restarted: false }, Ok(run.program))),
-            Err(Failure::Backend(e)) => Ok((Reset { state: None, restarted: false }, Err(e))),
-            Err(Failure::Guest(e, done, at)) if done >= RESET_OBSERVE.len() as u64 => {
-                Ok((Reset { state: None, restarted: false }, Err(self.guest_err_at(e, at))))
-            }
-            Err(Failure::Guest(e, _, _)) => {
-                let _ = self.guest_err(e);
-                self.restart_and_run(prog)
-            }
+            Err(Failure::Guest(e, at)) => Err(self.guest_err_at(e, at)),
         }
     }
 }
 
-/// Why a RUN of a program failed: the guest (with the ops of the whole RUN it had completed by
-/// its last progress report, and for a hang the program's op it stopped at), or what it answered.
+/// Why a RUN of a program failed: the guest (and for a hang whose guest kept reporting, the
+/// program's op it stopped at), or what it answered.
 enum Failure {
-    Guest(GuestError, u64, Option<usize>),
+    Guest(GuestError, Option<usize>),
     Backend(BackendError),
 }
 
-/// A program's run with the reset that preceded it in the same RUN frame.
-struct WireRun {
-    /// The observation of the reset's OBSERVE (None when the frame had no reset).
-    reset: Option<Observation>,
-    program: ProgramRun,
-}
-
-/// `prefix` (the driver's own ops, run first), the program's ops, then an OBSERVE.
-fn program_ops(prefix: &[WireOp], prog: &ResolvedProgram) -> Vec<WireOp> {
-    let mut ops = Vec::with_capacity(prefix.len() + prog.ops.len() + 1);
-    ops.extend_from_slice(prefix);
-    ops.extend(prog.ops.iter().map(codec::to_wire));
-    ops.push(WireOp { kind: wire::OP_OBSERVE, ..Default::default() });
-    ops
-}
-
 impl KernelBackend {
-    /// Boots a fresh VM (which gets its own RESET + OBSERVE) and runs `prog` there.
-    fn restart_and_run(
+    /// Sends `ops` (`prog`'s, an OBSERVE, the driver's RESET and OBSERVE) in RUN frames and
+    /// decodes the answers: the program's run, and the state after the trailing reset.
+    fn run_wire(
         &mut self,
+        ops: &[WireOp],
         prog: &ResolvedProgram,
-    ) -> Result<(Reset, Result<ProgramRun, BackendError>), BackendError> {
-        let state = self.boot_fresh()?;
-        Ok((Reset { state, restarted: true }, self.run(prog)))
-    }
-
-    /// Sends `ops` (`prefix` driver ops, then `prog`'s, then an OBSERVE) in RUN frames and
-    /// decodes the answers.
-    fn run_wire(&mut self, ops: &[WireOp], prog: &ResolvedProgram, prefix: usize) -> Result<WireRun, Failure> {
+    ) -> Result<(ProgramRun, Option<Observation>), Failure> {
         // Refused before anything runs: an op whose boot self-check failed would mean something else.
         let hello = self.vm().map_err(Failure::Backend)?.hello();
         codec::check_ops(&prog.ops, hello).map_err(Failure::Backend)?;
@@ -305,17 +278,16 @@ impl KernelBackend {
             let r = match vm.chan().run_flags(chunk, flags) {
                 Ok(r) => r,
                 Err(e) => {
-                    let done = (base as u64).saturating_add(vm.chan().ops_done());
-                    // A hang's count is exact (it stopped for the whole watchdog); a crash may
-                    // come before the report that would have counted its last ops.
+                    // A guest that kept reporting while its op count stood still was stuck at
+                    // the op after the count; one that stopped reporting (interrupts off) may
+                    // have done more than its last report says.
                     let at = match e {
-                        GuestError::Timeout { .. } => usize::try_from(done)
-                            .ok()
-                            .and_then(|d| d.checked_sub(prefix))
-                            .filter(|i| *i < prog.ops.len()),
+                        GuestError::Timeout { .. } if vm.chan().reported_to_the_end() => {
+                            usize::try_from(vm.chan().ops_done()).ok().map(|d| base + d).filter(|i| *i < prog.ops.len())
+                        }
                         _ => None,
                     };
-                    return Err(Failure::Guest(e, done, at));
+                    return Err(Failure::Guest(e, at));
                 }
             };
             results.extend(r.results);
@@ -326,18 +298,19 @@ impl KernelBackend {
         }
         let n = prog.ops.len();
         let mut outcomes = Vec::with_capacity(n);
-        for (i, (op, r)) in ops.iter().zip(&results).skip(prefix).enumerate().take(n) {
+        for (i, (op, r)) in ops.iter().zip(&results).enumerate().take(n) {
             outcomes.push(codec::to_outcome(i, op, r).map_err(Failure::Backend)?);
         }
         let dec = self.decoder().map_err(Failure::Backend)?;
+        // The reset's OBSERVE is the last op.
+        let reset_at = ops.len() - 1;
         let mut reset = None;
         let mut observations = Vec::with_capacity(obs.len());
         for (i, o) in &obs {
-            match i.checked_sub(prefix) {
-                Some(i) => observations.push((i, codec::to_observation(o, &dec).map_err(Failure::Backend)?)),
-                // The reset's own OBSERVE (with an observation after every op, the RESET's too).
-                None if *i + 1 == prefix => reset = Some(codec::to_observation(o, &dec).map_err(Failure::Backend)?),
-                None => {}
+            if *i <= n {
+                observations.push((*i, codec::to_observation(o, &dec)));
+            } else if *i == reset_at {
+                reset = Some(codec::to_observation(o, &dec));
             }
         }
         let end = match observations.pop() {
@@ -350,11 +323,11 @@ impl KernelBackend {
                 }))
             }
         };
-        let raw = results.iter().skip(prefix).take(n).map(|r| Some(codec::to_reply(r))).collect();
+        let raw = results.iter().take(n).map(|r| Some(codec::to_reply(r))).collect();
         // Distinct within each run already; chunks of one program may repeat PCs.
         coverage.sort_unstable();
         coverage.dedup();
-        Ok(WireRun { reset, program: ProgramRun { outcomes, raw, observations, end, coverage } })
+        Ok((ProgramRun { outcomes, raw, observations, end, coverage }, reset))
     }
 }
 
