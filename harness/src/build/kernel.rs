@@ -12,38 +12,11 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use thiserror::Error;
 
 pub const DRIVER_C: &str = include_str!("../../../qemu/driver/cmafuzz.c");
 pub const WIRE_H: &str = include_str!("../../../qemu/include/cmafuzz_wire.h");
 
-#[derive(Debug, Error)]
-pub enum BuildError {
-    /// The default source package is not installed.
-    #[error("kernel source {path} not found: install it with `apt-get install {package}`, or pass --kernel-src DIR")]
-    MissingSource { path: PathBuf, package: String },
-    /// `--kernel-src` does not name a kernel tree.
-    #[error("--kernel-src {0}: not a kernel source tree (no Makefile and mm/cma.c there)")]
-    NotATree(PathBuf),
-    /// A patch file cannot be read.
-    #[error("--kernel-patch {path}: {source}")]
-    PatchUnreadable { path: PathBuf, source: std::io::Error },
-    /// A patch does not apply to the tree.
-    #[error("patch {path} does not apply to {tree}: {detail}")]
-    PatchDoesNotApply { path: PathBuf, tree: String, detail: String },
-    /// A host tool is missing.
-    #[error("`{tool}` not found: install it with `apt-get install {package}` (or run `cmafuzz doctor`)")]
-    MissingTool { tool: String, package: String },
-    /// A fragment option did not survive `allnoconfig`.
-    #[error("{option}={wanted} from fragment {fragment} did not survive allnoconfig (.config has {got}): a dependency of it is missing from the fragments")]
-    ConfigDropped { option: String, wanted: String, got: String, fragment: String },
-    /// A build step failed.
-    #[error("{step} failed (exit {code}); log: {log}\n{tail}")]
-    StepFailed { step: String, code: String, log: PathBuf, tail: String },
-    /// File system trouble in the cache.
-    #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
-}
+pub use super::error::BuildError;
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BuildError {
     let what = what.into();

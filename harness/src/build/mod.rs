@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod cache;
 pub mod dtb;
+pub mod error;
 pub mod kernel;
 pub mod sources;
 pub mod tools;

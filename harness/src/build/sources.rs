@@ -7,7 +7,7 @@
 //! (`dpkg-deb -x`) into `cache::root()/sources/`, and from there it is unpacked like the others.
 
 use crate::build::cache;
-use crate::build::kernel::BuildError;
+use crate::build::error::BuildError;
 use crate::targets::Target;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -57,7 +57,8 @@ pub fn ensure(t: &Target, progress: &mut dyn FnMut(&str)) -> Result<PathBuf, Bui
     for d in [apt.join("lists/partial"), apt.join("cache/archives/partial"), apt.join("download")] {
         fs::create_dir_all(&d).map_err(io(format!("creating {}", d.display())))?;
     }
-    let _lock = crate::build::kernel::lock(&sources.join(format!(".{}.lock", t.source_package)))?;
+    let lock_path = sources.join(format!(".{}.lock", t.source_package));
+    let _lock = crate::disk::Lock::exclusive(&lock_path).map_err(io(format!("locking {}", lock_path.display())))?;
     if tar.is_file() {
         return Ok(tar);
     }
