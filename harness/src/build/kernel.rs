@@ -151,6 +151,33 @@ pub(crate) fn cache_key_with(req: &BuildRequest, identity: &str) -> Result<Strin
     Ok(k.finish())
 }
 
+/// The kernel image make builds for the target's arch.
+pub(crate) fn image_name(req: &BuildRequest) -> &'static str {
+    if req.target.arch == "arm64" {
+        "Image"
+    } else {
+        "zImage"
+    }
+}
+
+/// The cache directory of a kernel with `key`, and what it holds once built
+/// (`arts(cache_hit, seconds)`).
+pub(crate) fn slot(req: &BuildRequest, key: &str) -> (PathBuf, impl Fn(bool, f64) -> KernelArtifacts) {
+    let dir = cache::root().join("kernels").join(format!("{}-{}-{key}", req.target.arch, req.target.version));
+    let image_name = image_name(req);
+    let (key, d) = (key.to_string(), dir.clone());
+    let arts = move |hit: bool, secs: f64| KernelArtifacts {
+        key: key.clone(),
+        dir: d.clone(),
+        image: d.join(image_name),
+        vmlinux: d.join("vmlinux"),
+        config: d.join("config"),
+        cache_hit: hit,
+        seconds: secs,
+    };
+    (dir, arts)
+}
+
 /// Builds (or finds in the cache) the kernel for `req`. `progress` receives
 /// one line at a time for the user.
 pub fn build(req: &BuildRequest, progress: &mut dyn FnMut(&str)) -> Result<KernelArtifacts, BuildError> {
@@ -161,17 +188,7 @@ pub fn build(req: &BuildRequest, progress: &mut dyn FnMut(&str)) -> Result<Kerne
     }
     let key = cache_key(req)?;
     let root = cache::root();
-    let dir = root.join("kernels").join(format!("{}-{}-{key}", req.target.arch, req.target.version));
-    let image_name = if req.target.arch == "arm64" { "Image" } else { "zImage" };
-    let arts = |hit: bool, secs: f64| KernelArtifacts {
-        key: key.clone(),
-        dir: dir.clone(),
-        image: dir.join(image_name),
-        vmlinux: dir.join("vmlinux"),
-        config: dir.join("config"),
-        cache_hit: hit,
-        seconds: secs,
-    };
+    let (dir, arts) = slot(req, &key);
     if dir.join("done").is_file() {
         return Ok(arts(true, start.elapsed().as_secs_f64()));
     }
@@ -201,7 +218,7 @@ pub fn build(req: &BuildRequest, progress: &mut dyn FnMut(&str)) -> Result<Kerne
     let log_path = logs.join(format!("{}-{}-{key}.log", req.target.arch, req.target.version));
     let _ = fs::remove_file(&log_path);
     let tmp = root.join("kernels").join(format!(".tmp-{key}-{}", std::process::id()));
-    let result = build_in(req, &root, &work, &tree, &out, &log_path, image_name, &tmp, progress);
+    let result = build_in(req, &root, &work, &tree, &out, &log_path, image_name(req), &tmp, progress);
     // The tree is large (~1.5 GiB) and ccache makes rebuilding it cheap; the log stays.
     let _ = fs::remove_dir_all(&work);
     if let Err(e) = result {

@@ -47,17 +47,7 @@ pub fn build_in_place(
     let start = Instant::now();
     let key = kernel::cache_key_with(req, identity)?;
     let root = cache::root();
-    let dir = root.join("kernels").join(format!("{}-{}-{key}", req.target.arch, req.target.version));
-    let image_name = if req.target.arch == "arm64" { "Image" } else { "zImage" };
-    let arts = |hit: bool, secs: f64| KernelArtifacts {
-        key: key.clone(),
-        dir: dir.clone(),
-        image: dir.join(image_name),
-        vmlinux: dir.join("vmlinux"),
-        config: dir.join("config"),
-        cache_hit: hit,
-        seconds: secs,
-    };
+    let (dir, arts) = kernel::slot(req, &key);
     if dir.join("done").is_file() {
         return Ok(arts(true, start.elapsed().as_secs_f64()));
     }
@@ -80,7 +70,17 @@ pub fn build_in_place(
             kernel::apply_patch(p, &tree.src, &log_path)?;
         }
         kernel::install_driver(&tree.src)?;
-        kernel::configure_and_make(req, &root, &tree.base, &tree.src, &tree.out, &log_path, image_name, &tmp, progress)
+        kernel::configure_and_make(
+            req,
+            &root,
+            &tree.base,
+            &tree.src,
+            &tree.out,
+            &log_path,
+            kernel::image_name(req),
+            &tmp,
+            progress,
+        )
     })();
     if let Err(e) = result {
         let _ = fs::remove_dir_all(&tmp);
