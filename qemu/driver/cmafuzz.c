@@ -1611,7 +1611,15 @@ static void cf_check_dma(struct cma *cma)
 	void *cpu;
 	u32 r;
 
-	cpu = dma_alloc_attrs(dev, 2 * PAGE_SIZE, &dma, GFP_KERNEL, 0);
+	/*
+	 * No kernel mapping: the check must leave the memory types as boot made
+	 * them. A free path that forgets to restore the linear map (the
+	 * arm32-lowmem-free-keeps-uncached bug) would otherwise leave boot's own
+	 * pages uncached, and every program after boot would be blamed for it.
+	 * Where the buffer comes from is the same with or without the mapping.
+	 */
+	cpu = dma_alloc_attrs(dev, 2 * PAGE_SIZE, &dma, GFP_KERNEL,
+			      DMA_ATTR_NO_KERNEL_MAPPING);
 	if (!cpu) {
 		cf_check_fail(CF_OP_DMA_ALLOC, "dma_alloc",
 			      "dma_alloc_attrs(8 KiB, GFP_KERNEL) failed");
@@ -1631,7 +1639,7 @@ static void cf_check_dma(struct cma *cma)
 			cf_check_fail(CF_OP_DMA_ALLOC, "dma_alloc",
 				      "a blocking 8 KiB allocation did not come from the default CMA area");
 	}
-	dma_free_attrs(dev, 2 * PAGE_SIZE, cpu, dma, 0);
+	dma_free_attrs(dev, 2 * PAGE_SIZE, cpu, dma, DMA_ATTR_NO_KERNEL_MAPPING);
 	if (cma && cf_cma_live(cma) && cf_bitmap_bit_set(cma, pfn))
 		cf_check_fail(CF_OP_DMA_FREE, "dma_free",
 			      "dma_free_attrs() left the buffer's CMA bit set");
