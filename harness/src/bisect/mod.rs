@@ -13,6 +13,12 @@
 //! bad signature showed in any run (a deterministic program that shows a bug at all has it).
 //! A commit that does not build, does not boot, cannot be modelled, or crashes/hangs before
 //! the signature can show, is skipped, never bad.
+//!
+//! The two commits that decide the answer, the culprit and its parent, are tested again in a
+//! fresh boot once git has found the culprit (role `recheck`). A recheck that contradicts the
+//! first test is broken by a third test (two of three); when the majority turns the culprit good
+//! or the parent bad, the step contradicted its neighbour and the bisection is inconclusive
+//! (exit 1), naming the commit and its marks, never a culprit git picked from a flake.
 
 pub mod git;
 pub mod kernel;
@@ -118,6 +124,9 @@ pub struct Report {
     pub parent: Option<Parent>,
     pub steps: Vec<Step>,
     pub confirmation: Option<Confirmation>,
+    /// The recheck of the culprit or its parent disagreed with its step by a majority: what it
+    /// said (the bisection then names no culprit).
+    pub contradiction: Option<String>,
     /// `git bisect log` of the run.
     pub bisect_log: String,
     pub seconds: f64,
@@ -138,7 +147,7 @@ impl Report {
     pub fn exit_code(&self) -> u8 {
         let contradicted =
             self.confirmation.as_ref().and_then(|c| c.result.as_ref()).is_some_and(|r| r.mark == Mark::Bad);
-        if self.culprit.is_some() && !contradicted {
+        if self.culprit.is_some() && !contradicted && self.contradiction.is_none() {
             0
         } else {
             1
@@ -155,6 +164,10 @@ impl Report {
             m => format!("{} ({}/{} runs bad{})", m.term(), r.bad_runs, r.runs, sig_list(&r.signatures)),
         };
         match &self.culprit {
+            Some(_) if self.contradiction.is_some() => {
+                let why = self.contradiction.as_deref().unwrap_or_default();
+                let _ = writeln!(s, "inconclusive: the reproducer is not stable where it matters: {why}");
+            }
             Some(c) => {
                 let _ = writeln!(s, "first bad commit: {} {}", c.sha, c.subject);
                 let _ = writeln!(s, "Author: {}", c.author);
@@ -213,7 +226,7 @@ impl Report {
             self.steps.iter().map(|st| format!("{}:{}", short(&st.commit), st.result.runs)).collect();
         let _ = writeln!(s, "runs per commit: {}", runs.join(" "));
         let _ = writeln!(s, "reproducer: {repro}");
-        if let Some(c) = &self.culprit {
+        if let (Some(c), None) = (&self.culprit, &self.contradiction) {
             let _ = writeln!(s, "Fixes: {} (\"{}\")", short(c), c.subject);
         }
         s
@@ -315,6 +328,39 @@ pub fn bisect(
     let bisect_log = wt.bisect_log()?;
     wt.bisect_reset()?;
 
+    // The culprit and its parent decide the answer: each is tested again in a fresh boot.
+    let mut contradiction = None;
+    if let Some(c) = &culprit {
+        let p = repo.parent(c)?;
+        for (sha, want) in [(c.clone(), Mark::Bad), (p, Mark::Good)] {
+            let first = steps.iter().rev().find(|s| s.commit.sha == sha).map(|s| s.result.mark.clone());
+            if first.as_ref().is_some_and(|m| *m != want) {
+                // Git marks only what was tested; a parent it never tested has no mark to confirm.
+                continue;
+            }
+            let mut marks: Vec<Mark> = first.into_iter().collect();
+            let again = test(&sha, "recheck", &mut steps, progress)?;
+            marks.push(again.mark.clone());
+            if again.mark != want && !matches!(again.mark, Mark::Skip(_)) {
+                let third = test(&sha, "recheck", &mut steps, progress)?;
+                marks.push(third.mark);
+            }
+            let agree = marks.iter().filter(|m| **m == want).count();
+            let against = marks.iter().filter(|m| !matches!(m, Mark::Skip(_)) && **m != want).count();
+            if against > agree || (against > 0 && agree == 0) {
+                let terms: Vec<&str> = marks.iter().map(Mark::term).collect();
+                contradiction = Some(format!(
+                    "{} (the {}) was {} in {} tests",
+                    &sha[..12.min(sha.len())],
+                    if want == Mark::Bad { "first bad commit git found" } else { "parent of the first bad commit" },
+                    terms.join(", then "),
+                    marks.len()
+                ));
+                break;
+            }
+        }
+    }
+
     let culprit_info = culprit.as_deref().map(|c| repo.info(c)).transpose()?;
     let candidates = candidates.iter().map(|c| repo.info(c)).collect::<Result<Vec<_>, _>>()?;
     let parent = match &culprit {
@@ -325,7 +371,7 @@ pub fn bisect(
         }
         None => None,
     };
-    let confirmation = match (&culprit, range.confirm) {
+    let confirmation = match (&culprit, range.confirm && contradiction.is_none()) {
         (Some(c), true) => {
             let conf = match wt.revert_onto(&bad, c)? {
                 None => Confirmation { reverts: false, result: None },
@@ -353,6 +399,7 @@ pub fn bisect(
         parent,
         steps,
         confirmation,
+        contradiction,
         bisect_log,
         seconds: start.elapsed().as_secs_f64(),
     })

@@ -48,6 +48,8 @@ fn history(n: usize, what: impl Fn(usize) -> &'static str) -> (tempfile::TempDir
 struct Fake {
     dir: PathBuf,
     tested: Vec<String>,
+    /// (commit sha prefix, n): the n-th test (1-based) of that commit gives the opposite mark.
+    flips: Vec<(String, usize)>,
 }
 
 impl Tester for Fake {
@@ -60,9 +62,11 @@ impl Tester for Fake {
             bug |= s.trim() == "bug";
             broken |= s.trim() == "broken";
         }
+        let nth = self.tested.iter().filter(|l| l.get(..12) == label.get(..12)).count();
+        let flip = self.flips.iter().any(|(sha, n)| label.starts_with(&sha[..12]) && *n == nth);
         let mark = if broken {
             Mark::Skip("does not build".into())
-        } else if bug {
+        } else if bug != flip {
             Mark::Bad
         } else {
             Mark::Good
@@ -97,10 +101,20 @@ fn history_with_mend(n: usize, bug: usize, broken: &[usize]) -> (tempfile::TempD
 }
 
 fn run(repo: &Path, t: &Path, good: &str, bad: &str) -> (Result<Report, BisectError>, Fake) {
+    run_flaky(repo, t, good, bad, vec![])
+}
+
+fn run_flaky(
+    repo: &Path,
+    t: &Path,
+    good: &str,
+    bad: &str,
+    flips: Vec<(String, usize)>,
+) -> (Result<Report, BisectError>, Fake) {
     let r = Repo::open(repo).expect("repo");
     let wt_dir = t.join("wt");
     let wt = Worktree::open(&r, &wt_dir, bad).expect("worktree");
-    let mut fake = Fake { dir: wt_dir, tested: vec![] };
+    let mut fake = Fake { dir: wt_dir, tested: vec![], flips };
     let range = Range { good: good.into(), bad: bad.into(), confirm: true };
     let rep = bisect(&r, &wt, &range, &mut fake, &mut |_| {});
     (rep, fake)
@@ -203,4 +217,35 @@ fn a_directory_that_is_no_repository_is_refused() {
     let t = tempfile::tempdir().expect("tempdir");
     let e = Repo::open(t.path()).expect_err("no repo");
     assert!(matches!(e, GitError::NotARepo(_)), "{e}");
+}
+
+#[test]
+fn the_culprit_and_its_parent_are_rechecked_and_a_single_flake_is_outvoted() {
+    let (t, repo, c) = history_with_mend(16, 9, &[]);
+    // c9's recheck says good once: the third test breaks the tie for bad.
+    let (rep, fake) = run_flaky(&repo, t.path(), &c[0], &c[16], vec![(c[9].clone(), 2)]);
+    let rep = rep.expect("bisect");
+    assert_eq!(rep.culprit.as_ref().map(|x| x.sha.as_str()), Some(c[9].as_str()));
+    assert!(rep.contradiction.is_none(), "{:?}", rep.contradiction);
+    let c9 = fake.tested.iter().filter(|l| l.starts_with(&c[9][..12])).count();
+    let c8 = fake.tested.iter().filter(|l| l.starts_with(&c[8][..12])).count();
+    assert_eq!((c9, c8), (3, 2), "c9: step + two rechecks, c8: step + one recheck: {:?}", fake.tested);
+    assert_eq!(rep.steps.iter().filter(|s| s.role == "recheck").count(), 3);
+    assert_eq!(rep.exit_code(), 0);
+    let text = rep.text("r");
+    assert!(text.contains(&format!("first bad commit: {}", c[9])), "{text}");
+}
+
+#[test]
+fn a_parent_that_turns_bad_on_its_rechecks_makes_the_bisection_inconclusive() {
+    let (t, repo, c) = history_with_mend(16, 9, &[]);
+    // c8 (the parent) was good at its step, then bad twice: the step contradicted its neighbour.
+    let (rep, _) = run_flaky(&repo, t.path(), &c[0], &c[16], vec![(c[8].clone(), 2), (c[8].clone(), 3)]);
+    let rep = rep.expect("bisect");
+    let why = rep.contradiction.as_deref().expect("a contradiction");
+    assert!(why.contains(&c[8][..12]) && why.contains("good, then bad, then bad"), "{why}");
+    assert_eq!(rep.exit_code(), 1);
+    assert!(rep.confirmation.is_none(), "no revert check of a culprit nobody trusts");
+    let text = rep.text("r");
+    assert!(text.starts_with("inconclusive: the reproducer is not stable") && !text.contains("Fixes:"), "{text}");
 }
