@@ -37,7 +37,7 @@ pub enum Version {
 /// The version differences the model has, each named once: the model asks these, never the
 /// version itself, so a tree between known versions can get a behaviour from what its sources
 /// show.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Behaviour {
     /// 7.x `struct cma` (Linux 7.2 `mm/cma.h:39-65`): `ranges[]` searched one after the other by
     /// `cma_range_alloc()`, `available_count` kept and reported, `cma_range_alloc()`'s early stop
@@ -127,8 +127,11 @@ impl Arch {
 /// `struct cf_hello`; the rest from the target definition.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct KernelProfile {
-    /// Kernel version family.
+    /// Kernel version family (the nearest known one at or below the kernel's own version).
     pub version: Version,
+    /// What the kernel does differently: `version.behaviour()` for the known versions; for a
+    /// tree between them, what its sources show (`cmafuzz`'s `build::tree_profile`).
+    pub behaviour: Behaviour,
     /// Architecture.
     pub arch: Arch,
     /// `PAGE_SHIFT` (12 for 4 KiB pages).
@@ -167,6 +170,7 @@ impl KernelProfile {
         let max_pfn = Pfn(0x80000);
         KernelProfile {
             version,
+            behaviour: version.behaviour(),
             arch,
             page_shift: 12,
             cma_alignment: 8,
@@ -196,9 +200,9 @@ impl KernelProfile {
         }
     }
 
-    /// What the profile's version does differently ([`Version::behaviour`]).
+    /// What this kernel does differently ([`Version::behaviour`] unless set from a tree's sources).
     pub fn behaviour(&self) -> Behaviour {
-        self.version.behaviour()
+        self.behaviour
     }
 
     /// `PHYS_PFN_OFFSET`: the first pfn of RAM, which the linear map starts with. qemu `virt`

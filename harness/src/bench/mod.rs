@@ -211,7 +211,7 @@ pub fn run(
     }
     let mut kb = KernelBackend::boot(spec.clone())?;
     let boot = kb.boot_observation().clone();
-    let profile = session::profile_from_kernel(target, &kb)?;
+    let profile = session::profile_from_kernel(target, &kb, kc.src.as_deref())?;
     let mut mb = ModelBackend::new(profile.clone(), boot.clone())?;
     let (kept, resolved): (Vec<&Program>, Vec<ResolvedProgram>) =
         programs.iter().filter_map(|p| p.program.resolve(&boot.areas).ok().map(|r| (&p.program, r))).unzip();

@@ -104,6 +104,10 @@ impl Tester for KernelTester {
         let start = Instant::now();
         let req = BuildRequest { target: self.target.clone(), src: None, patches: self.patches.clone() };
         let progress = &mut self.progress;
+        // A commit the model has no profile for is skipped before its build, never bad.
+        if let Err(e) = crate::build::tree_profile::read(&self.tree.src) {
+            return Ok(skip(format!("cannot be modelled: {e}"), 0.0, false, start));
+        }
         progress(&format!("bisect: building {label}"));
         let k = match tree::build_in_place(&req, &self.tree, &format!("gittree:{identity}"), &mut |l| progress(l)) {
             Ok(k) => k,
@@ -128,7 +132,7 @@ impl Tester for KernelTester {
             Err(e) => return Ok(skip(format!("does not boot: {e}"), build_seconds, built, start)),
         };
         let boot = kb.boot_observation().clone();
-        let model = match session::profile_from_kernel(&self.target, &kb)
+        let model = match session::profile_from_kernel(&self.target, &kb, Some(self.tree.src.as_path()))
             .map_err(|e| e.to_string())
             .and_then(|p| ModelBackend::new(p, boot.clone()).map_err(|e| e.to_string()))
         {

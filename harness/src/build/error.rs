@@ -12,6 +12,12 @@ pub enum BuildError {
     /// `--kernel-src` does not name a kernel tree.
     #[error("--kernel-src {0}: not a kernel source tree (no Makefile and mm/cma.c there)")]
     NotATree(PathBuf),
+    /// `--kernel-src`'s Makefile has no version.
+    #[error("{path}: {detail}; is this a kernel tree?")]
+    TreeVersion { path: PathBuf, detail: String },
+    /// `--kernel-src` is a tree the model has no profile for.
+    #[error("--kernel-src {path} is {release}, which cmafuzz cannot model: it needs {missing}")]
+    TreeUnmodelled { path: PathBuf, release: String, missing: String },
     /// A patch file cannot be read.
     #[error("--kernel-patch {path}: {source}")]
     PatchUnreadable { path: PathBuf, source: std::io::Error },

@@ -55,9 +55,8 @@ fn source_identity(req: &BuildRequest) -> Result<String, BuildError> {
             Ok(format!("tarball:{sha}"))
         }
         Some(dir) => {
-            if !dir.join("Makefile").is_file() || !dir.join("mm/cma.c").is_file() {
-                return Err(BuildError::NotATree(dir.clone()));
-            }
+            // A tree the model cannot follow is refused before minutes of building.
+            crate::build::tree_profile::read(dir)?;
             if dir.join(".git").exists() {
                 let head = run_capture(Command::new("git").arg("-C").arg(dir).args(["rev-parse", "HEAD"]))?;
                 let diff = run_capture(Command::new("git").arg("-C").arg(dir).args(["diff", "HEAD"]))?;

@@ -10,3 +10,4 @@ pub mod kernel;
 pub mod sources;
 pub mod tools;
 pub mod tree;
+pub mod tree_profile;

@@ -1,10 +1,23 @@
 //! `cmafuzz doctor`: the host tools cmafuzz needs.
 
-use crate::build::sources;
 use crate::build::tools as doctor;
+use crate::build::{sources, tree_profile};
 use crate::targets;
+use clap::Args;
+use std::path::PathBuf;
 
-pub fn run() -> anyhow::Result<u8> {
+#[derive(Args)]
+pub struct DoctorArgs {
+    /// Also say which model profile this kernel tree gets, and why (or what it lacks).
+    #[arg(long = "kernel-src", value_name = "DIR")]
+    pub kernel_src: Option<PathBuf>,
+}
+
+pub fn run(a: DoctorArgs) -> anyhow::Result<u8> {
+    if let Some(dir) = &a.kernel_src {
+        // A tree the model cannot follow is the answer, whatever the tools say.
+        println!("{}", tree_profile::read(dir)?.describe());
+    }
     let checks = doctor::checks();
     for c in &checks {
         match &c.found {

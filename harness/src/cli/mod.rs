@@ -96,7 +96,7 @@ enum Cmd {
     /// OUT/corpus (a campaign on an existing OUT resumes from it). Exit 1 if OUT holds findings.
     Fuzz(fuzz::FuzzArgs),
     /// Check the host tools cmafuzz needs and print how to install the missing ones.
-    Doctor,
+    Doctor(doctor::DoctorArgs),
     /// Find the first bad commit between --good and --bad of a kernel git tree for a
     /// reproducer (program files or a finding directory). Exit 0 found, 1 inconclusive, 2 error.
     Bisect(bisect::BisectArgs),
@@ -130,7 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::ModelCheck(a) => model_check::run(a),
         Cmd::Difftest(a) => difftest::run(a),
         Cmd::Fuzz(a) => fuzz::run(a),
-        Cmd::Doctor => doctor::run(),
+        Cmd::Doctor(a) => doctor::run(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::Bisect(a) => bisect::run(a),
     }

@@ -58,6 +58,9 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<u8> {
         vs_target,
     } = a;
     let t = targets::find(target.as_deref())?;
+    if let Some(dir) = &kernel.kernel_src {
+        eprintln!("{}", crate::build::tree_profile::read(dir)?.describe());
+    }
     let vs = vs_kernel(&t, &kernel.choice(), vs_target.as_deref(), &vs_kernel_patch)?;
     let sup = match (&suppressions, no_suppressions) {
         (_, true) => crate::oracle::Suppressions::none(),

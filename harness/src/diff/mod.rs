@@ -106,7 +106,7 @@ impl Executor<ModelBackend, KernelBackend> {
         } else {
             let k = session::boot_kernel(target, kc, progress)?;
             let boot = k.boot_observation().clone();
-            let profile = session::profile_from_kernel(target, &k)?;
+            let profile = session::profile_from_kernel(target, &k, kc.src.as_deref())?;
             (Some(k), boot, profile)
         };
         let model = match ModelBackend::new(profile, boot.clone()) {

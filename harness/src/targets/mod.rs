@@ -184,8 +184,10 @@ impl Target {
             Arch::Arm64 => max_pfn,
             _ => max_pfn.min(0x70000),
         };
+        let version = self.model_version()?;
         Ok(KernelProfile {
-            version: self.model_version()?,
+            version,
+            behaviour: version.behaviour(),
             arch,
             page_shift: 12,
             cma_alignment: 8,

@@ -10,7 +10,7 @@ use crate::targets::{Target, TargetError};
 use crate::vm::VmSpec;
 use reference_impl::profile::{Arch, KernelProfile};
 use reference_impl::units::Pfn;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
 
@@ -91,9 +91,20 @@ pub fn boot_kernel(
 }
 
 /// The model's profile: the target's, corrected by what the kernel reports
-/// about itself (alignment, pageblock order, memory layout).
-pub fn profile_from_kernel(target: &Target, kb: &KernelBackend) -> Result<KernelProfile, SessionError> {
+/// about itself (alignment, pageblock order, memory layout); for a kernel built from `tree`
+/// (`--kernel-src`, a bisection's worktree), the version and behaviour that tree's sources show
+/// ([`crate::build::tree_profile`]), not the target's.
+pub fn profile_from_kernel(
+    target: &Target,
+    kb: &KernelBackend,
+    tree: Option<&Path>,
+) -> Result<KernelProfile, SessionError> {
     let mut p = target.profile()?;
+    if let Some(dir) = tree {
+        let tp = crate::build::tree_profile::read(dir)?;
+        p.version = tp.version;
+        p.behaviour = tp.behaviour;
+    }
     if let Some(h) = kb.hello() {
         let got = match h.arch {
             wire::ARCH_ARM32 => Arch::Arm32,
