@@ -51,7 +51,7 @@ fn replay_seeds(target: &str) {
     // The layout recorded for model-only runs is the one the kernel really has, and on arm32 the
     // model's placement rule (spec §1.6) predicts the default area's base.
     let boot = sum.kernel_boot.as_ref().expect("a kernel ran");
-    assert_eq!(placement_note(&t, boot), None);
+    assert_eq!(placement_note(&t, boot, None), None);
     assert!(!text.contains("VERDICT: placement"), "{text}");
     if t.arch.starts_with("arm32") {
         let def = boot.areas.iter().find(|a| a.name == "reserved").expect("default area");

@@ -34,7 +34,8 @@ pub fn run(a: BootArgs) -> anyhow::Result<u8> {
             a.used_bits()
         );
     }
-    if let Some(note) = crate::oracle::placement::placement_note(&t, kb.boot_observation()) {
+    let profile = session::profile_from_kernel(&t, &kb, kernel.kernel_src.as_deref())?;
+    if let Some(note) = crate::oracle::placement::placement_note(&t, kb.boot_observation(), Some(&profile)) {
         println!("  note: {note}");
     }
     Ok(0)

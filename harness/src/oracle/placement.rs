@@ -8,9 +8,13 @@ use reference_impl::observation::Observation;
 use reference_impl::profile::KernelProfile;
 
 /// A note when the kernel placed its areas differently from the layout the
-/// target records (the full model turns this into a finding).
-pub fn placement_note(target: &Target, boot: &Observation) -> Option<String> {
-    let expect = target.boot_observation();
+/// target records (the full model turns this into a finding). The record is read as the
+/// profile's kernel keeps it (7.x's `available_count`), else as the target's own version.
+pub fn placement_note(target: &Target, boot: &Observation, profile: Option<&KernelProfile>) -> Option<String> {
+    let expect = match profile {
+        Some(p) => target.boot_observation_as(p.behaviour().cma_ranges),
+        None => target.boot_observation(),
+    };
     let show = |o: &Observation| {
         o.areas
             .iter()
@@ -39,7 +43,7 @@ pub fn verdict(
     sup: &Suppressions,
 ) -> Option<Verdict> {
     let mut notes = Vec::new();
-    if let Some(note) = placement_note(target, boot) {
+    if let Some(note) = placement_note(target, boot, profile) {
         notes.push(note);
     }
     if let (Some(p), Some(def)) = (profile, boot.areas.iter().find(|a| a.name == "reserved")) {

@@ -204,7 +204,12 @@ impl Target {
 
     /// The boot observation the model assumes without a kernel.
     pub fn boot_observation(&self) -> Observation {
-        let with_available = self.model_version().is_ok_and(|v| v.behaviour().cma_ranges);
+        self.boot_observation_as(self.model_version().is_ok_and(|v| v.behaviour().cma_ranges))
+    }
+
+    /// [`Target::boot_observation`] for a kernel that keeps 7.x's `available_count` or not
+    /// (`--kernel-src` may give a target a tree of another version).
+    pub fn boot_observation_as(&self, with_available: bool) -> Observation {
         let areas = self
             .boot
             .iter()
