@@ -319,6 +319,23 @@ fn a_stale_pkmap_slot_is_an_alias_violation_suppressed_as_a_known_kernel_issue()
     assert_eq!(v["verdict"], "finding");
 }
 
+/// KI-1 is still there on 7.2 and 7.3-rc (KNOWN-ISSUES.md lists the versions): the same
+/// reproducer gives the same suppressed alias, and the model still predicts it.
+#[test]
+fn the_stale_pkmap_slot_alias_reproduces_on_7_2_and_7_3() {
+    let prog = "corpora/regressions/stale-pkmap-slot.prog";
+    for target in ["arm32-7.2", "arm32-7.3"] {
+        let (code, v, all) = replay_json(target, prog, &[]);
+        assert_eq!(code, Some(0), "{target}: {all}");
+        assert_eq!(v["divergences"].as_array().map(Vec::len), Some(0), "{target}: {all}");
+        let alias = v["verdicts"]
+            .as_array()
+            .and_then(|vs| vs.iter().find(|x| x["signature"] == "alias-violation:vmap:nc+pkmap:wb"))
+            .unwrap_or_else(|| panic!("{target}: no PKMAP alias verdict: {all}"));
+        assert_eq!(alias["suppressed"]["class"], "kernel-bug", "{target}");
+    }
+}
+
 /// Spec §5.5 R/P: with `cma=0` a blocking dma_alloc takes the remap allocator and an atomic one
 /// the buddy-backed pool; both keep the cacheable linear alias of the uncached vmap. The scan
 /// reports it and the by-design suppression names it.
