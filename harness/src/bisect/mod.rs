@@ -347,7 +347,7 @@ pub fn bisect(
             }
             let agree = marks.iter().filter(|m| **m == want).count();
             let against = marks.iter().filter(|m| !matches!(m, Mark::Skip(_)) && **m != want).count();
-            if against > agree || (against > 0 && agree == 0) {
+            if against > agree {
                 let terms: Vec<&str> = marks.iter().map(Mark::term).collect();
                 contradiction = Some(format!(
                     "{} (the {}) was {} in {} tests",
