@@ -96,6 +96,7 @@ fn skip(why: String, build_seconds: f64, built: bool, start: Instant) -> StepRes
         built,
         build_seconds,
         seconds: start.elapsed().as_secs_f64(),
+        kernel_signature: None,
     }
 }
 
@@ -124,12 +125,23 @@ impl Tester for KernelTester {
         };
         let build_seconds = start.elapsed().as_secs_f64();
         let built = !k.cache_hit;
+        let kernel_signature = match crate::build::signature::of_vmlinux(&k.vmlinux) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                progress(&format!("bisect: no kernel signature for {label}: {e}"));
+                None
+            }
+        };
         let g = guest_build::build(&self.target, &[]).map_err(|e| BisectError::Harness(format!("guest build: {e}")))?;
         let spec = session::vm_spec(&self.target, &k, g.initramfs, self.watchdog)
             .map_err(|e| BisectError::Harness(e.to_string()))?;
         let kb = match KernelBackend::boot(spec) {
             Ok(kb) => kb,
-            Err(e) => return Ok(skip(format!("does not boot: {e}"), build_seconds, built, start)),
+            Err(e) => {
+                let mut r = skip(format!("does not boot: {e}"), build_seconds, built, start);
+                r.kernel_signature = kernel_signature;
+                return Ok(r);
+            }
         };
         let boot = kb.boot_observation().clone();
         let model = match session::profile_from_kernel(&self.target, &kb, Some(self.tree.src.as_path()))
@@ -137,7 +149,11 @@ impl Tester for KernelTester {
             .and_then(|p| ModelBackend::new(p, boot.clone()).map_err(|e| e.to_string()))
         {
             Ok(m) => m,
-            Err(e) => return Ok(skip(format!("cannot be modelled: {e}"), build_seconds, built, start)),
+            Err(e) => {
+                let mut r = skip(format!("cannot be modelled: {e}"), build_seconds, built, start);
+                r.kernel_signature = kernel_signature;
+                return Ok(r);
+            }
         };
         let rules = Some(model.alias_rules());
         let mut ex = Executor::new(
@@ -190,6 +206,7 @@ impl Tester for KernelTester {
             built,
             build_seconds,
             seconds: start.elapsed().as_secs_f64(),
+            kernel_signature,
         })
     }
 }

@@ -76,6 +76,9 @@ pub struct StepResult {
     pub built: bool,
     pub build_seconds: f64,
     pub seconds: f64,
+    /// The built kernel's signature ([`crate::build::signature`]), when a kernel was built.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_signature: Option<String>,
 }
 
 /// Tests the commit checked out in the worktree.
@@ -127,6 +130,10 @@ pub struct Report {
     /// The recheck of the culprit or its parent disagreed with its step by a majority: what it
     /// said (the bisection then names no culprit).
     pub contradiction: Option<String>,
+    /// The first bad commit git found builds the same kernel as its parent (equal
+    /// [`StepResult::kernel_signature`]s): a reproducer cannot tell them apart, so some step
+    /// went wrong; what was found (the bisection then names no culprit).
+    pub noop: Option<String>,
     /// `git bisect log` of the run.
     pub bisect_log: String,
     pub seconds: f64,
@@ -147,7 +154,7 @@ impl Report {
     pub fn exit_code(&self) -> u8 {
         let contradicted =
             self.confirmation.as_ref().and_then(|c| c.result.as_ref()).is_some_and(|r| r.mark == Mark::Bad);
-        if self.culprit.is_some() && !contradicted && self.contradiction.is_none() {
+        if self.culprit.is_some() && !contradicted && self.contradiction.is_none() && self.noop.is_none() {
             0
         } else {
             1
@@ -167,6 +174,10 @@ impl Report {
             Some(_) if self.contradiction.is_some() => {
                 let why = self.contradiction.as_deref().unwrap_or_default();
                 let _ = writeln!(s, "inconclusive: the reproducer is not stable where it matters: {why}");
+            }
+            Some(_) if self.noop.is_some() => {
+                let why = self.noop.as_deref().unwrap_or_default();
+                let _ = writeln!(s, "inconclusive: {why}");
             }
             Some(c) => {
                 let _ = writeln!(s, "first bad commit: {} {}", c.sha, c.subject);
@@ -226,7 +237,7 @@ impl Report {
             self.steps.iter().map(|st| format!("{}:{}", short(&st.commit), st.result.runs)).collect();
         let _ = writeln!(s, "runs per commit: {}", runs.join(" "));
         let _ = writeln!(s, "reproducer: {repro}");
-        if let (Some(c), None) = (&self.culprit, &self.contradiction) {
+        if let (Some(c), None, None) = (&self.culprit, &self.contradiction, &self.noop) {
             let _ = writeln!(s, "Fixes: {} (\"{}\")", short(c), c.subject);
         }
         s
@@ -361,6 +372,26 @@ pub fn bisect(
         }
     }
 
+    // A culprit that builds its parent's kernel changed nothing a reproducer can see.
+    let mut noop = None;
+    if let (Some(c), None) = (&culprit, &contradiction) {
+        let p = repo.parent(c)?;
+        let sig = |sha: &str| {
+            steps.iter().rev().find(|s| s.commit.sha == sha).and_then(|s| s.result.kernel_signature.clone())
+        };
+        if let (Some(a), Some(b)) = (sig(c), sig(&p)) {
+            if a == b {
+                noop = Some(format!(
+                    "the first bad commit git found, {}, builds the same kernel as its parent {} (signature {}): \
+                     a reproducer cannot tell them apart, so a step was wrong (a flaky reproducer?)",
+                    &c[..12.min(c.len())],
+                    &p[..12.min(p.len())],
+                    &a[..16.min(a.len())]
+                ));
+            }
+        }
+    }
+
     let culprit_info = culprit.as_deref().map(|c| repo.info(c)).transpose()?;
     let candidates = candidates.iter().map(|c| repo.info(c)).collect::<Result<Vec<_>, _>>()?;
     let parent = match &culprit {
@@ -371,7 +402,7 @@ pub fn bisect(
         }
         None => None,
     };
-    let confirmation = match (&culprit, range.confirm && contradiction.is_none()) {
+    let confirmation = match (&culprit, range.confirm && contradiction.is_none() && noop.is_none()) {
         (Some(c), true) => {
             let conf = match wt.revert_onto(&bad, c)? {
                 None => Confirmation { reverts: false, result: None },
@@ -400,6 +431,7 @@ pub fn bisect(
         steps,
         confirmation,
         contradiction,
+        noop,
         bisect_log,
         seconds: start.elapsed().as_secs_f64(),
     })

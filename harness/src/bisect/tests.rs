@@ -57,11 +57,18 @@ impl Tester for Fake {
         self.tested.push(label.to_string());
         let mut bug = false;
         let mut broken = false;
+        // The "kernel" a commit builds: its `bug` and `broken` files; `ok` files are edits
+        // that change no code (comments).
+        let mut code = Vec::new();
         for e in std::fs::read_dir(self.dir.join("mm")).expect("mm").filter_map(Result::ok) {
             let s = std::fs::read_to_string(e.path()).unwrap_or_default();
             bug |= s.trim() == "bug";
             broken |= s.trim() == "broken";
+            if s.trim() != "ok" {
+                code.push(format!("{}={}", e.file_name().to_string_lossy(), s.trim()));
+            }
         }
+        code.sort();
         let nth = self.tested.iter().filter(|l| l.get(..12) == label.get(..12)).count();
         let flip = self.flips.iter().any(|(sha, n)| label.starts_with(&sha[..12]) && *n == nth);
         let mark = if broken {
@@ -72,7 +79,16 @@ impl Tester for Fake {
             Mark::Good
         };
         let bad_runs = usize::from(mark == Mark::Bad);
-        Ok(StepResult { mark, runs: 1, bad_runs, signatures: vec![], built: true, build_seconds: 0.0, seconds: 0.0 })
+        Ok(StepResult {
+            mark,
+            runs: 1,
+            bad_runs,
+            signatures: vec![],
+            built: true,
+            build_seconds: 0.0,
+            seconds: 0.0,
+            kernel_signature: Some(code.join(",")),
+        })
     }
 }
 
@@ -248,4 +264,21 @@ fn a_parent_that_turns_bad_on_its_rechecks_makes_the_bisection_inconclusive() {
     assert!(rep.confirmation.is_none(), "no revert check of a culprit nobody trusts");
     let text = rep.text("r");
     assert!(text.starts_with("inconclusive: the reproducer is not stable") && !text.contains("Fixes:"), "{text}");
+}
+
+#[test]
+fn a_culprit_that_builds_its_parents_kernel_is_inconclusive() {
+    let (t, repo, c) = history_with_mend(16, 9, &[]);
+    // c9 (the bug) says good at its step and at its recheck: git blames c10, an edit that
+    // changes no code, whose parent c9 builds the same kernel.
+    let (rep, _) = run_flaky(&repo, t.path(), &c[0], &c[16], vec![(c[9].clone(), 1), (c[9].clone(), 2)]);
+    let rep = rep.expect("bisect");
+    assert_eq!(rep.culprit.as_ref().map(|x| x.sha.as_str()), Some(c[10].as_str()), "the flake misled git");
+    assert!(rep.contradiction.is_none(), "the rechecks were fooled too: {:?}", rep.contradiction);
+    let why = rep.noop.as_deref().expect("the no-op culprit is caught");
+    assert!(why.contains(&c[10][..12]) && why.contains(&c[9][..12]) && why.contains("same kernel"), "{why}");
+    assert_eq!(rep.exit_code(), 1);
+    assert!(rep.confirmation.is_none(), "no revert check of a culprit nobody trusts");
+    let text = rep.text("r");
+    assert!(text.starts_with("inconclusive: the first bad commit git found") && !text.contains("Fixes:"), "{text}");
 }

@@ -289,6 +289,7 @@ pub(crate) fn configure_and_make(
             .env("KBUILD_BUILD_USER", "cmafuzz")
             .env("KBUILD_BUILD_HOST", "cmafuzz")
             .env("KBUILD_BUILD_TIMESTAMP", "2024-01-01")
+            .env("KBUILD_BUILD_VERSION", "1")
             .env("CCACHE_DIR", root.join("ccache"))
             .env("CCACHE_BASEDIR", work)
             .env("CCACHE_NOHASHDIR", "1")

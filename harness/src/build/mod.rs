@@ -7,6 +7,7 @@ pub mod cache;
 pub mod dtb;
 pub mod error;
 pub mod kernel;
+pub mod signature;
 pub mod sources;
 pub mod tools;
 pub mod tree;
