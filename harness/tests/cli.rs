@@ -131,3 +131,19 @@ fn vs_kernel_patch_naming_a_missing_file_is_one_clear_error_before_any_build() {
     let e = error_lines(&o);
     assert!(e.len() == 1 && e[0].contains("/nonexistent/fix.patch"), "{e:?}");
 }
+
+#[test]
+fn a_reader_that_went_away_is_no_panic_and_the_command_ends_normally() {
+    // `cmafuzz targets | head -0`: the pipe's read end is closed before the first write.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let o = Command::new(env!("CARGO_BIN_EXE_cmafuzz"))
+        .arg("targets")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("cmafuzz runs");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(o.status.code(), Some(0), "{err}");
+}

@@ -28,6 +28,6 @@ pub fn run(a: BenchArgs) -> anyhow::Result<u8> {
     let files = replay::collect_files(&files)?;
     let programs = files.iter().map(|f| replay::load(f)).collect::<Result<Vec<_>, _>>()?;
     let f = crate::bench::run(&t, &kernel.choice(), &programs, rounds, boots, &mut progress)?;
-    println!("{}", f.render());
+    outln!("{}", f.render());
     Ok(0)
 }

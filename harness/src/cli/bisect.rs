@@ -107,7 +107,7 @@ pub fn run(a: BisectArgs) -> anyhow::Result<u8> {
     })?;
     let _lock = disk::Lock::exclusive(&tree.base.join(".bisect.lock"))
         .map_err(|e| anyhow::anyhow!("{}: {e} (is another bisect of this tree running?)", tree.base.display()))?;
-    eprintln!("bisect: private worktree {} (your checkout is not touched)", tree.src.display());
+    errln!("bisect: private worktree {} (your checkout is not touched)", tree.src.display());
     let wt = Worktree::open(&repo, &tree.src, &bad)?;
     let expect = if a.any_finding {
         Expect::AnyFinding
@@ -126,19 +126,19 @@ pub fn run(a: BisectArgs) -> anyhow::Result<u8> {
         runs: usize::from(a.runs),
         suppressions: crate::oracle::Suppressions::builtin()?,
         watchdog: a.watchdog,
-        progress: Box::new(|l: &str| eprintln!("{l}")),
+        progress: Box::new(|l: &str| errln!("{l}")),
     };
     let range = Range { good: a.good.clone(), bad: a.bad.clone(), confirm: !a.no_confirm };
-    let report = bisect::bisect(&repo, &wt, &range, &mut tester, &mut |l| eprintln!("{l}"))?;
+    let report = bisect::bisect(&repo, &wt, &range, &mut tester, &mut |l| errln!("{l}"))?;
     let text = report.text(&repro_names.join(" "));
     let json = serde_json::json!({ "target": t.name, "reproducer": repro_names, "report": &report,
         "exit": report.exit_code() });
     write_outputs(&a.out, &text, &json, &report.bisect_log)?;
     if a.json {
-        println!("{json}");
+        outln!("{json}");
     } else {
-        print!("{text}");
-        println!("bisect log: {} (`git bisect replay` it)", a.out.join("bisect.log").display());
+        out!("{text}");
+        outln!("bisect log: {} (`git bisect replay` it)", a.out.join("bisect.log").display());
     }
     Ok(report.exit_code())
 }

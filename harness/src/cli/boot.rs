@@ -18,25 +18,23 @@ pub fn run(a: BootArgs) -> anyhow::Result<u8> {
     let t = targets::find(target.as_deref())?;
     let kb = session::boot_kernel(&t, &kernel.choice(), &mut progress)?;
     if let Some(h) = kb.hello() {
-        println!("{}: Linux {} ready in {:.3} s", t.name, h.release, kb.boot_times[0].as_secs_f64());
-        println!(
+        outln!("{}: Linux {} ready in {:.3} s", t.name, h.release, kb.boot_times[0].as_secs_f64());
+        outln!(
             "  page_shift {} cma_alignment {} pageblock_order {} max_low_pfn {:#x} max_pfn {:#x}",
-            h.page_shift, h.cma_alignment, h.pageblock_order, h.max_low_pfn, h.max_pfn
+            h.page_shift,
+            h.cma_alignment,
+            h.pageblock_order,
+            h.max_low_pfn,
+            h.max_pfn
         );
     }
     use crate::backend::Backend;
     for a in &kb.boot_observation().areas {
-        println!(
-            "  area {} {} order_per_bit {}: {} bits used",
-            a.name,
-            a.extent_text(),
-            a.order_per_bit,
-            a.used_bits()
-        );
+        outln!("  area {} {} order_per_bit {}: {} bits used", a.name, a.extent_text(), a.order_per_bit, a.used_bits());
     }
     let profile = session::profile_from_kernel(&t, &kb, kernel.kernel_src.as_deref())?;
     if let Some(note) = crate::oracle::placement::placement_note(&t, kb.boot_observation(), Some(&profile)) {
-        println!("  note: {note}");
+        outln!("  note: {note}");
     }
     Ok(0)
 }

@@ -28,12 +28,12 @@ pub fn run(a: DifftestArgs) -> anyhow::Result<u8> {
     let seed = seed.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
     });
-    println!("seed: {seed}");
+    outln!("seed: {seed}");
     let opts = difftest::DifftestOptions { count, seed, out_dir: out };
     let stdout = std::io::stdout();
     let mut w = stdout.lock();
     let sum =
         difftest::difftest(&t, &kernel.choice(), &opts, &mut w).with_context(|| format!("difftest on {}", t.name))?;
-    println!("{}: {}", t.name, sum.render());
+    outln!("{}: {}", t.name, sum.render());
     Ok(sum.exit_code())
 }

@@ -16,13 +16,13 @@ pub struct DoctorArgs {
 pub fn run(a: DoctorArgs) -> anyhow::Result<u8> {
     if let Some(dir) = &a.kernel_src {
         // A tree the model cannot follow is the answer, whatever the tools say.
-        println!("{}", tree_profile::read(dir)?.describe());
+        outln!("{}", tree_profile::read(dir)?.describe());
     }
     let checks = doctor::checks();
     for c in &checks {
         match &c.found {
-            Some(p) => println!("  ok       {:<36} {p}", c.what),
-            None => println!("  MISSING  {:<36} package {} (for {})", c.what, c.package, c.needed_for),
+            Some(p) => outln!("  ok       {:<36} {p}", c.what),
+            None => outln!("  MISSING  {:<36} package {} (for {})", c.what, c.package, c.needed_for),
         }
     }
     // Sources from suites the machine does not use: fetched (privately) on a target's first build.
@@ -34,21 +34,22 @@ pub fn run(a: DoctorArgs) -> anyhow::Result<u8> {
         }
         seen.push(t.source_package.clone());
         match sources::cached(&t) {
-            Some(p) => println!("  ok       {:<36} {}", t.source_package, p.display()),
-            None => println!(
+            Some(p) => outln!("  ok       {:<36} {}", t.source_package, p.display()),
+            None => outln!(
                 "  later    {:<36} from Debian {suite}, fetched with a private apt list on the first build of a \
                  target that needs it (`cmafuzz kernel build --target {}`)",
-                t.source_package, t.name
+                t.source_package,
+                t.name
             ),
         }
     }
     match doctor::install_command(&checks) {
         Some(cmd) => {
-            println!("install the missing tools with:\n  {cmd}");
+            outln!("install the missing tools with:\n  {cmd}");
             Ok(2)
         }
         None => {
-            println!("everything cmafuzz needs is installed");
+            outln!("everything cmafuzz needs is installed");
             Ok(0)
         }
     }

@@ -61,9 +61,9 @@ pub fn run(a: FuzzArgs) -> anyhow::Result<u8> {
     };
     let sum = fuzz::run(&opts).with_context(|| format!("fuzz on {}", opts.target.name))?;
     if let Some(s) = &sum.last_status {
-        println!("{}", s.line());
+        outln!("{}", s.line());
     }
-    println!(
+    outln!(
         "{} corpus entries in {}; {} findings in {}",
         sum.corpus,
         sum.out.join("corpus").display(),
@@ -71,7 +71,7 @@ pub fn run(a: FuzzArgs) -> anyhow::Result<u8> {
         sum.out.join("findings").display()
     );
     for m in &sum.findings {
-        println!("  {} (seen {} times)", m.signature, m.count);
+        outln!("  {} (seen {} times)", m.signature, m.count);
     }
     Ok(sum.exit_code())
 }

@@ -10,6 +10,6 @@ pub struct GenerateArgs {
 
 pub fn run(a: GenerateArgs) -> anyhow::Result<u8> {
     let GenerateArgs { seed } = a;
-    print!("{}", crate::generate::program(seed).to_text());
+    out!("{}", crate::generate::program(seed).to_text());
     Ok(0)
 }

@@ -25,7 +25,7 @@ pub fn run(cmd: KernelCmd) -> anyhow::Result<u8> {
     let t = targets::find(target.as_deref())?;
     let a = session::build_kernel(&t, &kernel.choice(), &mut progress)?;
     let g = guest_build::build(&t, &[])?;
-    println!(
+    outln!(
         "{} kernel {} ({}, {:.1} s): {}",
         t.name,
         a.key,
@@ -33,6 +33,6 @@ pub fn run(cmd: KernelCmd) -> anyhow::Result<u8> {
         a.seconds,
         a.image.display()
     );
-    println!("{} guest initramfs: {}", t.name, g.initramfs.display());
+    outln!("{} guest initramfs: {}", t.name, g.initramfs.display());
     Ok(0)
 }

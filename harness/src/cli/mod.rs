@@ -5,6 +5,31 @@ use crate::backend::kernel::boot::KernelChoice;
 use crate::diff::BackendChoice;
 use clap::{Args, Parser, Subcommand};
 
+/// `println!` for the CLI's output: a reader that went away (`cmafuzz doctor | head`) is not
+/// an error of the command, which goes on to its end and its exit code; `println!` would panic.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
+/// `print!`, as [`outln!`].
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
+/// `eprintln!`, as [`outln!`] (progress and errors on a closed stderr are dropped).
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($t)*);
+    }};
+}
+
 mod bench;
 mod bisect;
 mod boot;
@@ -110,14 +135,14 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            errln!("error: {e:#}");
             ExitCode::from(2)
         }
     }
 }
 
 fn progress(line: &str) {
-    eprintln!("{line}");
+    errln!("{line}");
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {

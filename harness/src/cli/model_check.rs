@@ -17,7 +17,7 @@ pub fn run(a: ModelCheckArgs) -> anyhow::Result<u8> {
     let ModelCheckArgs { target, count, seed } = a;
     let t = targets::find(target.as_deref())?;
     let sum = difftest::model_check(&t, count, seed)?;
-    println!(
+    outln!(
         "{}: {} programs, {} ops in {:.2} s ({:.0} programs/s, {:.0} ops/s)",
         t.name,
         sum.programs,
@@ -29,7 +29,7 @@ pub fn run(a: ModelCheckArgs) -> anyhow::Result<u8> {
     match sum.violation {
         None => Ok(0),
         Some((seed, text, why)) => {
-            println!("VIOLATION at seed {seed}: {why}\n{text}");
+            outln!("VIOLATION at seed {seed}: {why}\n{text}");
             Ok(1)
         }
     }

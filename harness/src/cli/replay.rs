@@ -59,7 +59,7 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<u8> {
     } = a;
     let t = targets::find(target.as_deref())?;
     if let Some(dir) = &kernel.kernel_src {
-        eprintln!("{}", crate::build::tree_profile::read(dir)?.describe());
+        errln!("{}", crate::build::tree_profile::read(dir)?.describe());
     }
     let vs = vs_kernel(&t, &kernel.choice(), vs_target.as_deref(), &vs_kernel_patch)?;
     let sup = match (&suppressions, no_suppressions) {
@@ -74,7 +74,7 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<u8> {
         match replay::load(f) {
             Ok(p) => programs.push(p),
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 bad += 1;
             }
         }

@@ -4,7 +4,7 @@ use crate::targets;
 
 pub fn run() -> anyhow::Result<u8> {
     for t in targets::all()? {
-        println!(
+        outln!(
             "{:<17} Linux {:<5} {}{} [{} {} MiB, qemu {} -cpu {}; source {}{}]",
             t.name,
             t.version,
