@@ -566,3 +566,39 @@ fn the_boot_self_check_catches_migrate_cma_on_7x_and_a_pin_is_refused_by_name() 
     assert!(refusals.iter().all(|l| l.contains("`pin`") && l.contains("Linux 7.2")), "{out}");
     assert!(!out.contains("kernel: pinned pfn"), "the pin must not have run: {out}");
 }
+
+/// Issue 11 item 6: a CMA area with two ranges on a real kernel. `arm64-hugetlb-ranges-7.2`
+/// (the arm64-hugetlb-7.2 kernel; 6.5 GiB with a 2 MiB `no-map` hole at 5 GiB, `hugetlb_cma=2G`)
+/// has no 2 GiB run of 1 GiB-aligned free memory, so `cma_declare_contiguous_multi()` builds
+/// hugetlb0 from the two 1 GiB pieces above 4 GiB (cma-spec-7x §1.3). The seed corpus agrees,
+/// and the model follows a cma_alloc that fills the first range into the second and back.
+#[test]
+fn a_hugetlb_area_in_two_ranges_is_seen_and_followed_range_by_range() {
+    let target = "arm64-hugetlb-ranges-7.2";
+    replay_seeds(target);
+    let t = targets::find(Some(target)).expect("target");
+    let text = "observe\n\
+                cma_alloc area=hugetlb0 count=262144 align=9\n\
+                cma_alloc area=hugetlb0 count=512 align=9\n\
+                cma_alloc area=hugetlb0 count=1024 align=10\n\
+                observe\n\
+                cma_release h=0\n\
+                cma_alloc area=hugetlb0 count=513 align=9\n\
+                observe\n";
+    let program = Program::parse(text).expect("parses");
+    let programs = [replay::LoadedProgram { path: PathBuf::from("two-ranges.prog"), program }];
+    let (sum, out) = replay_both(&t, &programs, true);
+    assert_eq!((sum.agree, sum.diverge, sum.errors), (1, 0, 0), "{out}");
+    let boot = sum.kernel_boot.as_ref().expect("a kernel ran");
+    let huge = boot.areas.iter().find(|a| a.name == "hugetlb0").expect("hugetlb0");
+    let ranges: Vec<(u64, u64)> = huge.ranges.iter().map(|r| (r.base_pfn.0, r.count.0)).collect();
+    assert_eq!(ranges, vec![(0x100000, 262144), (0x180000, 262144)], "the kernel's ranges");
+    let v: serde_json::Value = serde_json::from_str(out.lines().next().expect("one JSON line")).expect("JSON");
+    let kernel: Vec<Outcome> =
+        (0..8).map(|i| serde_json::from_value(v["ops"][i]["kernel"].clone()).expect("kernel outcome")).collect();
+    let at = |pfn: u64, pages: u64| Outcome::Allocated { pfn: Pfn(pfn), pages: Pages(pages) };
+    // The first range full, the next allocations fall through to the second; once the first is
+    // released, it is searched first again.
+    assert_eq!(kernel[1..4], [at(0x100000, 262144), at(0x180000, 512), at(0x180400, 1024)], "{out}");
+    assert_eq!(kernel[6], at(0x100000, 513), "{out}");
+}

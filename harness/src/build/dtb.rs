@@ -2,11 +2,11 @@
 //! boots (`-M virt,dumpdtb=FILE` with the same cpu, memory and devices), plus a
 //! `/reserved-memory` node holding one reusable `shared-dma-pool` per target pool, which the
 //! kernel turns into a CMA area of its own (`rmem_cma_setup`, `kernel/dma/contiguous.c`, spec
-//! §1.8). Built with `dtc`, cached under the cache root keyed by everything that goes in.
+//! §1.8), and one `no-map` region per target hole (RAM in pieces). Built with `dtc`, cached under the cache root keyed by everything that goes in.
 
 use crate::build::cache::{self, KeyHasher};
-pub use crate::targets::Pool;
 use crate::targets::Target;
+pub use crate::targets::{Hole, Pool};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use thiserror::Error;
@@ -21,6 +21,8 @@ pub enum DtbError {
     Io { what: String, source: std::io::Error },
     #[error("pool {name}: {msg}")]
     BadPool { name: String, msg: String },
+    #[error("hole at {base:#x}: {msg}")]
+    BadHole { base: u64, msg: String },
 }
 
 fn run(cmd: &mut Command, what: &str, package: &'static str) -> Result<Vec<u8>, DtbError> {
@@ -63,8 +65,32 @@ pub fn validate(pools: &[Pool], ram_start: u64, ram_bytes: u64) -> Result<(), Dt
     Ok(())
 }
 
-/// The `/reserved-memory` node for `pools` (2 address and 2 size cells, as qemu `virt` has).
-pub fn reserved_memory_node(pools: &[Pool]) -> String {
+/// Checks the holes: non-empty multiples of 2 MiB (a section of the linear map), inside RAM, not
+/// overlapping each other or a pool.
+pub fn validate_holes(holes: &[Hole], pools: &[Pool], ram_start: u64, ram_bytes: u64) -> Result<(), DtbError> {
+    let align = 2u64 << 20;
+    for (i, h) in holes.iter().enumerate() {
+        let bad = |msg: String| DtbError::BadHole { base: h.base, msg };
+        if h.size == 0 || h.base % align != 0 || h.size % align != 0 {
+            return Err(bad(format!("base and size {:#x} must be non-zero multiples of 2 MiB", h.size)));
+        }
+        if h.base < ram_start || h.base.saturating_add(h.size) > ram_start + ram_bytes {
+            return Err(bad(format!("[{:#x}, +{:#x}) is not inside RAM", h.base, h.size)));
+        }
+        let overlaps = |b: u64, s: u64| h.base < b + s && b < h.base + h.size;
+        if let Some(q) = holes[..i].iter().find(|q| overlaps(q.base, q.size)) {
+            return Err(bad(format!("overlaps the hole at {:#x}", q.base)));
+        }
+        if let Some(p) = pools.iter().find(|p| overlaps(p.base, p.size)) {
+            return Err(bad(format!("overlaps pool {}", p.name)));
+        }
+    }
+    Ok(())
+}
+
+/// The `/reserved-memory` node for `pools` and `holes` (2 address and 2 size cells, as qemu
+/// `virt` has).
+pub fn reserved_memory_node(pools: &[Pool], holes: &[Hole]) -> String {
     let mut s =
         String::from("\treserved-memory {\n\t\t#address-cells = <0x02>;\n\t\t#size-cells = <0x02>;\n\t\tranges;\n");
     for p in pools {
@@ -76,6 +102,16 @@ pub fn reserved_memory_node(pools: &[Pool]) -> String {
             p.base & 0xffff_ffff,
             p.size >> 32,
             p.size & 0xffff_ffff
+        ));
+    }
+    for h in holes {
+        s.push_str(&format!(
+            "\t\thole@{:x} {{\n\t\t\treg = <{:#x} {:#x} {:#x} {:#x}>;\n\t\t\tno-map;\n\t\t}};\n",
+            h.base,
+            h.base >> 32,
+            h.base & 0xffff_ffff,
+            h.size >> 32,
+            h.size & 0xffff_ffff
         ));
     }
     s.push_str("\t};\n");
@@ -93,18 +129,20 @@ pub fn insert_into_root(dts: &str, node: &str) -> Result<String, DtbError> {
     Ok(format!("{}\n{}{}", &dts[..at], node, &dts[at..]))
 }
 
-/// The device tree for `spec` with `pools` added; `None` without pools (qemu generates its own).
+/// The device tree for `spec` with its pools and holes added; `None` without either (qemu
+/// generates its own).
 pub fn build(spec: &Target) -> Result<Option<PathBuf>, DtbError> {
-    let pools = &spec.pools[..];
-    if pools.is_empty() {
+    let (pools, holes) = (&spec.pools[..], &spec.holes[..]);
+    if pools.is_empty() && holes.is_empty() {
         return Ok(None);
     }
     validate(pools, 0x4000_0000, u64::from(spec.memory_mib) << 20)?;
+    validate_holes(holes, pools, 0x4000_0000, u64::from(spec.memory_mib) << 20)?;
     let version = run(Command::new(&spec.qemu).arg("--version"), "qemu --version", "qemu-system-arm")?;
     let mut k = KeyHasher::new("dtb-v1");
     k.part(&version).part(spec.machine.as_bytes()).part(spec.cpu.as_bytes());
     k.part(&spec.memory_mib.to_le_bytes()).part(&spec.smp.to_le_bytes());
-    k.part(reserved_memory_node(pools).as_bytes());
+    k.part(reserved_memory_node(pools, holes).as_bytes());
     let dir = cache::root().join("dtb");
     let out = dir.join(format!("{}.dtb", k.finish()));
     if out.is_file() {
@@ -141,7 +179,7 @@ pub fn build(spec: &Target) -> Result<Option<PathBuf>, DtbError> {
             detail: "qemu's tree already has a /reserved-memory node; merging is not supported".into(),
         });
     }
-    let edited = insert_into_root(&dts, &reserved_memory_node(pools))?;
+    let edited = insert_into_root(&dts, &reserved_memory_node(pools, holes))?;
     let dts_path = tmp.path().join("cmafuzz.dts");
     write(&dts_path, edited.as_bytes())?;
     let staged = tmp.path().join("cmafuzz.dtb");
@@ -172,7 +210,8 @@ mod tests {
 
     #[test]
     fn the_node_has_one_reusable_shared_dma_pool_per_region() {
-        let n = reserved_memory_node(&[pool("pool-low", 0x4c40_0000, 4 << 20), pool("hi", 0x1_0040_0000, 8 << 20)]);
+        let n =
+            reserved_memory_node(&[pool("pool-low", 0x4c40_0000, 4 << 20), pool("hi", 0x1_0040_0000, 8 << 20)], &[]);
         assert!(n.contains("pool-low@4c400000 {"), "{n}");
         assert!(n.contains("reg = <0x0 0x4c400000 0x0 0x400000>;"), "{n}");
         assert!(n.contains("hi@100400000 {") && n.contains("reg = <0x1 0x400000 0x0 0x800000>;"), "{n}");
@@ -190,6 +229,21 @@ mod tests {
         assert!(validate(&[pool("a", 0x3fc0_0000, 4 << 20)], ram.0, ram.1).is_err());
         assert!(validate(&[pool("a", 0x4c40_0000, 8 << 20), pool("b", 0x4c80_0000, 4 << 20)], ram.0, ram.1).is_err());
         assert!(validate(&[pool("a b", 0x4c40_0000, 4 << 20)], ram.0, ram.1).is_err());
+    }
+
+    #[test]
+    fn a_hole_is_a_no_map_region_checked_against_ram_pools_and_holes() {
+        let h = |base, size| Hole { base, size };
+        let n = reserved_memory_node(&[], &[h(0x1_4000_0000, 2 << 20)]);
+        assert!(n.contains("hole@140000000 {\n\t\t\treg = <0x1 0x40000000 0x0 0x200000>;\n\t\t\tno-map;"), "{n}");
+        assert!(!n.contains("shared-dma-pool"), "{n}");
+        let ram = (0x4000_0000, 6u64 << 30);
+        assert!(validate_holes(&[h(0x1_4000_0000, 2 << 20)], &[], ram.0, ram.1).is_ok());
+        let e = validate_holes(&[h(0x1_4010_0000, 2 << 20)], &[], ram.0, ram.1).expect_err("unaligned");
+        assert!(e.to_string().contains("hole at 0x140100000") && e.to_string().contains("2 MiB"), "{e}");
+        assert!(validate_holes(&[h(0x2_0000_0000, 2 << 20)], &[], ram.0, ram.1).is_err(), "past RAM");
+        assert!(validate_holes(&[h(0x4c40_0000, 2 << 20)], &[pool("a", 0x4c40_0000, 4 << 20)], ram.0, ram.1).is_err());
+        assert!(validate_holes(&[h(0x1_4000_0000, 4 << 20), h(0x1_4020_0000, 2 << 20)], &[], ram.0, ram.1).is_err());
     }
 
     #[test]

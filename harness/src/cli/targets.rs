@@ -3,9 +3,11 @@
 use crate::targets;
 
 pub fn run() -> anyhow::Result<u8> {
-    for t in targets::all()? {
+    let all = targets::all()?;
+    let w = all.iter().map(|t| t.name.len()).max().unwrap_or(0);
+    for t in all {
         outln!(
-            "{:<17} Linux {:<5} {}{} [{} {} MiB, qemu {} -cpu {}; source {}{}]",
+            "{:<w$} Linux {:<5} {}{} [{} {} MiB, qemu {} -cpu {}; source {}{}]",
             t.name,
             t.version,
             t.description,

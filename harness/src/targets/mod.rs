@@ -39,6 +39,17 @@ impl Pool {
     }
 }
 
+/// A `no-map` region of `/reserved-memory`: RAM the kernel never maps or allocates, a hole in
+/// memblock (how a target gets RAM in several pieces on qemu `virt`, whose RAM is one bank).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hole {
+    /// Physical base address (bytes).
+    pub base: u64,
+    /// Size (bytes).
+    pub size: u64,
+}
+
 #[derive(Debug, Error)]
 pub enum TargetError {
     /// The embedded table is malformed: a build-time bug, caught by a unit test.
@@ -109,6 +120,9 @@ pub struct Target {
     /// Extra CMA areas from reusable `shared-dma-pool` regions added to qemu's device tree.
     #[serde(default)]
     pub pools: Vec<Pool>,
+    /// Holes in RAM: `no-map` regions added to qemu's device tree.
+    #[serde(default)]
+    pub holes: Vec<Hole>,
     pub boot: Vec<BootArea>,
 }
 
