@@ -1,7 +1,8 @@
 //! The status line, as a LibAFL monitor (it runs in the broker and sees every client's stats):
 //! run time, execs, exec/s, kernel ops/s, corpus size, coverage, findings (new / total) and
 //! restarts, every few seconds; `--json-stats FILE` appends the same as JSON lines, and
-//! `OUT/stats.json` always holds the last one. Corpus and findings are counted on disk, so
+//! `OUT/stats.json` always holds the last one and `OUT/stats.jsonl` all of them (the campaign over
+//! time, for `cmafuzz report`). Corpus and findings are counted on disk, so
 //! several clients sharing `OUT` are counted once.
 
 use libafl::monitors::stats::{ClientStatsManager, UserStatsValue};
@@ -142,7 +143,8 @@ impl StatusMonitor {
     fn emit(&mut self, s: &Status) {
         println!("{}", s.line());
         let json = serde_json::to_string(s).unwrap_or_default();
-        if let Some(p) = &self.json {
+        let history = self.out.join("stats.jsonl");
+        for p in self.json.iter().chain(std::iter::once(&history)) {
             let r = std::fs::OpenOptions::new().create(true).append(true).open(p).and_then(|mut f| {
                 writeln!(f, "{json}")?;
                 f.flush()

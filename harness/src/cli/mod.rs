@@ -15,6 +15,7 @@ mod generate;
 mod kernel;
 mod model_check;
 mod replay;
+mod report;
 mod targets;
 
 use std::path::PathBuf;
@@ -102,6 +103,9 @@ enum Cmd {
     Bisect(bisect::BisectArgs),
     /// Print speed figures: boot-to-ready, kernel ops/s over the channel, model ops/s.
     Bench(bench::BenchArgs),
+    /// A campaign as one self-contained HTML page (and --json), or with --mail one finding (or
+    /// program, replayed first) as the plain-text report for upstream. Exit 0 written, 2 error.
+    Report(report::ReportArgs),
 }
 
 /// Parses the command line and runs it; the exit code follows the convention above.
@@ -133,5 +137,6 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Doctor(a) => doctor::run(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::Bisect(a) => bisect::run(a),
+        Cmd::Report(a) => report::run(a),
     }
 }
