@@ -384,11 +384,11 @@ fn finding_section(h: &mut String, i: usize, f: &Finding, models: &mut Models) {
         h.push_str("</ul>\n");
     }
     // Which state to draw: the first `observe` at or after the first verdict's op, else the end.
-    let first_op = f.verdict.as_ref().and_then(|v| v.op_index).unwrap_or(0);
-    let obs_at = model
-        .as_ref()
-        .or(kernel.as_ref())
-        .and_then(|s| s.observations.iter().map(|(j, _)| *j).find(|j| *j >= first_op));
+    // A verdict on no op is about the end state.
+    let first_op = f.verdict.as_ref().and_then(|v| v.op_index);
+    let obs_at = first_op.and_then(|op| {
+        model.as_ref().or(kernel.as_ref()).and_then(|s| s.observations.iter().map(|(j, _)| *j).find(|j| *j >= op))
+    });
     let where_ = obs_at.map_or("at the end of the program".to_string(), |j| format!("at op #{j} (observe)"));
     let (mo, ko) = (model.as_ref().map(|s| s.at(obs_at)), kernel.as_ref().map(|s| s.at(obs_at)));
     let _ = writeln!(h, "<h4>Bitmaps {}</h4>", esc(&where_));

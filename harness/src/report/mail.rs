@@ -205,7 +205,7 @@ fn compose(inp: &Input, patches: &[PathBuf], main: &TargetRun, runs: &[TargetRun
     let _ = writeln!(s, "  cmafuzz replay {} --target {}", inp.what, main.target.name);
     let _ = writeln!(s);
     let (m, k) = (main.exec.reference.as_ref(), main.exec.subject.as_ref());
-    let _ = writeln!(s, "What the kernel did, and what it should have done (the model's prediction):");
+    let _ = writeln!(s, "What the kernel did, and what the model predicts:");
     let _ = writeln!(s);
     if let (Some(m), Some(k)) = (m, k) {
         let ops: Vec<String> = inp
@@ -217,7 +217,7 @@ fn compose(inp: &Input, patches: &[PathBuf], main: &TargetRun, runs: &[TargetRun
             .map(String::from)
             .collect();
         let w = ops.iter().map(String::len).max().unwrap_or(0).min(48);
-        let _ = writeln!(s, "  {:<4} {:<w$}  {:<28} should have", "#", "op", "kernel did");
+        let _ = writeln!(s, "  {:<4} {:<w$}  {:<28} model predicts", "#", "op", "kernel did");
         for (i, (ko, mo)) in k.outcomes.iter().zip(&m.outcomes).enumerate() {
             let mark = if v.op_index == Some(i) { "  <--" } else { "" };
             let _ = writeln!(
@@ -246,6 +246,7 @@ fn compose(inp: &Input, patches: &[PathBuf], main: &TargetRun, runs: &[TargetRun
     }
     let _ = writeln!(s);
     let _ = writeln!(s, "  verdict: {} [{}]", v.kind, v.signature);
+    let _ = writeln!(s, "  should have: {}", should_have(&v));
     for l in v.detail.lines() {
         let _ = writeln!(s, "    {l}");
     }
@@ -298,8 +299,27 @@ fn compose(inp: &Input, patches: &[PathBuf], main: &TargetRun, runs: &[TargetRun
     s
 }
 
+/// What the kernel should have done, by verdict kind. The right-hand column above is the
+/// model's prediction; for a known kernel bug the model predicts the bug too, so the rule is
+/// said here.
+fn should_have(v: &VerdictRecord) -> String {
+    let rule = match v.kind.as_str() {
+        "alias-violation" => "no page mapped cacheable and non-cacheable at once: a page handed out as an uncached coherent DMA buffer keeps no cacheable mapping (linear map, PKMAP slot, fixmap) while it is one (the Arm ARM forbids mismatched-attribute aliases)",
+        "bitmap" => "leave the CMA bitmap as the model has it: every allocation sets, and every release clears, exactly its own bits",
+        "layout" => "return what the model predicts for the op (the place, or the failure, that the kernel's own search rules give)",
+        "mapping" => "map the buffer's pages with the memory types the model predicts for this allocation path",
+        "oops" | "bug" | "warning" | "hang" => "complete the op without a kernel report",
+        _ => "what the model predicts",
+    };
+    match v.suppressed.as_ref().and_then(|s| s.known_issue.as_ref()) {
+        Some(k) => format!("{rule} (known issue: {k})"),
+        None => rule.to_string(),
+    }
+}
+
 fn state_at<'a>(v: &VerdictRecord, r: &'a ProgramRun) -> &'a Observation {
-    let op = v.op_index.unwrap_or(0);
+    // A verdict on no op is about the end state.
+    let Some(op) = v.op_index else { return &r.end };
     r.observations.iter().find(|(i, _)| *i >= op).map_or(&r.end, |(_, o)| o)
 }
 
