@@ -25,7 +25,9 @@ use libafl_bolts::tuples::RefIndexable;
 use libafl_bolts::Named;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::marker::PhantomData;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,6 +101,12 @@ pub struct VmExecutor {
     last_stats: Instant,
     /// Coverage-map entries ever set by this client (for the coverage figures).
     seen: Vec<bool>,
+    /// Every KCOV PC this client's runs reached, for `OUT/coverage/client-N.pcs`.
+    pcs: BTreeSet<u64>,
+    /// Where they go (`OUT`, client id); `None`: nowhere.
+    pcs_out: Option<(PathBuf, usize, Duration)>,
+    pcs_written: usize,
+    last_pcs: Instant,
 }
 
 impl VmExecutor {
@@ -113,6 +121,30 @@ impl VmExecutor {
             seen_reboots: 0,
             last_stats: Instant::now(),
             seen: vec![false; MAP_SIZE],
+            pcs: BTreeSet::new(),
+            pcs_out: None,
+            pcs_written: 0,
+            last_pcs: Instant::now(),
+        }
+    }
+
+    /// Write the KCOV PCs this client reaches to `OUT/coverage/client-N.pcs` every `interval`
+    /// (the status interval) and at [`VmExecutor::flush_coverage`].
+    pub fn write_coverage_to(&mut self, out: PathBuf, client: usize, interval: Duration) {
+        self.pcs_out = Some((out, client, interval));
+    }
+
+    /// Writes the PCs seen so far when there are new ones. A write that fails is one line on
+    /// stderr: the campaign goes on (the PCs stay in memory for the next write).
+    pub fn flush_coverage(&mut self) {
+        self.last_pcs = Instant::now();
+        let Some((out, client, _)) = &self.pcs_out else { return };
+        if self.pcs.len() == self.pcs_written {
+            return;
+        }
+        match crate::coverage::write_client_pcs(out, *client, &self.pcs) {
+            Ok(()) => self.pcs_written = self.pcs.len(),
+            Err(e) => eprintln!("cmafuzz fuzz: cannot write the kernel coverage: {e}"),
         }
     }
 
@@ -257,6 +289,7 @@ where
                 let (model, kcov) = map.split_at_mut(features::MODEL_MAP_SIZE);
                 let set_model = features::fill_model(model, &features::model_features(&e));
                 let set_kcov = features::fill(kcov, &features::kcov_features(&e));
+                self.pcs.extend(e.coverage.iter().copied());
                 for (set, base, c) in [
                     (set_model, 0, &self.counters.coverage_model),
                     (set_kcov, features::MODEL_MAP_SIZE, &self.counters.coverage_kcov),
@@ -275,6 +308,9 @@ where
                 kind
             }
         };
+        if self.pcs_out.as_ref().is_some_and(|(_, _, every)| self.last_pcs.elapsed() >= *every) {
+            self.flush_coverage();
+        }
         if self.last_stats.elapsed() >= Duration::from_secs(2) {
             self.last_stats = Instant::now();
             self.report(state, mgr)?;

@@ -302,6 +302,15 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
         Some(art.key.clone()),
         opts.kernel.patches.iter().map(|p| p.display().to_string()).collect(),
     )?;
+    crate::coverage::record_kernel(
+        &opts.out,
+        &crate::coverage::KernelRecord {
+            target: opts.target.name.clone(),
+            key: art.key.clone(),
+            vmlinux: art.vmlinux.clone(),
+        },
+    )
+    .map_err(|e| FuzzError::Io { what: crate::coverage::dir(&opts.out), msg: e.to_string() })?;
     let resumed = program_files(&opts.out.join("corpus")).len();
     let before = store.existing()?.len();
     eprintln!(
@@ -328,6 +337,7 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
         let counters = Arc::new(Counters::default());
         let mut executor =
             VmExecutor::new(opts.target.clone(), opts.kernel.clone(), opts.sup.clone(), counters.clone());
+        executor.write_coverage_to(opts.out.clone(), desc.id(), STATUS_INTERVAL);
         let mut feedback = MaxMapFeedback::new(&executor.observers_ref().0);
         let mut objective =
             objective::FindingFeedback::new(store.clone(), executor.observers_ref().1 .0.handle(), counters.clone());
@@ -362,6 +372,7 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
             fuzzer.fuzz_one(&mut stages, &mut executor, &mut state, &mut mgr)?;
             mgr.maybe_report_progress(&mut state, Duration::from_secs(2))?;
         }
+        executor.flush_coverage();
         mgr.send_exiting()?;
         Ok(())
     };
