@@ -222,14 +222,16 @@ fn parseable_files(dir: &Path, origin: Origin, quarantine: &Path) -> Result<Vec<
     Ok(ok)
 }
 
-/// Generated programs, handles made valid.
-pub struct ProgramGenerator;
+/// Generated programs over the target's areas (as its kernel reports them), handles made valid.
+pub struct ProgramGenerator {
+    pub areas: Arc<[crate::generate::GenArea]>,
+}
 
 impl<S: HasRand> Generator<ProgramInput, S> for ProgramGenerator {
     fn generate(&mut self, state: &mut S) -> Result<ProgramInput, Error> {
         let seed = state.rand_mut().next();
         let mut d = mutate::SplitMix(seed);
-        Ok(ProgramInput(mutate::valid(crate::generate::program(seed), &mut d)))
+        Ok(ProgramInput(mutate::valid(crate::generate::program_for(seed, &self.areas), &mut d)))
     }
 }
 
@@ -338,6 +340,9 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
         let mut executor =
             VmExecutor::new(opts.target.clone(), opts.kernel.clone(), opts.sup.clone(), counters.clone());
         executor.write_coverage_to(opts.out.clone(), desc.id(), STATUS_INTERVAL);
+        // The areas the generator and the mutators choose among: the kernel's own list.
+        let areas: Arc<[crate::generate::GenArea]> =
+            crate::generate::GenArea::of(&executor.ensure_started()?.boot.areas).into();
         let mut feedback = MaxMapFeedback::new(&executor.observers_ref().0);
         let mut objective =
             objective::FindingFeedback::new(store.clone(), executor.observers_ref().1 .0.handle(), counters.clone());
@@ -359,10 +364,11 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
         if state.must_load_initial_inputs() {
             state.load_initial_inputs_by_filenames_forced(&mut fuzzer, &mut executor, &mut mgr, &files)?;
             if state.corpus().count() == 0 {
-                state.generate_initial_inputs_forced(&mut fuzzer, &mut executor, &mut ProgramGenerator, &mut mgr, 8)?;
+                let mut generator = ProgramGenerator { areas: areas.clone() };
+                state.generate_initial_inputs_forced(&mut fuzzer, &mut executor, &mut generator, &mut mgr, 8)?;
             }
         }
-        let mutator = HavocScheduledMutator::with_max_stack_pow(mutate::mutators(), 3);
+        let mutator = HavocScheduledMutator::with_max_stack_pow(mutate::mutators(areas.clone()), 3);
         let mut stages = tuple_list!(StdMutationalStage::with_max_iterations(
             mutator,
             NonZeroUsize::new(16).unwrap_or(NonZeroUsize::MIN)
