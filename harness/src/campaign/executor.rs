@@ -25,11 +25,11 @@ use libafl_bolts::tuples::RefIndexable;
 use libafl_bolts::Named;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Attempts to start a VM before the client gives up.
@@ -51,6 +51,19 @@ pub struct Counters {
     pub coverage_model: AtomicU64,
     /// Kernel-coverage map entries this client has seen set.
     pub coverage_kcov: AtomicU64,
+    /// Per area (by name): ops that named it, programs naming it that gave a finding.
+    pub areas: Mutex<BTreeMap<String, (u64, u64)>>,
+}
+
+impl Counters {
+    /// Counts `ops` ops and `findings` finding programs for `area`.
+    pub fn count_area(&self, area: &str, ops: u64, findings: u64) {
+        if let Ok(mut m) = self.areas.lock() {
+            let e = m.entry(area.to_string()).or_default();
+            e.0 += ops;
+            e.1 += findings;
+        }
+    }
 }
 
 /// Holds the last execution for the objective. Never sent to other clients (the campaign runs
@@ -62,6 +75,9 @@ pub struct ExecObserver {
     /// The kernel console, captured only for executions with a finding.
     #[serde(skip)]
     pub console: String,
+    /// The areas (by name) the program's ops named.
+    #[serde(skip)]
+    pub areas: BTreeSet<String>,
 }
 
 impl Named for ExecObserver {
@@ -75,6 +91,7 @@ impl<I, S> Observer<I, S> for ExecObserver {
     fn pre_exec(&mut self, _state: &mut S, _input: &I) -> Result<(), Error> {
         self.exec = None;
         self.console.clear();
+        self.areas.clear();
         Ok(())
     }
 }
@@ -199,12 +216,21 @@ impl VmExecutor {
         self.inner.as_ref().and_then(|i| i.subject.as_ref()).map(|k| k.console()).unwrap_or_default()
     }
 
-    fn report<EM, S>(&mut self, state: &mut S, mgr: &mut EM) -> Result<(), Error>
+    /// Sends this client's counters to the monitor; `last`: the client is about to exit (the
+    /// monitor then writes the status whatever its interval, so a campaign that stops early, on
+    /// a finding while loading its seeds, still leaves its figures).
+    pub fn report<EM, S>(&mut self, state: &mut S, mgr: &mut EM, last: bool) -> Result<(), Error>
     where
         EM: EventFirer<ProgramInput, S>,
         S: HasExecutions,
     {
         let c = &self.counters;
+        let areas: Vec<(String, u64, u64)> = c
+            .areas
+            .lock()
+            .map(|m| m.iter().map(|(k, (o, f))| (k.clone(), *o, *f)).collect())
+            .unwrap_or_default();
+        let mut stats: Vec<(Cow<'static, str>, u64, AggregatorOps)> = Vec::new();
         for (name, v, op) in [
             ("execs", c.execs.load(Ordering::Relaxed), AggregatorOps::Sum),
             ("kernel_ops", c.kernel_ops.load(Ordering::Relaxed), AggregatorOps::Sum),
@@ -214,12 +240,22 @@ impl VmExecutor {
             ("model-state", c.coverage_model.load(Ordering::Relaxed), AggregatorOps::Max),
             ("kcov", c.coverage_kcov.load(Ordering::Relaxed), AggregatorOps::Max),
         ] {
+            stats.push((Cow::Borrowed(name), v, op));
+        }
+        for (a, o, f) in areas {
+            stats.push((Cow::Owned(format!("{}{a}", super::monitor::AREA_OPS)), o, AggregatorOps::Sum));
+            stats.push((Cow::Owned(format!("{}{a}", super::monitor::AREA_FINDINGS)), f, AggregatorOps::Sum));
+        }
+        if last {
+            stats.push((Cow::Borrowed(super::monitor::EXITED), 1, AggregatorOps::Sum));
+        }
+        for (name, v, op) in stats {
             let execs = *state.executions();
             mgr.fire(
                 state,
                 EventWithStats::with_current_time(
                     Event::UpdateUserStats {
-                        name: Cow::Borrowed(name),
+                        name,
                         value: UserStats::new(UserStatsValue::Number(v), op),
                         phantom: PhantomData,
                     },
@@ -282,6 +318,17 @@ where
                 if e.subject.is_some() {
                     self.counters.kernel_ops.fetch_add(e.resolved.ops.len() as u64, Ordering::Relaxed);
                 }
+                let mut per = BTreeMap::<String, u64>::new();
+                if let Some(boot) = self.inner.as_ref().map(|i| &i.boot) {
+                    for op in &e.resolved.ops {
+                        if let Some(a) = features::op_area(op).and_then(|id| boot.areas.get(id.0 as usize)) {
+                            *per.entry(a.name.clone()).or_default() += 1;
+                        }
+                    }
+                }
+                for (a, n) in &per {
+                    self.counters.count_area(a, *n, 0);
+                }
                 if e.harness_error() {
                     self.counters.harness_errors.fetch_add(1, Ordering::Relaxed);
                 }
@@ -304,6 +351,7 @@ where
                 let console = if e.finding() { self.console() } else { String::new() };
                 let obs = &mut self.observers.1 .0;
                 obs.console = console;
+                obs.areas = per.into_keys().collect();
                 obs.exec = Some(e);
                 kind
             }
@@ -313,7 +361,7 @@ where
         }
         if self.last_stats.elapsed() >= Duration::from_secs(2) {
             self.last_stats = Instant::now();
-            self.report(state, mgr)?;
+            self.report(state, mgr, false)?;
         }
         Ok(kind)
     }

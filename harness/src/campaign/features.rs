@@ -147,7 +147,7 @@ fn observation_features(tag: &str, o: &Observation, out: &mut Vec<u64>) {
 }
 
 /// The area an op names.
-fn op_area(op: &ResolvedOp) -> Option<AreaId> {
+pub fn op_area(op: &ResolvedOp) -> Option<AreaId> {
     match op {
         ResolvedOp::CmaAlloc { area, .. }
         | ResolvedOp::CmaReleaseRaw { area, .. }

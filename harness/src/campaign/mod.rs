@@ -379,6 +379,7 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
             mgr.maybe_report_progress(&mut state, Duration::from_secs(2))?;
         }
         executor.flush_coverage();
+        executor.report(&mut state, &mut mgr, true)?;
         mgr.send_exiting()?;
         Ok(())
     };
