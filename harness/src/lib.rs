@@ -12,6 +12,7 @@ pub mod bisect;
 pub mod build;
 pub mod campaign;
 pub mod cli;
+pub mod coverage;
 pub mod diff;
 pub mod difftest;
 pub mod disk;

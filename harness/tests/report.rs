@@ -52,6 +52,8 @@ fn report() -> &'static Report {
             "1",
             "--corpus",
             &seeds.display().to_string(),
+            "--area-seeds",
+            &root().join("corpora/areas").display().to_string(),
             "--out",
             &out.display().to_string(),
             "--kernel-patch",

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 mod bench;
 mod bisect;
 mod boot;
+mod coverage;
 mod difftest;
 mod doctor;
 mod fuzz;
@@ -96,6 +97,9 @@ enum Cmd {
     /// Coverage-guided campaign (LibAFL): one VM per core, findings in OUT/findings, queue in
     /// OUT/corpus (a campaign on an existing OUT resumes from it). Exit 1 if OUT holds findings.
     Fuzz(fuzz::FuzzArgs),
+    /// List the instrumented kernel functions a campaign's KCOV PCs reached and those it never
+    /// did (from OUT/coverage, symbolized against the campaign kernel's vmlinux).
+    Coverage(coverage::CoverageArgs),
     /// Check the host tools cmafuzz needs and print how to install the missing ones.
     Doctor(doctor::DoctorArgs),
     /// Find the first bad commit between --good and --bad of a kernel git tree for a
@@ -135,6 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Difftest(a) => difftest::run(a),
         Cmd::Fuzz(a) => fuzz::run(a),
         Cmd::Doctor(a) => doctor::run(a),
+        Cmd::Coverage(a) => coverage::run(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::Bisect(a) => bisect::run(a),
         Cmd::Report(a) => report::run(a),

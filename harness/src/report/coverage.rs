@@ -1,55 +1,36 @@
 //! The coverage section's source: per-function kernel coverage of the instrumented files, from
-//! the PCs a campaign saw (`OUT/coverage/`) symbolized against the build's vmlinux. Both are
-//! owned by the coverage module (issue 15); this adapter is the one place the report calls it,
-//! so the report does not symbolize anything itself.
+//! the PCs a campaign saw (`OUT/coverage/`) symbolized against the build's vmlinux, both by
+//! [`crate::coverage`]; this adapter is the one place the report calls it (the report
+//! symbolizes nothing itself).
 
+pub use crate::coverage::FunctionCoverage;
 use std::path::{Path, PathBuf};
-
-/// One function of an instrumented file: KCOV call sites in it and how many of them a campaign
-/// reached.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct FunctionCoverage {
-    pub file: String,
-    pub function: String,
-    pub sites: u64,
-    pub hit: u64,
-}
 
 /// What the coverage section shows: the functions, or why there are none.
 #[derive(Debug, Clone, serde::Serialize)]
 pub enum CoverageSection {
-    Functions { vmlinux: PathBuf, functions: Vec<FunctionCoverage> },
+    Functions { vmlinux: PathBuf, pcs: usize, functions: Vec<FunctionCoverage> },
     Unavailable(String),
 }
 
-/// The build's vmlinux in the kernel cache (`kernels/<arch>-<version>-<key>/`, as
-/// `build::kernel` names it), from a finding's target and `kernel_hash`.
-pub fn vmlinux_of(target: &str, kernel_hash: &str) -> Option<PathBuf> {
-    let t = crate::targets::find(Some(target)).ok()?;
-    let dir = format!("{}-{}-{kernel_hash}", t.arch, t.version);
-    Some(crate::build::cache::root().join("kernels").join(dir).join("vmlinux"))
-}
-
-/// The per-function coverage of the campaign in `out`, whose kernel build has `vmlinux`.
-pub fn campaign_functions(out: &Path, vmlinux: Option<&Path>) -> CoverageSection {
-    let Some(vmlinux) = vmlinux else {
-        return CoverageSection::Unavailable(
-            "no kernel build known for this campaign (no finding names its kernel_hash)".into(),
-        );
+/// The per-function coverage of the campaign in `out`.
+pub fn campaign_functions(out: &Path) -> CoverageSection {
+    let vmlinux = match crate::coverage::campaign_vmlinux(out) {
+        Ok(v) => v,
+        Err(e) => return CoverageSection::Unavailable(e.to_string()),
     };
-    if !vmlinux.is_file() {
+    let pcs = match crate::coverage::campaign_pcs(out) {
+        Ok(p) => p,
+        Err(e) => return CoverageSection::Unavailable(e.to_string()),
+    };
+    if pcs.is_empty() {
         return CoverageSection::Unavailable(format!(
-            "{}: no such file (the kernel build is not in this machine's cache; run `cmafuzz kernel build` with the campaign's target and patches)",
-            vmlinux.display()
+            "{}: no KCOV PCs recorded (a campaign on a target without kcov.config, or from before coverage was kept)",
+            crate::coverage::dir(out).display()
         ));
     }
-    if !out.join("coverage").is_dir() {
-        return CoverageSection::Unavailable(format!(
-            "{}: no KCOV PCs recorded by this campaign",
-            out.join("coverage").display()
-        ));
+    match crate::coverage::functions(&vmlinux, &pcs) {
+        Ok(functions) => CoverageSection::Functions { vmlinux, pcs: pcs.len(), functions },
+        Err(e) => CoverageSection::Unavailable(e.to_string()),
     }
-    CoverageSection::Unavailable(
-        "per-function coverage needs the coverage module (issue 15), not merged into this build yet".into(),
-    )
 }

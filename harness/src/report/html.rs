@@ -121,8 +121,7 @@ pub fn render(c: &Campaign) -> (String, serde_json::Value) {
     );
     findings_table(&mut h, c);
     stats_section(&mut h, c);
-    let vmlinux = c.findings.iter().find_map(|f| coverage::vmlinux_of(&f.meta.target, f.meta.kernel_hash.as_deref()?));
-    let cov = coverage::campaign_functions(&c.out, vmlinux.as_deref());
+    let cov = coverage::campaign_functions(&c.out);
     coverage_section(&mut h, &cov);
     suppressed_section(&mut h, c);
     h.push_str("<h2 id=\"findings-detail\">Findings</h2>\n");
@@ -209,23 +208,57 @@ fn coverage_section(h: &mut String, cov: &CoverageSection) {
         CoverageSection::Unavailable(why) => {
             let _ = writeln!(h, "<p class=\"unavailable\">Not available: {}</p>", esc(why));
         }
-        CoverageSection::Functions { vmlinux, functions } => {
-            let _ = writeln!(h, "<p>KCOV PCs symbolized against {}.</p>", esc(&vmlinux.display().to_string()));
-            h.push_str("<table class=\"coverage\"><thead><tr><th>file</th><th>function</th><th>sites hit</th><th></th></tr></thead><tbody>\n");
+        CoverageSection::Functions { vmlinux, pcs, functions } => {
+            let _ = writeln!(
+                h,
+                "<p>{pcs} distinct KCOV PCs, symbolized against <code>{}</code>: the functions of the instrumented files, with the call sites the campaign reached.</p>",
+                esc(&vmlinux.display().to_string())
+            );
+            let mut files: BTreeMap<&str, Vec<&coverage::FunctionCoverage>> = BTreeMap::new();
             for f in functions {
-                let pct = if f.sites == 0 { 0.0 } else { f.hit as f64 * 100.0 / f.sites as f64 };
+                files.entry(f.file.as_str()).or_default().push(f);
+            }
+            h.push_str("<table class=\"coverage\"><thead><tr><th>file</th><th>functions reached</th><th>sites hit</th><th></th></tr></thead><tbody>\n");
+            for (file, fs) in &files {
+                let (hit, sites) = fs.iter().fold((0, 0), |(a, b), f| (a + f.hit, b + f.sites));
+                let reached = fs.iter().filter(|f| f.hit > 0).count();
                 let _ = writeln!(
                     h,
-                    "<tr><td>{}</td><td>{}</td><td>{}/{}</td><td><svg width=\"100\" height=\"8\"><rect width=\"100\" height=\"8\" fill=\"#eceff1\"/><rect width=\"{pct:.0}\" height=\"8\" fill=\"#2e7d32\"/></svg></td></tr>",
-                    esc(&f.file),
-                    esc(&f.function),
-                    f.hit,
-                    f.sites
+                    "<tr><td>{}</td><td>{reached}/{}</td><td>{hit}/{sites}</td><td>{}</td></tr>",
+                    esc(file),
+                    fs.len(),
+                    bar(hit, sites)
                 );
             }
             h.push_str("</tbody></table>\n");
+            for (file, fs) in &files {
+                let _ = write!(
+                    h,
+                    "<details><summary>{}</summary><table class=\"coverage\"><thead><tr><th>function</th><th>sites hit</th><th></th></tr></thead><tbody>",
+                    esc(file)
+                );
+                for f in fs {
+                    let _ = write!(
+                        h,
+                        "<tr><td>{}</td><td>{}/{}</td><td>{}</td></tr>",
+                        esc(&f.function),
+                        f.hit,
+                        f.sites,
+                        bar(f.hit, f.sites)
+                    );
+                }
+                h.push_str("</tbody></table></details>\n");
+            }
         }
     }
+}
+
+/// A 100-pixel bar filled `hit / sites` of the way.
+fn bar(hit: u64, sites: u64) -> String {
+    let pct = if sites == 0 { 0.0 } else { hit as f64 * 100.0 / sites as f64 };
+    format!(
+        "<svg width=\"100\" height=\"8\"><rect width=\"100\" height=\"8\" fill=\"#eceff1\"/><rect width=\"{pct:.0}\" height=\"8\" fill=\"#2e7d32\"/></svg>"
+    )
 }
 
 fn suppressed_section(h: &mut String, c: &Campaign) {
