@@ -115,6 +115,9 @@ fn the_html_report_of_a_campaign_loads_in_chromium_with_its_bitmap_pictures_and_
     assert!(svgs >= 3, "{svgs} bitmap SVGs");
     assert!(dom_text.contains("class=\"pagemap-svg\""), "the buffers' page pictures are there");
     assert!(dom_text.contains("<polyline"), "the stats charts have lines");
+    // Per-function coverage from the campaign's KCOV PCs (arm32-6.1 has kcov.config).
+    assert!(dom_text.contains("<td>mm/cma.c</td>"), "mm/cma.c in the coverage table");
+    assert!(!dom_text.contains("Not available:"), "the coverage section is there");
     let shot = r.out.join("screenshot.png");
     let s = chromium(&[&format!("--screenshot={}", shot.display()), "--window-size=1200,2000"], &r.html);
     assert!(s.status.success(), "chromium --screenshot: {}", text(&s.stderr));

@@ -173,7 +173,7 @@ pub fn legend() -> String {
             m.name()
         );
     }
-    s.push_str("</p>");
+    s.push_str(r##"<svg width="12" height="12"><rect width="12" height="12" fill="#eceff1"/></svg> not mapped (highmem pages have no linear map)</p>"##);
     s
 }
 
