@@ -492,3 +492,73 @@ th{background:#eceff1}tr.diverges td{background:#ffebee}pre{background:#f5f5f5;p
 figure{margin:4px 0 10px 0}figcaption{font-size:12px;color:#455a64}.charts{display:flex;flex-wrap:wrap;gap:12px}\
 section.finding{border-top:2px solid #90a4ae;margin-top:2em}.note,.how{font-size:13px;color:#546e7a}.unavailable{color:#8d6e63}\
 h4 small{font-weight:normal;color:#607d8b}";
+
+#[cfg(test)]
+mod tests {
+    use super::super::load;
+    use super::*;
+
+    /// A finding as triage writes it (reliability, context, a minimized reproducer), with no
+    /// `observations.json`: the page is made from the model alone, with no VM.
+    fn triaged_finding(out: &std::path::Path) {
+        let d = out.join("findings/bitmap_reserved");
+        std::fs::create_dir_all(&d).expect("mkdir");
+        let meta = json!({
+            "signature": "bitmap:reserved", "kind": "bitmap", "target": "arm32-6.1",
+            "kernel_hash": "abc", "kernel_patches": ["bugs/<b>.patch"], "count": 4,
+            "first_seen": 1_700_000_000u64, "last_seen": 1_700_000_100u64,
+            "context": [{"op_index": 3, "signature": "layout:cma_alloc:x", "kind": "layout", "detail": "follows"}],
+            "reliability": {"reproduced": 3, "runs": 3, "class": "reliable"},
+            "min_runs": 17, "original_ops": 40, "min_ops": 2,
+        });
+        std::fs::write(d.join("meta.json"), meta.to_string()).expect("meta");
+        std::fs::write(
+            d.join("reproducer.prog"),
+            "cma_alloc area=reserved count=3\ncma_alloc area=reserved count=5\nobserve\ncma_release h=0\n",
+        )
+        .expect("prog");
+        std::fs::write(d.join("reproducer.min.prog"), "cma_alloc area=reserved count=3\ncma_release h=0\n")
+            .expect("min");
+        let verdicts = json!({
+            "verdict": {"kind": "bitmap", "signature": "bitmap:reserved", "detail": "end: bits differ"},
+            "all_verdicts": [
+                {"kind": "bitmap", "signature": "bitmap:reserved", "detail": "end: bits differ"},
+                {"kind": "alias-by-design", "signature": "alias:lin", "detail": "d", "suppressed": {"id": "arm64-linear-alias", "class": "by-design", "reason": "arm64 keeps it <by design>"}},
+            ],
+        });
+        std::fs::write(d.join("verdict.json"), verdicts.to_string()).expect("verdict");
+    }
+
+    #[test]
+    fn a_triaged_finding_renders_from_the_model_alone_with_its_ratings_and_escaped_text() {
+        let out = tempfile::tempdir().expect("tempdir");
+        triaged_finding(out.path());
+        let c = load::campaign(out.path()).expect("a campaign");
+        let (page, j) = render(&c);
+        assert!(page.contains("3/3 reliable"), "reliability in the table");
+        assert!(page.contains("2 (from 40)"), "the reproducer's size before and after");
+        assert!(page.contains("Minimized reproducer, 17 runs to minimize"), "the minimized reproducer first");
+        assert!(page.contains("layout:cma_alloc:x"), "the context");
+        // The model ran the program: 3 pages at the first place after the boot-time pool's bits.
+        assert!(page.contains("<td>pfn 0x7e040 (3 pages)</td>"), "the model's outcome in the op table");
+        assert!(page.contains("<figure class=\"bitmap model\">"), "the model's bitmap without a kernel side");
+        assert!(!page.contains("<figure class=\"bitmap kernel\">"), "no kernel side was recorded");
+        assert!(page.contains("arm64-linear-alias") && page.contains("&lt;by design&gt;"), "suppressed, escaped");
+        assert!(page.contains("+ &lt;b&gt;.patch"), "the patch name is escaped");
+        assert!(!page.contains("<b>.patch") && !page.contains("<by design>"), "nothing unescaped");
+        assert_eq!(j["findings"][0]["reliability"]["class"], "reliable");
+        assert_eq!(j["findings"][0]["minimized"], true);
+    }
+
+    #[test]
+    fn a_finding_of_an_older_campaign_with_only_meta_and_reproducer_renders() {
+        let out = tempfile::tempdir().expect("tempdir");
+        let d = out.path().join("findings/x");
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::write(d.join("meta.json"), r#"{"signature":"x","kind":"layout","target":"arm32-6.1","kernel_hash":null,"count":1,"first_seen":1,"last_seen":1}"#).expect("meta");
+        std::fs::write(d.join("reproducer.prog"), "observe\n").expect("prog");
+        let (page, _) = render(&load::campaign(out.path()).expect("campaign"));
+        assert!(page.contains("not rated"), "no reliability yet");
+        assert!(page.contains("No stats recorded"), "no stats");
+    }
+}
