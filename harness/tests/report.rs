@@ -184,6 +184,33 @@ fn the_mail_of_ki_1_shows_the_alias_in_the_kernels_page_tables() {
     assert!(rows.iter().any(|r| r.trim_start().starts_with("pkmap") && r.contains(" wb ")), "{rows:?}");
 }
 
+#[test]
+fn the_mail_of_a_campaign_finding_replays_it_with_the_findings_target_and_patches() {
+    let r = report();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(r.out.join("findings"))
+        .expect("findings")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("meta.json").is_file())
+        .collect();
+    dirs.sort();
+    // The bitmap finding when there is one (the bug's own verdict), else the first.
+    let d = dirs.iter().find(|d| d.to_string_lossy().contains("bitmap")).or(dirs.first()).expect("a finding").clone();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("meta.json")).expect("meta")).expect("parses");
+    let o = {
+        let _g = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+        cmafuzz(&["report", "--mail", &d.display().to_string()])
+    };
+    let mail = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{mail}\n{}", text(&o.stderr));
+    assert!(mail.starts_with("Subject: [BUG] "), "{mail}");
+    assert!(mail.contains("arm32-6.1 "), "the finding's target: {mail}");
+    assert!(mail.contains("release-clears-one-bit-short.patch"), "the finding's patch: {mail}");
+    let sig = meta["signature"].as_str().expect("signature");
+    assert!(mail.contains(&format!("reproduces ({sig})")), "it reproduces as {sig}: {mail}");
+}
+
 fn one_line_exit_2(o: &Output, names: &str) {
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "exit 2: {err}");

@@ -37,6 +37,8 @@ struct Input {
     target: Option<String>,
     patches: Vec<PathBuf>,
     minimized: bool,
+    /// The finding's signature: the verdict the mail is about when the replay gives it.
+    signature: Option<String>,
 }
 
 fn input(path: &Path) -> Result<Input, ReportError> {
@@ -52,6 +54,7 @@ fn input(path: &Path) -> Result<Input, ReportError> {
             target: Some(f.meta.target.clone()).filter(|t| !t.is_empty()),
             patches: f.meta.kernel_patches.iter().map(PathBuf::from).collect(),
             minimized: f.minimized.is_some(),
+            signature: Some(f.meta.signature.clone()).filter(|s| !s.is_empty()),
         });
     }
     let lp = crate::findings::programs::load(path).map_err(|e| ReportError::Program(e.to_string()))?;
@@ -63,12 +66,17 @@ fn input(path: &Path) -> Result<Input, ReportError> {
         target: None,
         patches: vec![],
         minimized: false,
+        signature: None,
     })
 }
 
-/// The verdict a mail is about: the first unsuppressed one by op order (harness errors are
-/// not kernel bugs), else the first one a suppression lists as a known kernel bug.
-fn the_verdict(e: &Execution) -> Option<VerdictRecord> {
+/// The verdict a mail is about: the finding's own signature when the replay gives it, else the
+/// first unsuppressed one by op order (harness errors are not kernel bugs), else the first one a
+/// suppression lists as a known kernel bug.
+fn the_verdict(e: &Execution, signature: Option<&str>) -> Option<VerdictRecord> {
+    if let Some(v) = e.verdicts.iter().find(|v| Some(v.signature.as_str()) == signature) {
+        return Some(VerdictRecord::from_verdict(v));
+    }
     let key = |v: &&crate::oracle::Verdict| v.op_index.unwrap_or(usize::MAX);
     let mut open: Vec<_> =
         e.verdicts.iter().filter(|v| v.suppressed.is_none() && v.kind != VerdictKind::HarnessError).collect();
@@ -97,6 +105,7 @@ fn run_on(
     t: &Target,
     kc: &KernelChoice,
     prog: &Program,
+    signature: Option<&str>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<TargetRun, ReportError> {
     let art = session::build_kernel(t, kc, progress)?;
@@ -104,7 +113,7 @@ fn run_on(
     let release = ex.subject.as_ref().and_then(|k| k.hello().map(|h| h.release.clone())).unwrap_or_default();
     let exec = ex.execute(prog).map_err(|e| ReportError::Program(e.to_string()))?;
     let console = ex.subject.as_ref().map(|k| k.console()).unwrap_or_default();
-    let verdict = the_verdict(&exec);
+    let verdict = the_verdict(&exec, signature);
     Ok(TargetRun { target: t.clone(), release, exec, verdict, console, config: Some(art.config), build: art.key })
 }
 
@@ -132,7 +141,7 @@ pub fn mail(req: &MailRequest, progress: &mut dyn FnMut(&str)) -> Result<String,
     let mut runs = Vec::new();
     for n in &names {
         let t = targets::find(Some(n))?;
-        runs.push(run_on(&t, &kc, &inp.program, progress)?);
+        runs.push(run_on(&t, &kc, &inp.program, inp.signature.as_deref(), progress)?);
     }
     let Some(main) = runs.iter().find(|r| r.verdict.is_some()) else {
         return Err(ReportError::NoLongerReproduces { what: inp.what.clone(), target: names.join(", ") });
