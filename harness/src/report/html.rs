@@ -163,7 +163,7 @@ fn findings_table(h: &mut String, c: &Campaign) {
     for (i, f) in c.findings.iter().enumerate() {
         let m = &f.meta;
         let ops = match (m.original_ops, m.min_ops) {
-            (Some(o), Some(n)) => format!("{n} (from {o})"),
+            (Some(o), Some(n)) if o > 0 => format!("{n} (from {o})"),
             _ => op_lines(f.best_reproducer()).len().to_string(),
         };
         let _ = writeln!(
@@ -408,6 +408,18 @@ fn finding_section(h: &mut String, i: usize, f: &Finding, models: &mut Models) {
         );
     }
     h.push_str("</ul>\n");
+    let listed = |v: &[serde_json::Value]| -> String {
+        v.iter().map(|x| x.as_str().map_or_else(|| x.to_string(), String::from)).collect::<Vec<_>>().join(", ")
+    };
+    if !m.alternates.is_empty() {
+        let _ = writeln!(h, "<p>Also seen as: {}</p>", esc(&listed(&m.alternates)));
+    }
+    if !m.merged.is_empty() {
+        let _ = writeln!(h, "<p>Merged into this finding: {}</p>", esc(&listed(&m.merged)));
+    }
+    if let Some(ms) = &m.min_signature {
+        let _ = writeln!(h, "<p>The minimized reproducer gives: {}</p>", esc(ms));
+    }
     if !m.context.is_empty() {
         h.push_str("<h4>What followed in the same program (context)</h4><ul class=\"context\">");
         for c in &m.context {

@@ -48,7 +48,12 @@ pub struct FindingMeta {
     pub min_runs: Option<u64>,
     pub original_ops: Option<u64>,
     pub min_ops: Option<u64>,
+    /// Signatures of other programs' first verdicts found to be this bug.
     pub alternates: Vec<serde_json::Value>,
+    /// Finding directories merged into this one.
+    pub merged: Vec<serde_json::Value>,
+    /// The signature the minimized reproducer gives, when it differs.
+    pub min_signature: Option<String>,
 }
 
 /// A suppression as `verdict.json` records it.
