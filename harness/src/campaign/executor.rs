@@ -225,11 +225,8 @@ impl VmExecutor {
         S: HasExecutions,
     {
         let c = &self.counters;
-        let areas: Vec<(String, u64, u64)> = c
-            .areas
-            .lock()
-            .map(|m| m.iter().map(|(k, (o, f))| (k.clone(), *o, *f)).collect())
-            .unwrap_or_default();
+        let areas: Vec<(String, u64, u64)> =
+            c.areas.lock().map(|m| m.iter().map(|(k, (o, f))| (k.clone(), *o, *f)).collect()).unwrap_or_default();
         let mut stats: Vec<(Cow<'static, str>, u64, AggregatorOps)> = Vec::new();
         for (name, v, op) in [
             ("execs", c.execs.load(Ordering::Relaxed), AggregatorOps::Sum),
