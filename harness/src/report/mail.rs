@@ -161,6 +161,13 @@ fn compose(inp: &Input, patches: &[PathBuf], main: &TargetRun, runs: &[TargetRun
     let v = main.verdict.clone().unwrap_or_default();
     let mut s = String::new();
     let headline = v.detail.lines().next().unwrap_or("").trim();
+    // Every release the replay reproduced on, in the order of the targets given.
+    let mut releases: Vec<&str> = Vec::new();
+    for r in runs.iter().filter(|r| r.verdict.is_some()) {
+        if !releases.contains(&r.release.as_str()) {
+            releases.push(&r.release);
+        }
+    }
     let _ = writeln!(
         s,
         "Subject: [BUG] {}: {} ({}) on {} {}",
@@ -168,7 +175,7 @@ fn compose(inp: &Input, patches: &[PathBuf], main: &TargetRun, runs: &[TargetRun
         v.kind,
         v.signature,
         main.target.arch,
-        main.release
+        releases.join(", ")
     );
     let _ = writeln!(s);
     let _ = writeln!(s, "Hello,");
