@@ -286,7 +286,14 @@ fn compose(inp: &Input, patches: &[PathBuf], main: &TargetRun, runs: &[TargetRun
     let _ = writeln!(s);
     let excerpt = v.excerpt.clone().unwrap_or_else(|| {
         let lines: Vec<&str> = main.console.lines().collect();
-        lines[lines.len().saturating_sub(25)..].join("\n")
+        // What the kernel printed after it started the agent, i.e. while the program ran.
+        let start = lines.iter().rposition(|l| l.contains("Run /init as init process")).map_or(0, |i| i + 1);
+        if start > 0 && start < lines.len() {
+            lines[start..].iter().rev().take(40).rev().copied().collect::<Vec<_>>().join("\n")
+        } else {
+            let tail = lines[lines.len().saturating_sub(10)..].join("\n");
+            format!("(the kernel printed nothing while the reproducer ran; the end of its boot log:)\n{tail}")
+        }
     });
     for l in excerpt.lines() {
         let _ = writeln!(s, "  {l}");
