@@ -3,7 +3,7 @@
 //!
 //! The folders are the layers (ARCHITECTURE.md, "Layers"), top down; a module imports only
 //! from layers below its own (`tests/layers.rs` fails otherwise):
-//! `cli` → `campaign` / `replay` / `difftest` / `bench` → `findings` → `diff` → `oracle` →
+//! `cli` → `campaign` / `replay` / `difftest` / `bench` / `bisect` / `report` → `findings` → `diff` → `oracle` →
 //! `backend` → `vm` → `guest` → `build` → `targets` → `generate` → `disk`.
 
 pub mod backend;
@@ -12,6 +12,7 @@ pub mod bisect;
 pub mod build;
 pub mod campaign;
 pub mod cli;
+pub mod coverage;
 pub mod diff;
 pub mod difftest;
 pub mod disk;
@@ -20,5 +21,6 @@ pub mod generate;
 pub mod guest;
 pub mod oracle;
 pub mod replay;
+pub mod report;
 pub mod targets;
 pub mod vm;

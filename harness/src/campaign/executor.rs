@@ -25,9 +25,11 @@ use libafl_bolts::tuples::RefIndexable;
 use libafl_bolts::Named;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Attempts to start a VM before the client gives up.
@@ -49,6 +51,19 @@ pub struct Counters {
     pub coverage_model: AtomicU64,
     /// Kernel-coverage map entries this client has seen set.
     pub coverage_kcov: AtomicU64,
+    /// Per area (by name): ops that named it, programs naming it that gave a finding.
+    pub areas: Mutex<BTreeMap<String, (u64, u64)>>,
+}
+
+impl Counters {
+    /// Counts `ops` ops and `findings` finding programs for `area`.
+    pub fn count_area(&self, area: &str, ops: u64, findings: u64) {
+        if let Ok(mut m) = self.areas.lock() {
+            let e = m.entry(area.to_string()).or_default();
+            e.0 += ops;
+            e.1 += findings;
+        }
+    }
 }
 
 /// Holds the last execution for the objective. Never sent to other clients (the campaign runs
@@ -60,6 +75,9 @@ pub struct ExecObserver {
     /// The kernel console, captured only for executions with a finding.
     #[serde(skip)]
     pub console: String,
+    /// The areas (by name) the program's ops named.
+    #[serde(skip)]
+    pub areas: BTreeSet<String>,
 }
 
 impl Named for ExecObserver {
@@ -73,6 +91,7 @@ impl<I, S> Observer<I, S> for ExecObserver {
     fn pre_exec(&mut self, _state: &mut S, _input: &I) -> Result<(), Error> {
         self.exec = None;
         self.console.clear();
+        self.areas.clear();
         Ok(())
     }
 }
@@ -99,6 +118,12 @@ pub struct VmExecutor {
     last_stats: Instant,
     /// Coverage-map entries ever set by this client (for the coverage figures).
     seen: Vec<bool>,
+    /// Every KCOV PC this client's runs reached, for `OUT/coverage/client-N.pcs`.
+    pcs: BTreeSet<u64>,
+    /// Where they go (`OUT`, client id); `None`: nowhere.
+    pcs_out: Option<(PathBuf, usize, Duration)>,
+    pcs_written: usize,
+    last_pcs: Instant,
 }
 
 impl VmExecutor {
@@ -113,6 +138,30 @@ impl VmExecutor {
             seen_reboots: 0,
             last_stats: Instant::now(),
             seen: vec![false; MAP_SIZE],
+            pcs: BTreeSet::new(),
+            pcs_out: None,
+            pcs_written: 0,
+            last_pcs: Instant::now(),
+        }
+    }
+
+    /// Write the KCOV PCs this client reaches to `OUT/coverage/client-N.pcs` every `interval`
+    /// (the status interval) and at [`VmExecutor::flush_coverage`].
+    pub fn write_coverage_to(&mut self, out: PathBuf, client: usize, interval: Duration) {
+        self.pcs_out = Some((out, client, interval));
+    }
+
+    /// Writes the PCs seen so far when there are new ones. A write that fails is one line on
+    /// stderr: the campaign goes on (the PCs stay in memory for the next write).
+    pub fn flush_coverage(&mut self) {
+        self.last_pcs = Instant::now();
+        let Some((out, client, _)) = &self.pcs_out else { return };
+        if self.pcs.len() == self.pcs_written {
+            return;
+        }
+        match crate::coverage::write_client_pcs(out, *client, &self.pcs) {
+            Ok(()) => self.pcs_written = self.pcs.len(),
+            Err(e) => eprintln!("cmafuzz fuzz: cannot write the kernel coverage: {e}"),
         }
     }
 
@@ -167,12 +216,18 @@ impl VmExecutor {
         self.inner.as_ref().and_then(|i| i.subject.as_ref()).map(|k| k.console()).unwrap_or_default()
     }
 
-    fn report<EM, S>(&mut self, state: &mut S, mgr: &mut EM) -> Result<(), Error>
+    /// Sends this client's counters to the monitor; `last`: the client is about to exit (the
+    /// monitor then writes the status whatever its interval, so a campaign that stops early, on
+    /// a finding while loading its seeds, still leaves its figures).
+    pub fn report<EM, S>(&mut self, state: &mut S, mgr: &mut EM, last: bool) -> Result<(), Error>
     where
         EM: EventFirer<ProgramInput, S>,
         S: HasExecutions,
     {
         let c = &self.counters;
+        let areas: Vec<(String, u64, u64)> =
+            c.areas.lock().map(|m| m.iter().map(|(k, (o, f))| (k.clone(), *o, *f)).collect()).unwrap_or_default();
+        let mut stats: Vec<(Cow<'static, str>, u64, AggregatorOps)> = Vec::new();
         for (name, v, op) in [
             ("execs", c.execs.load(Ordering::Relaxed), AggregatorOps::Sum),
             ("kernel_ops", c.kernel_ops.load(Ordering::Relaxed), AggregatorOps::Sum),
@@ -182,12 +237,22 @@ impl VmExecutor {
             ("model-state", c.coverage_model.load(Ordering::Relaxed), AggregatorOps::Max),
             ("kcov", c.coverage_kcov.load(Ordering::Relaxed), AggregatorOps::Max),
         ] {
+            stats.push((Cow::Borrowed(name), v, op));
+        }
+        for (a, o, f) in areas {
+            stats.push((Cow::Owned(format!("{}{a}", super::monitor::AREA_OPS)), o, AggregatorOps::Sum));
+            stats.push((Cow::Owned(format!("{}{a}", super::monitor::AREA_FINDINGS)), f, AggregatorOps::Sum));
+        }
+        if last {
+            stats.push((Cow::Borrowed(super::monitor::EXITED), 1, AggregatorOps::Sum));
+        }
+        for (name, v, op) in stats {
             let execs = *state.executions();
             mgr.fire(
                 state,
                 EventWithStats::with_current_time(
                     Event::UpdateUserStats {
-                        name: Cow::Borrowed(name),
+                        name,
                         value: UserStats::new(UserStatsValue::Number(v), op),
                         phantom: PhantomData,
                     },
@@ -250,6 +315,17 @@ where
                 if e.subject.is_some() {
                     self.counters.kernel_ops.fetch_add(e.resolved.ops.len() as u64, Ordering::Relaxed);
                 }
+                let mut per = BTreeMap::<String, u64>::new();
+                if let Some(boot) = self.inner.as_ref().map(|i| &i.boot) {
+                    for op in &e.resolved.ops {
+                        if let Some(a) = features::op_area(op).and_then(|id| boot.areas.get(id.0 as usize)) {
+                            *per.entry(a.name.clone()).or_default() += 1;
+                        }
+                    }
+                }
+                for (a, n) in &per {
+                    self.counters.count_area(a, *n, 0);
+                }
                 if e.harness_error() {
                     self.counters.harness_errors.fetch_add(1, Ordering::Relaxed);
                 }
@@ -257,6 +333,7 @@ where
                 let (model, kcov) = map.split_at_mut(features::MODEL_MAP_SIZE);
                 let set_model = features::fill_model(model, &features::model_features(&e));
                 let set_kcov = features::fill(kcov, &features::kcov_features(&e));
+                self.pcs.extend(e.coverage.iter().copied());
                 for (set, base, c) in [
                     (set_model, 0, &self.counters.coverage_model),
                     (set_kcov, features::MODEL_MAP_SIZE, &self.counters.coverage_kcov),
@@ -271,13 +348,17 @@ where
                 let console = if e.finding() { self.console() } else { String::new() };
                 let obs = &mut self.observers.1 .0;
                 obs.console = console;
+                obs.areas = per.into_keys().collect();
                 obs.exec = Some(e);
                 kind
             }
         };
+        if self.pcs_out.as_ref().is_some_and(|(_, _, every)| self.last_pcs.elapsed() >= *every) {
+            self.flush_coverage();
+        }
         if self.last_stats.elapsed() >= Duration::from_secs(2) {
             self.last_stats = Instant::now();
-            self.report(state, mgr)?;
+            self.report(state, mgr, false)?;
         }
         Ok(kind)
     }

@@ -6,8 +6,11 @@
 //!   same pairs in the context of live pins and stale kmaps, the fragmentation shape of every
 //!   observed bitmap (used bits, free runs, largest free run, a coarse occupancy picture), the
 //!   set of (mapping kind, memory type) pairs of each observation, and the signatures of
-//!   suppressed verdicts. A program that reaches a new CMA state is kept even when the kernel's
-//!   edges are the same.
+//!   suppressed verdicts. Every op that names an area also counts per (area, its
+//!   `order_per_bit`), and an allocation per (area, range it landed in, whether its start and
+//!   its count are whole bits): a program that reaches a new area's state, or a new range of
+//!   one, is kept. A program that reaches a new CMA state is kept even when the kernel's edges
+//!   are the same.
 //! - **Kernel coverage** ([`kcov_features`]): KCOV PCs of the run (`Execution::coverage`),
 //!   hashed into the map. Empty until the agent collects KCOV; nothing else changes then.
 //!
@@ -16,7 +19,7 @@
 use crate::diff::Execution;
 use reference_impl::observation::{AreaObservation, Observation};
 use reference_impl::outcome::Outcome;
-use reference_impl::program::ResolvedOp;
+use reference_impl::program::{AreaId, ResolvedOp};
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 
@@ -122,9 +125,16 @@ fn occupancy_class(a: &AreaObservation) -> u32 {
 fn observation_features(tag: &str, o: &Observation, out: &mut Vec<u64>) {
     for (i, a) in o.areas.iter().enumerate() {
         let (runs, longest) = free_runs(a);
-        out.push(h(("used", tag, i, occupancy_class(a))));
-        out.push(h(("frag", tag, i, log2_bucket(runs), log2_bucket(longest))));
-        out.push(h(("shape", i, occupancy(a))));
+        let area = (i, a.order_per_bit);
+        out.push(h(("used", tag, area, occupancy_class(a))));
+        out.push(h(("frag", tag, area, log2_bucket(runs), log2_bucket(longest))));
+        out.push(h(("shape", area, occupancy(a))));
+        if a.ranges.len() > 1 {
+            for (r, range) in a.ranges.iter().enumerate() {
+                let used = range.bitmap.iter().map(|w| u64::from(w.count_ones())).sum::<u64>();
+                out.push(h(("range-used", tag, area, r, log2_bucket(used))));
+            }
+        }
     }
     let pairs: BTreeSet<(&str, &str)> = o.maps.iter().map(|m| (m.kind.name(), m.mem.name())).collect();
     for p in &pairs {
@@ -134,6 +144,28 @@ fn observation_features(tag: &str, o: &Observation, out: &mut Vec<u64>) {
     if o.maps_truncated {
         out.push(h("maps-truncated"));
     }
+}
+
+/// The area an op names.
+pub fn op_area(op: &ResolvedOp) -> Option<AreaId> {
+    match op {
+        ResolvedOp::CmaAlloc { area, .. }
+        | ResolvedOp::CmaReleaseRaw { area, .. }
+        | ResolvedOp::Pin { area, .. }
+        | ResolvedOp::Unpin { area, .. }
+        | ResolvedOp::Kmap { area, .. } => Some(*area),
+        _ => None,
+    }
+}
+
+/// Where an allocation of `pages` at `pfn` landed in `a`: (range index, start on a bit
+/// boundary, count a whole number of bits).
+fn placement(a: &AreaObservation, pfn: u64, pages: u64) -> Option<(usize, bool, bool)> {
+    let bit = 1u64 << a.order_per_bit.min(30);
+    a.ranges.iter().enumerate().find_map(|(i, r)| {
+        let off = pfn.checked_sub(r.base_pfn.0)?;
+        (off < r.count.0).then_some((i, off % bit == 0, pages % bit == 0))
+    })
 }
 
 /// Model-state feature hashes of one execution (one entry per occurrence).
@@ -150,6 +182,15 @@ pub fn model_features(e: &Execution) -> Vec<u64> {
         out.push(h(("bi", prev, kind, class)));
         let (a, b) = arg_bucket(op);
         out.push(h(("arg", kind, class, a, b)));
+        if let Some(AreaId(id)) = op_area(op) {
+            let obs = run.end.areas.get(id as usize);
+            let opb = obs.map_or(0, |x| x.order_per_bit);
+            out.push(h(("area", kind, class, id, opb)));
+            out.push(h(("area-arg", kind, class, id, a, b)));
+            if let (Some(x), Outcome::Allocated { pfn, pages }) = (obs, o) {
+                out.push(h(("place", id, placement(x, pfn.0, pages.0))));
+            }
+        }
         if pins > 0 || kmaps > 0 {
             out.push(h(("ctx", kind, class, log2_bucket(u64::from(pins)), kmaps.min(3))));
         }
@@ -245,6 +286,20 @@ mod tests {
         let back = area(vec![0, 0xf000_0000]);
         assert_ne!(occupancy(&front), occupancy(&back));
         assert_eq!(occupancy(&area(vec![0, 0])), 0);
+    }
+
+    #[test]
+    fn placement_tells_ranges_and_whole_bits() {
+        let mut a = AreaObservation::single("hugetlb0", Pfn(0x1000), Pages(4096), 9, vec![0; 8]);
+        assert_eq!(placement(&a, 0x1000, 512), Some((0, true, true)));
+        assert_eq!(placement(&a, 0x1001, 513), Some((0, false, false)));
+        assert_eq!(placement(&a, 0x3000, 1), None);
+        a.ranges.push(reference_impl::observation::RangeObservation {
+            base_pfn: Pfn(0x8000),
+            count: Pages(1024),
+            bitmap: vec![0; 2],
+        });
+        assert_eq!(placement(&a, 0x8200, 512), Some((1, true, true)));
     }
 
     #[test]

@@ -95,6 +95,9 @@ pub struct FuzzOptions {
     /// Core list in LibAFL's syntax (`0-1`, `0,2`).
     pub cores: String,
     pub corpus: PathBuf,
+    /// Seeds for the target's other areas: the programs naming only areas the target has
+    /// join the seeds ([`area_seed_files`]).
+    pub area_seeds: Option<PathBuf>,
     pub out: PathBuf,
     pub seed: u64,
     pub json_stats: Option<PathBuf>,
@@ -222,14 +225,54 @@ fn parseable_files(dir: &Path, origin: Origin, quarantine: &Path) -> Result<Vec<
     Ok(ok)
 }
 
-/// Generated programs, handles made valid.
-pub struct ProgramGenerator;
+/// The areas (by name) `p` names.
+fn named_areas(p: &reference_impl::program::Program) -> std::collections::BTreeSet<String> {
+    p.ops
+        .iter()
+        .filter_map(|op| match crate::generate::op_area(op) {
+            Some(reference_impl::program::AreaRef::Name(n)) => Some(n.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The program files of `dir` (the per-area seeds) that name only areas of `target` (its
+/// recorded boot layout); a missing `dir` is no files.
+pub fn area_seed_files(dir: &Path, target: &Target) -> Vec<PathBuf> {
+    let have: std::collections::BTreeSet<String> = target.boot.iter().map(|a| a.name.clone()).collect();
+    program_files(dir)
+        .into_iter()
+        .filter(|p| input::read_program(p).is_ok_and(|prog| named_areas(&prog).is_subset(&have)))
+        .collect()
+}
+
+/// The areas of `target` no program of `files` names: one warning line each (the generator
+/// still reaches them, but a campaign starts faster from a program that does).
+fn warn_unseeded_areas(target: &Target, files: &[PathBuf], area_seeds: Option<&Path>) {
+    let named: std::collections::BTreeSet<String> =
+        files.iter().filter_map(|p| input::read_program(p).ok()).flat_map(|p| named_areas(&p)).collect();
+    for a in &target.boot {
+        if !named.contains(&a.name) {
+            crate::disk::notice(&format!(
+                "cmafuzz fuzz: warning: no seed program names area `{}` of {}; the generator still picks it, but add a program naming it to {} (see README, \"Every area\")",
+                a.name,
+                target.name,
+                area_seeds.map_or_else(|| "the --area-seeds directory".to_string(), |d| d.display().to_string())
+            ));
+        }
+    }
+}
+
+/// Generated programs over the target's areas (as its kernel reports them), handles made valid.
+pub struct ProgramGenerator {
+    pub areas: Arc<[crate::generate::GenArea]>,
+}
 
 impl<S: HasRand> Generator<ProgramInput, S> for ProgramGenerator {
     fn generate(&mut self, state: &mut S) -> Result<ProgramInput, Error> {
         let seed = state.rand_mut().next();
         let mut d = mutate::SplitMix(seed);
-        Ok(ProgramInput(mutate::valid(crate::generate::program(seed), &mut d)))
+        Ok(ProgramInput(mutate::valid(crate::generate::program_for(seed, &self.areas), &mut d)))
     }
 }
 
@@ -289,6 +332,10 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
     }
     let quarantine = opts.out.join("quarantine");
     let mut files = parseable_files(&opts.corpus, Origin::Seeds, &quarantine)?;
+    if let Some(dir) = &opts.area_seeds {
+        files.extend(area_seed_files(dir, &opts.target));
+    }
+    warn_unseeded_areas(&opts.target, &files, opts.area_seeds.as_deref());
     files.extend(parseable_files(&opts.out.join("corpus"), Origin::Corpus, &quarantine)?);
     if files.is_empty() {
         return Err(FuzzError::NoSeeds(opts.corpus.clone(), opts.out.join("corpus")));
@@ -302,6 +349,15 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
         Some(art.key.clone()),
         opts.kernel.patches.iter().map(|p| p.display().to_string()).collect(),
     )?;
+    crate::coverage::record_kernel(
+        &opts.out,
+        &crate::coverage::KernelRecord {
+            target: opts.target.name.clone(),
+            key: art.key.clone(),
+            vmlinux: art.vmlinux.clone(),
+        },
+    )
+    .map_err(|e| FuzzError::Io { what: crate::coverage::dir(&opts.out), msg: e.to_string() })?;
     let resumed = program_files(&opts.out.join("corpus")).len();
     let before = store.existing()?.len();
     eprintln!(
@@ -328,6 +384,10 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
         let counters = Arc::new(Counters::default());
         let mut executor =
             VmExecutor::new(opts.target.clone(), opts.kernel.clone(), opts.sup.clone(), counters.clone());
+        executor.write_coverage_to(opts.out.clone(), desc.id(), STATUS_INTERVAL);
+        // The areas the generator and the mutators choose among: the kernel's own list.
+        let areas: Arc<[crate::generate::GenArea]> =
+            crate::generate::GenArea::of(&executor.ensure_started()?.boot.areas).into();
         let mut feedback = MaxMapFeedback::new(&executor.observers_ref().0);
         let mut objective =
             objective::FindingFeedback::new(store.clone(), executor.observers_ref().1 .0.handle(), counters.clone());
@@ -349,10 +409,11 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
         if state.must_load_initial_inputs() {
             state.load_initial_inputs_by_filenames_forced(&mut fuzzer, &mut executor, &mut mgr, &files)?;
             if state.corpus().count() == 0 {
-                state.generate_initial_inputs_forced(&mut fuzzer, &mut executor, &mut ProgramGenerator, &mut mgr, 8)?;
+                let mut generator = ProgramGenerator { areas: areas.clone() };
+                state.generate_initial_inputs_forced(&mut fuzzer, &mut executor, &mut generator, &mut mgr, 8)?;
             }
         }
-        let mutator = HavocScheduledMutator::with_max_stack_pow(mutate::mutators(), 3);
+        let mutator = HavocScheduledMutator::with_max_stack_pow(mutate::mutators(areas.clone()), 3);
         let mut stages = tuple_list!(StdMutationalStage::with_max_iterations(
             mutator,
             NonZeroUsize::new(16).unwrap_or(NonZeroUsize::MIN)
@@ -362,6 +423,8 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
             fuzzer.fuzz_one(&mut stages, &mut executor, &mut state, &mut mgr)?;
             mgr.maybe_report_progress(&mut state, Duration::from_secs(2))?;
         }
+        executor.flush_coverage();
+        executor.report(&mut state, &mut mgr, true)?;
         mgr.send_exiting()?;
         Ok(())
     };
@@ -554,6 +617,34 @@ mod tests {
         // The next start finds nothing more to say.
         assert_eq!(parseable_files(&corpus, Origin::Corpus, &q).expect("again").len(), 1);
         assert!(crate::disk::take_notices().is_empty());
+    }
+
+    #[test]
+    fn area_seeds_join_only_for_targets_with_those_areas_and_an_unseeded_area_is_a_warning() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpora/areas");
+        let hug = crate::targets::find(Some("arm64-hugetlb-6.1")).expect("target");
+        let pools = crate::targets::find(Some("arm32-pools-6.1")).expect("target");
+        let plain = crate::targets::find(Some("arm32-6.1")).expect("target");
+        let names = |v: Vec<PathBuf>| -> Vec<String> {
+            v.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect()
+        };
+        assert_eq!(names(area_seed_files(&root, &hug)), vec!["hugetlb0.prog"]);
+        assert_eq!(names(area_seed_files(&root, &pools)), vec!["pool-high.prog", "pool-low.prog"]);
+        assert!(area_seed_files(&root, &plain).is_empty());
+        let seeds = program_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpora/seed"));
+        crate::disk::take_notices();
+        // The repository's seeds name every area of every target with areas.
+        for t in [&hug, &pools, &plain] {
+            let mut files = seeds.clone();
+            files.extend(area_seed_files(&root, t));
+            warn_unseeded_areas(t, &files, Some(&root));
+            assert!(crate::disk::take_notices().is_empty(), "{}", t.name);
+        }
+        // Without the area seeds, hugetlb0 is unseeded: one line naming it and where seeds go.
+        warn_unseeded_areas(&hug, &seeds, Some(&root));
+        let said = crate::disk::take_notices();
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(said[0].contains("`hugetlb0`") && said[0].contains("corpora/areas"), "{}", said[0]);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The status line, as a LibAFL monitor (it runs in the broker and sees every client's stats):
 //! run time, execs, exec/s, kernel ops/s, corpus size, coverage, findings (new / total) and
 //! restarts, every few seconds; `--json-stats FILE` appends the same as JSON lines, and
-//! `OUT/stats.json` always holds the last one. Corpus and findings are counted on disk, so
+//! `OUT/stats.json` always holds the last one and `OUT/stats.jsonl` all of them (the campaign over
+//! time, for `cmafuzz report`). Corpus and findings are counted on disk, so
 //! several clients sharing `OUT` are counted once.
 
 use libafl::monitors::stats::{ClientStatsManager, UserStatsValue};
@@ -9,10 +10,26 @@ use libafl::monitors::Monitor;
 use libafl::Error;
 use libafl_bolts::ClientId;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// User-stat name prefix of an area's op count (`area_ops:NAME`).
+pub const AREA_OPS: &str = "area_ops:";
+/// User-stat name prefix of an area's finding count (`area_findings:NAME`).
+pub const AREA_FINDINGS: &str = "area_findings:";
+/// User stat a client sends last, as it exits: the status is written then, due or not.
+pub const EXITED: &str = "exited";
+
+/// What a campaign did with one area.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AreaStats {
+    /// Ops that named the area.
+    pub ops: u64,
+    /// Programs naming the area that gave a finding (repeats included).
+    pub findings: u64,
+}
 
 /// One status line.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -34,6 +51,9 @@ pub struct Status {
     pub finding_hits: u64,
     pub restarts: u64,
     pub harness_errors: u64,
+    /// Per area, by name (every client's sum): an area no op names shows as missing or 0.
+    #[serde(default)]
+    pub areas: BTreeMap<String, AreaStats>,
 }
 
 impl Status {
@@ -56,7 +76,16 @@ impl Status {
             self.findings_total,
             self.restarts,
             self.harness_errors,
-        )
+        ) + &self.areas_text()
+    }
+
+    /// ` areas NAME ops/findings …` (empty without areas).
+    fn areas_text(&self) -> String {
+        if self.areas.is_empty() {
+            return String::new();
+        }
+        let list: Vec<String> = self.areas.iter().map(|(n, a)| format!("{n} {}/{}", a.ops, a.findings)).collect();
+        format!(" areas (ops/findings) {}", list.join(" "))
     }
 }
 
@@ -92,6 +121,8 @@ pub struct StatusMonitor {
     start: Instant,
     known: BTreeSet<String>,
     at_start: usize,
+    /// Clients seen exiting, so each exit writes the status once.
+    exited: u64,
 }
 
 impl StatusMonitor {
@@ -105,6 +136,7 @@ impl StatusMonitor {
             start: Instant::now(),
             at_start: known.len(),
             known,
+            exited: 0,
         }
     }
 
@@ -125,6 +157,12 @@ impl StatusMonitor {
                     ("finding_hits", UserStatsValue::Number(n)) => s.finding_hits += n,
                     ("model-state", UserStatsValue::Number(a)) => s.coverage_model = s.coverage_model.max(*a),
                     ("kcov", UserStatsValue::Number(a)) => s.coverage_kcov = s.coverage_kcov.max(*a),
+                    (n, UserStatsValue::Number(v)) if n.starts_with(AREA_OPS) => {
+                        s.areas.entry(n[AREA_OPS.len()..].to_string()).or_default().ops += v;
+                    }
+                    (n, UserStatsValue::Number(v)) if n.starts_with(AREA_FINDINGS) => {
+                        s.areas.entry(n[AREA_FINDINGS.len()..].to_string()).or_default().findings += v;
+                    }
                     _ => {}
                 }
             }
@@ -142,7 +180,8 @@ impl StatusMonitor {
     fn emit(&mut self, s: &Status) {
         println!("{}", s.line());
         let json = serde_json::to_string(s).unwrap_or_default();
-        if let Some(p) = &self.json {
+        let history = self.out.join("stats.jsonl");
+        for p in self.json.iter().chain(std::iter::once(&history)) {
             let r = std::fs::OpenOptions::new().create(true).append(true).open(p).and_then(|mut f| {
                 writeln!(f, "{json}")?;
                 f.flush()
@@ -160,10 +199,24 @@ impl StatusMonitor {
     }
 }
 
+/// Clients that said they are exiting.
+fn exited(csm: &mut ClientStatsManager) -> u64 {
+    csm.client_stats()
+        .values()
+        .filter_map(|cs| match cs.user_stats().get(EXITED).map(|u| u.value()) {
+            Some(UserStatsValue::Number(n)) => Some(*n),
+            _ => None,
+        })
+        .sum()
+}
+
 impl Monitor for StatusMonitor {
     fn display(&mut self, csm: &mut ClientStatsManager, event_msg: &str, _sender: ClientId) -> Result<(), Error> {
         let due = self.last.map_or(true, |l| l.elapsed() >= self.interval);
-        if !due && !event_msg.contains("Objective") {
+        let exited = exited(csm);
+        let exit = exited > self.exited;
+        self.exited = exited;
+        if !due && !exit && !event_msg.contains("Objective") {
             return Ok(());
         }
         self.last = Some(Instant::now());
@@ -179,8 +232,10 @@ mod tests {
 
     #[test]
     fn the_status_line_names_every_figure() {
-        let s = Status { run_time_s: 3725, execs: 10, findings_new: 1, findings_total: 3, ..Status::default() };
+        let mut s = Status { run_time_s: 3725, execs: 10, findings_new: 1, findings_total: 3, ..Status::default() };
+        s.areas.insert("hugetlb0".into(), AreaStats { ops: 7, findings: 2 });
         let l = s.line();
+        assert!(l.contains("hugetlb0 7/2"), "{l}");
         assert!(l.contains("1h02m05s"), "{l}");
         assert!(l.contains("findings 1 new / 3 total"), "{l}");
         for w in ["execs", "kernel ops", "corpus", "coverage", "restarts"] {

@@ -1,5 +1,7 @@
 //! Structure-aware mutation of programs: insert / delete / duplicate / swap / splice ops, argument
-//! tweaks towards the values CMA gets wrong, and handle retargeting — with every handle kept valid.
+//! tweaks towards the values CMA gets wrong (relative to the area the op names: its bit size,
+//! base alignment, end and ranges' ends), moving an op to another of the target's areas, and
+//! handle retargeting — with every handle kept valid.
 //!
 //! Handles are positional (the k-th allocating op defines `h=k`), so moving ops around would
 //! silently change what every later `cma_release h=…` names. Edits therefore work on [`Node`]s,
@@ -9,15 +11,17 @@
 //! they are tested without LibAFL; [`mutators`] wraps them as LibAFL mutators.
 
 use super::input::{ProgramInput, MAX_FUZZ_OPS};
+use crate::generate::{op_area, op_area_mut, GenArea};
 use libafl::corpus::Corpus;
 use libafl::mutators::{MutationResult, Mutator};
 use libafl::state::{HasCorpus, HasRand};
 use libafl::Error;
 use libafl_bolts::rands::Rand;
 use libafl_bolts::Named;
-use reference_impl::program::{Handle, Op, Program, MAX_ALIGN, MAX_COUNT, MAX_DMA_SIZE};
+use reference_impl::program::{AreaRef, Handle, Op, Program, MAX_ALIGN, MAX_COUNT, MAX_DMA_SIZE};
 use reference_impl::units::{Bytes, Order, Pages};
 use std::borrow::Cow;
+use std::sync::Arc;
 
 const PAGE: u64 = 4096;
 /// Interesting page counts: 0, 1, pageblock (1024) ± 1, two pageblocks ± 1, the area (8192) ± 1.
@@ -145,10 +149,23 @@ fn retarget(allocs: &[(u32, bool)], cma: bool, d: &mut dyn Dice) -> Option<usize
     }
 }
 
-/// A fresh op drawn from the seeded generator's distribution (every kind, its corner values).
-fn fresh_op(d: &mut dyn Dice) -> Op {
-    let p = crate::generate::program(d.next_u64());
+/// A fresh op drawn from the seeded generator's distribution over `areas` (every kind, every
+/// area, their corner values).
+fn fresh_op(d: &mut dyn Dice, areas: &[GenArea]) -> Op {
+    let p = if areas.is_empty() {
+        crate::generate::program(d.next_u64())
+    } else {
+        crate::generate::program_for(d.next_u64(), areas)
+    };
     p.ops[d.below(p.ops.len())].clone()
+}
+
+/// The target area an op names (`None`: it names none, or one the target lacks).
+fn area_of<'a>(op: &Op, areas: &'a [GenArea]) -> Option<&'a GenArea> {
+    match op_area(op)? {
+        AreaRef::Name(n) => areas.iter().find(|a| &a.name == n),
+        AreaRef::Index(i) => areas.get(*i as usize),
+    }
 }
 
 fn next_id(nodes: &[Node]) -> u32 {
@@ -169,14 +186,25 @@ pub enum Edit {
     Tweak,
     Retarget,
     InsertObserve,
+    /// Move an op that names an area to another of the target's areas (its arguments made
+    /// relative to the new one now and then).
+    Area,
 }
 
-pub const EDITS: &[Edit] =
-    &[Edit::Insert, Edit::Delete, Edit::Duplicate, Edit::Swap, Edit::Tweak, Edit::Retarget, Edit::InsertObserve];
+pub const EDITS: &[Edit] = &[
+    Edit::Insert,
+    Edit::Delete,
+    Edit::Duplicate,
+    Edit::Swap,
+    Edit::Tweak,
+    Edit::Retarget,
+    Edit::InsertObserve,
+    Edit::Area,
+];
 
-/// Applies `edit` to `p`; `false` when it could not apply (for example deleting from a one-op
-/// program) and `p` is unchanged.
-pub fn apply(p: &mut Program, edit: Edit, d: &mut dyn Dice) -> bool {
+/// Applies `edit` to `p` over the target's `areas`; `false` when it could not apply (for
+/// example deleting from a one-op program) and `p` is unchanged.
+pub fn apply(p: &mut Program, edit: Edit, d: &mut dyn Dice, areas: &[GenArea]) -> bool {
     let mut nodes = to_nodes(p, 0);
     let len = nodes.len();
     let ok = match edit {
@@ -184,7 +212,7 @@ pub fn apply(p: &mut Program, edit: Edit, d: &mut dyn Dice) -> bool {
             if len >= MAX_FUZZ_OPS {
                 return false;
             }
-            let op = if edit == Edit::Insert { fresh_op(d) } else { Op::Observe };
+            let op = if edit == Edit::Insert { fresh_op(d, areas) } else { Op::Observe };
             let at = d.below(len + 1);
             let n = fresh_node(&nodes, op);
             nodes.insert(at, n);
@@ -241,7 +269,23 @@ pub fn apply(p: &mut Program, edit: Edit, d: &mut dyn Dice) -> bool {
             }
             let i = tweakable[d.below(tweakable.len())];
             let before = nodes[i].op.clone();
-            tweak(&mut nodes[i].op, d);
+            tweak(&mut nodes[i].op, d, areas);
+            nodes[i].op != before
+        }
+        Edit::Area => {
+            let named: Vec<usize> = (0..len).filter(|i| op_area(&nodes[*i].op).is_some()).collect();
+            if named.is_empty() || areas.len() < 2 {
+                return false;
+            }
+            let i = named[d.below(named.len())];
+            let to = &areas[d.below(areas.len())];
+            let before = nodes[i].op.clone();
+            if let Some(a) = op_area_mut(&mut nodes[i].op) {
+                *a = AreaRef::Name(to.name.clone());
+            }
+            if d.chance(1, 2) {
+                tweak(&mut nodes[i].op, d, areas);
+            }
             nodes[i].op != before
         }
         Edit::Retarget => {
@@ -287,9 +331,20 @@ pub fn splice(p: &Program, other: &Program, d: &mut dyn Dice) -> Program {
     out
 }
 
-fn tweak_count(c: u64, d: &mut dyn Dice) -> u64 {
-    let v = match d.below(5) {
-        0 | 1 => pick(d, COUNTS),
+fn tweak_count(c: u64, d: &mut dyn Dice, area: Option<&GenArea>) -> u64 {
+    let v = match d.below(6) {
+        0 => pick(d, COUNTS),
+        1 => match area {
+            Some(a) => pick(d, &a.interesting_counts()),
+            None => pick(d, COUNTS),
+        },
+        5 => match area {
+            // A multiple of the area's bit, or a bit more or less than `c`.
+            Some(a) if d.chance(1, 2) => (1 + d.below(64) as u64) * a.bit_pages(),
+            Some(a) if d.chance(1, 2) => c.saturating_add(a.bit_pages()),
+            Some(a) => c.saturating_sub(a.bit_pages()),
+            None => c.saturating_add(1),
+        },
         2 => c.saturating_add(1),
         3 => c.saturating_sub(1),
         _ => {
@@ -303,9 +358,13 @@ fn tweak_count(c: u64, d: &mut dyn Dice) -> u64 {
     v.min(MAX_COUNT)
 }
 
-fn tweak_align(a: u32, d: &mut dyn Dice) -> u32 {
-    match d.below(4) {
+fn tweak_align(a: u32, d: &mut dyn Dice, area: Option<&GenArea>) -> u32 {
+    match d.below(5) {
         0 | 1 => d.below(14) as u32,
+        4 => match area {
+            Some(ar) => pick(d, &ar.interesting_aligns()).min(MAX_ALIGN),
+            None => d.below(14) as u32,
+        },
         2 => (a + 1).min(MAX_ALIGN),
         _ => a.saturating_sub(1),
     }
@@ -340,30 +399,42 @@ fn tweak_size(s: u64, d: &mut dyn Dice) -> u64 {
     v.min(MAX_DMA_SIZE)
 }
 
-fn tweak_off(o: i64, d: &mut dyn Dice) -> i64 {
-    match d.below(5) {
-        0 | 1 => pick(d, OFFSETS),
-        2 => o.saturating_add(1),
-        3 => o.saturating_sub(1),
+fn tweak_off(o: i64, d: &mut dyn Dice, area: Option<&GenArea>) -> i64 {
+    match (d.below(6), area) {
+        (0, _) | (1, None) => pick(d, OFFSETS),
+        (1, Some(a)) => pick(d, &a.interesting_offsets()),
+        (2, _) => o.saturating_add(1),
+        (3, _) => o.saturating_sub(1),
+        (5, Some(a)) => {
+            let bit = a.bit_pages() as i64;
+            if d.chance(1, 2) {
+                o.saturating_add(bit)
+            } else {
+                o.saturating_sub(bit)
+            }
+        }
+        (_, Some(a)) => d.below(a.pages.max(1) as usize) as i64,
         _ => d.below(8192) as i64,
     }
 }
 
-/// Moves one argument of `op` towards an interesting value.
-pub fn tweak(op: &mut Op, d: &mut dyn Dice) {
+/// Moves one argument of `op` towards an interesting value, relative to the area it names
+/// when that is one of `areas`.
+pub fn tweak(op: &mut Op, d: &mut dyn Dice, areas: &[GenArea]) {
+    let area = area_of(op, areas);
     match op {
         Op::CmaAlloc { count, align, .. } => {
             if d.chance(1, 2) {
-                *count = Pages(tweak_count(count.0, d));
+                *count = Pages(tweak_count(count.0, d, area));
             } else {
-                *align = Order(tweak_align(align.0, d));
+                *align = Order(tweak_align(align.0, d, area));
             }
         }
         Op::CmaReleaseRaw { off, count, .. } => {
             if d.chance(1, 2) {
-                *count = Pages(tweak_count(count.0, d));
+                *count = Pages(tweak_count(count.0, d, area));
             } else {
-                *off = tweak_off(*off, d);
+                *off = tweak_off(*off, d, area);
             }
         }
         Op::DmaAlloc { size, attrs, gfp } => match d.below(5) {
@@ -377,7 +448,7 @@ pub fn tweak(op: &mut Op, d: &mut dyn Dice) {
             }
             _ => *size = Bytes(tweak_size(size.0, d)),
         },
-        Op::Pin { off, .. } | Op::Unpin { off, .. } | Op::Kmap { off, .. } => *off = tweak_off(*off, d),
+        Op::Pin { off, .. } | Op::Unpin { off, .. } | Op::Kmap { off, .. } => *off = tweak_off(*off, d, area),
         Op::CmaRelease { .. } | Op::DmaFree { .. } | Op::Observe => {}
     }
 }
@@ -387,10 +458,11 @@ pub fn tweak(op: &mut Op, d: &mut dyn Dice) {
 pub struct EditMutator {
     edit: Edit,
     name: Cow<'static, str>,
+    areas: Arc<[GenArea]>,
 }
 
 impl EditMutator {
-    pub fn new(edit: Edit) -> Self {
+    pub fn new(edit: Edit, areas: Arc<[GenArea]>) -> Self {
         let name = match edit {
             Edit::Insert => "prog-insert",
             Edit::Delete => "prog-delete",
@@ -399,8 +471,9 @@ impl EditMutator {
             Edit::Tweak => "prog-tweak",
             Edit::Retarget => "prog-retarget",
             Edit::InsertObserve => "prog-insert-observe",
+            Edit::Area => "prog-area",
         };
-        EditMutator { edit, name: Cow::Borrowed(name) }
+        EditMutator { edit, name: Cow::Borrowed(name), areas }
     }
 }
 
@@ -413,7 +486,11 @@ impl Named for EditMutator {
 impl<S: HasRand> Mutator<ProgramInput, S> for EditMutator {
     fn mutate(&mut self, state: &mut S, input: &mut ProgramInput) -> Result<MutationResult, Error> {
         let mut d = RandDice(state.rand_mut());
-        Ok(if apply(&mut input.0, self.edit, &mut d) { MutationResult::Mutated } else { MutationResult::Skipped })
+        Ok(if apply(&mut input.0, self.edit, &mut d, &self.areas) {
+            MutationResult::Mutated
+        } else {
+            MutationResult::Skipped
+        })
     }
 
     fn post_exec(&mut self, _state: &mut S, _new: Option<libafl::corpus::CorpusId>) -> Result<(), Error> {
@@ -455,9 +532,12 @@ impl<S: HasRand + HasCorpus<ProgramInput>> Mutator<ProgramInput, S> for SpliceMu
     }
 }
 
-/// Every program mutator, as a tuple for `HavocScheduledMutator`. Tweaks are listed twice: most
-/// bugs sit at one corner value of one argument.
-pub fn mutators() -> libafl_bolts::tuples::tuple_list_type!(
+/// Every program mutator over the target's `areas`, as a tuple for `HavocScheduledMutator`.
+/// Tweaks are listed twice: most bugs sit at one corner value of one argument.
+pub fn mutators(
+    areas: Arc<[GenArea]>,
+) -> libafl_bolts::tuples::tuple_list_type!(
+    EditMutator,
     EditMutator,
     EditMutator,
     EditMutator,
@@ -469,14 +549,15 @@ pub fn mutators() -> libafl_bolts::tuples::tuple_list_type!(
     SpliceMutator
 ) {
     libafl_bolts::tuples::tuple_list!(
-        EditMutator::new(Edit::Insert),
-        EditMutator::new(Edit::Delete),
-        EditMutator::new(Edit::Duplicate),
-        EditMutator::new(Edit::Swap),
-        EditMutator::new(Edit::Tweak),
-        EditMutator::new(Edit::Tweak),
-        EditMutator::new(Edit::Retarget),
-        EditMutator::new(Edit::InsertObserve),
+        EditMutator::new(Edit::Insert, areas.clone()),
+        EditMutator::new(Edit::Delete, areas.clone()),
+        EditMutator::new(Edit::Duplicate, areas.clone()),
+        EditMutator::new(Edit::Swap, areas.clone()),
+        EditMutator::new(Edit::Tweak, areas.clone()),
+        EditMutator::new(Edit::Tweak, areas.clone()),
+        EditMutator::new(Edit::Retarget, areas.clone()),
+        EditMutator::new(Edit::InsertObserve, areas.clone()),
+        EditMutator::new(Edit::Area, areas),
         SpliceMutator
     )
 }
@@ -585,7 +666,7 @@ mod tests {
                 count: Pages(16),
                 align: Order(4),
             };
-            tweak(&mut op, &mut d);
+            tweak(&mut op, &mut d, &[GenArea::reserved()]);
             if let Op::CmaAlloc { count, align, .. } = op {
                 counts.insert(count.0);
                 aligns.insert(align.0);
@@ -597,6 +678,41 @@ mod tests {
         assert!((0..=13).all(|a| aligns.contains(&a)), "{aligns:?}");
     }
 
+    #[test]
+    fn mutations_move_ops_to_every_area_and_use_its_bit_size() {
+        let areas = vec![
+            GenArea::reserved(),
+            GenArea {
+                name: "hugetlb0".into(),
+                pages: 262144,
+                order_per_bit: 9,
+                base_pfn: 0xbfe00,
+                range_ends: vec![262144],
+            },
+        ];
+        let mut d = SplitMix(11);
+        let mut named = std::collections::BTreeSet::new();
+        let mut bit_counts = 0;
+        for i in 0..3000 {
+            let mut p = prog("cma_alloc area=reserved count=16 align=0\npin area=reserved off=3\n");
+            let edit = if i % 2 == 0 { Edit::Area } else { Edit::Tweak };
+            apply(&mut p, edit, &mut d, &areas);
+            apply(&mut p, Edit::Tweak, &mut d, &areas);
+            for op in &p.ops {
+                if let Some(AreaRef::Name(n)) = op_area(op) {
+                    named.insert(n.clone());
+                }
+                if let Op::CmaAlloc { area: AreaRef::Name(n), count, .. } = op {
+                    if n == "hugetlb0" && count.0 % 512 != 0 && (count.0 + 1) % 512 < 3 {
+                        bit_counts += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(named.len(), 2, "{named:?}");
+        assert!(bit_counts > 0, "no count one off a 512-page bit on hugetlb0");
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
 
@@ -604,16 +720,17 @@ mod tests {
         fn mutated_programs_have_valid_handles_and_round_trip_through_text(
             seed in any::<u64>(),
             other in any::<u64>(),
-            edits in proptest::collection::vec(0usize..8, 1..12),
+            edits in proptest::collection::vec(0usize..=EDITS.len(), 1..12),
         ) {
             let mut d = SplitMix(seed);
-            let mut p = valid(crate::generate::program(seed), &mut d);
-            let q = crate::generate::program(other);
+            let areas = vec![GenArea::reserved(), GenArea { name: "hugetlb0".into(), pages: 262144, order_per_bit: 9, base_pfn: 0xbfe00, range_ends: vec![262144] }];
+            let mut p = valid(crate::generate::program_for(seed, &areas), &mut d);
+            let q = crate::generate::program_for(other, &areas);
             for e in edits {
                 if e == EDITS.len() {
                     p = splice(&p, &q, &mut d);
                 } else {
-                    apply(&mut p, EDITS[e], &mut d);
+                    apply(&mut p, EDITS[e], &mut d, &areas);
                 }
                 prop_assert!(!p.ops.is_empty());
                 prop_assert!(p.ops.len() <= MAX_FUZZ_OPS);

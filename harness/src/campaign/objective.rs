@@ -52,15 +52,22 @@ where
         let Some(obs) = observers.get(&self.exec) else { return Ok(false) };
         let Some(e) = obs.exec.as_ref() else { return Ok(false) };
         let mut new = false;
+        let mut found = false;
         for v in e.verdicts.iter().filter(|v| v.suppressed.is_none() && v.kind != VerdictKind::HarnessError) {
             let r = self
                 .store
                 .record(&input.0, e, v, &obs.console)
                 .map_err(|err| Error::os_error(std::io::Error::other(err.to_string()), "recording a finding"))?;
             self.counters.finding_hits.fetch_add(1, Ordering::Relaxed);
+            found = true;
             if r == Recorded::New {
                 self.counters.findings_new.fetch_add(1, Ordering::Relaxed);
                 new = true;
+            }
+        }
+        if found {
+            for a in &obs.areas {
+                self.counters.count_area(a, 0, 1);
             }
         }
         Ok(new)

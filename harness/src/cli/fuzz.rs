@@ -19,6 +19,10 @@ pub struct FuzzArgs {
     /// Seed programs.
     #[arg(long, value_name = "DIR", default_value = "corpora/seed")]
     pub corpus: PathBuf,
+    /// Seed programs for the areas a target has besides `reserved` (one file per area or
+    /// more): those naming only areas of this target join the seeds.
+    #[arg(long, value_name = "DIR", default_value = "corpora/areas")]
+    pub area_seeds: PathBuf,
     /// Campaign directory: corpus/, findings/, stats.json, clients.log.
     #[arg(long, value_name = "DIR", default_value = "out")]
     pub out: PathBuf,
@@ -42,8 +46,20 @@ pub struct FuzzArgs {
 }
 
 pub fn run(a: FuzzArgs) -> anyhow::Result<u8> {
-    let FuzzArgs { target, duration, cores, corpus, out, seed, json_stats, listen, broker, stop_on_finding, kernel } =
-        a;
+    let FuzzArgs {
+        target,
+        duration,
+        cores,
+        corpus,
+        area_seeds,
+        out,
+        seed,
+        json_stats,
+        listen,
+        broker,
+        stop_on_finding,
+        kernel,
+    } = a;
     use crate::campaign as fuzz;
     let opts = fuzz::FuzzOptions {
         target: targets::find(target.as_deref())?,
@@ -51,6 +67,7 @@ pub fn run(a: FuzzArgs) -> anyhow::Result<u8> {
         duration: fuzz::parse_duration(&duration)?,
         cores: fuzz::parse_cores(&cores)?,
         corpus,
+        area_seeds: Some(area_seeds),
         out,
         seed,
         json_stats,

@@ -33,6 +33,7 @@ macro_rules! errln {
 mod bench;
 mod bisect;
 mod boot;
+mod coverage;
 mod difftest;
 mod doctor;
 mod fuzz;
@@ -40,6 +41,7 @@ mod generate;
 mod kernel;
 mod model_check;
 mod replay;
+mod report;
 mod targets;
 
 use std::path::PathBuf;
@@ -120,6 +122,9 @@ enum Cmd {
     /// Coverage-guided campaign (LibAFL): one VM per core, findings in OUT/findings, queue in
     /// OUT/corpus (a campaign on an existing OUT resumes from it). Exit 1 if OUT holds findings.
     Fuzz(fuzz::FuzzArgs),
+    /// List the instrumented kernel functions a campaign's KCOV PCs reached and those it never
+    /// did (from OUT/coverage, symbolized against the campaign kernel's vmlinux).
+    Coverage(coverage::CoverageArgs),
     /// Check the host tools cmafuzz needs and print how to install the missing ones.
     Doctor(doctor::DoctorArgs),
     /// Find the first bad commit between --good and --bad of a kernel git tree for a
@@ -127,6 +132,9 @@ enum Cmd {
     Bisect(bisect::BisectArgs),
     /// Print speed figures: boot-to-ready, kernel ops/s over the channel, model ops/s.
     Bench(bench::BenchArgs),
+    /// A campaign as one self-contained HTML page (and --json), or with --mail one finding (or
+    /// program, replayed first) as the plain-text report for upstream. Exit 0 written, 2 error.
+    Report(report::ReportArgs),
 }
 
 /// Parses the command line and runs it; the exit code follows the convention above.
@@ -156,7 +164,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Difftest(a) => difftest::run(a),
         Cmd::Fuzz(a) => fuzz::run(a),
         Cmd::Doctor(a) => doctor::run(a),
+        Cmd::Coverage(a) => coverage::run(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::Bisect(a) => bisect::run(a),
+        Cmd::Report(a) => report::run(a),
     }
 }
