@@ -13,6 +13,7 @@ mod doctor;
 mod fuzz;
 mod generate;
 mod kernel;
+mod minimize;
 mod model_check;
 mod replay;
 mod targets;
@@ -100,6 +101,10 @@ enum Cmd {
     /// Find the first bad commit between --good and --bad of a kernel git tree for a
     /// reproducer (program files or a finding directory). Exit 0 found, 1 inconclusive, 2 error.
     Bisect(bisect::BisectArgs),
+    /// Shrink a finding's reproducer (or a program) to the fewest ops and simplest arguments
+    /// that keep its first verdict; saves reproducer.min.prog (PROG.min.prog) beside it.
+    /// Exit 0 saved, 2 bad input or no longer reproduces (nothing changed).
+    Minimize(minimize::MinimizeArgs),
     /// Print speed figures: boot-to-ready, kernel ops/s over the channel, model ops/s.
     Bench(bench::BenchArgs),
 }
@@ -132,6 +137,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Fuzz(a) => fuzz::run(a),
         Cmd::Doctor(a) => doctor::run(a),
         Cmd::Bench(a) => bench::run(a),
+        Cmd::Minimize(a) => minimize::run(a),
         Cmd::Bisect(a) => bisect::run(a),
     }
 }
