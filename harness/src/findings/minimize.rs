@@ -320,13 +320,28 @@ pub fn triage(
     runner: &mut dyn Runner,
     deadline: Option<Instant>,
 ) -> Result<MinimizedFinding, MinimizeError> {
-    let root = runner
+    let root = root_signature(prog, runner)?;
+    triage_from(prog, &root, runner, deadline)
+}
+
+/// The signature of `prog`'s first verdict on `runner` (one run).
+fn root_signature(prog: &Program, runner: &mut dyn Runner) -> Result<String, MinimizeError> {
+    runner
         .first_signature(prog)
         .map_err(MinimizeError::Runner)?
-        .ok_or_else(|| MinimizeError::NotReproduced { signature: "a finding".into(), now: "none".into() })?;
-    let m = minimize(prog, &root, runner, deadline)?;
-    let rel = reliability(&m.program, &root, runner, RELIABILITY_RUNS, RELIABILITY_ENOUGH)?;
-    Ok(MinimizedFinding { program: m.program, signature: root, runs: m.runs + 1, reliability: Some(rel) })
+        .ok_or_else(|| MinimizeError::NotReproduced { signature: "a finding".into(), now: "none".into() })
+}
+
+/// [`triage`] with the root signature known (its run counted).
+fn triage_from(
+    prog: &Program,
+    root: &str,
+    runner: &mut dyn Runner,
+    deadline: Option<Instant>,
+) -> Result<MinimizedFinding, MinimizeError> {
+    let m = minimize(prog, root, runner, deadline)?;
+    let rel = reliability(&m.program, root, runner, RELIABILITY_RUNS, RELIABILITY_ENOUGH)?;
+    Ok(MinimizedFinding { program: m.program, signature: root.to_string(), runs: m.runs + 1, reliability: Some(rel) })
 }
 
 /// The model against itself on `target`'s recorded layout: what the model alone decides (an
@@ -345,7 +360,10 @@ pub fn model_executor(
 
 /// Triages the finding in `dir` ([`triage`] of its reproducer) and saves the result into it,
 /// merged with another finding of its store where they are one bug
-/// ([`FindingStore::save_minimized`]). A failure leaves the disk as it was.
+/// ([`FindingStore::save_minimized`]). A finding whose reproducer's first verdict observed
+/// after every op is already another minimized finding's (and is not its own signature) is
+/// merged into that one after that one run, not minimized again. A failure leaves the disk as
+/// it was.
 pub fn triage_finding(
     dir: &Path,
     runner: &mut dyn Runner,
@@ -353,12 +371,19 @@ pub fn triage_finding(
 ) -> Result<(Saved, MinimizedFinding), MinimizeError> {
     let f = load_finding(dir)?;
     let store = FindingStore::of_finding(dir, &f.meta).ok_or_else(|| FindingError::NotAFinding(dir.to_path_buf()))?;
-    let min = triage(&f.program, runner, deadline).map_err(|e| match e {
+    let not_reproduced = |e: MinimizeError| match e {
         MinimizeError::NotReproduced { now, .. } => {
             MinimizeError::NotReproduced { signature: f.meta.signature.clone(), now }
         }
         e => e,
-    })?;
+    };
+    let root = root_signature(&f.program, runner).map_err(not_reproduced)?;
+    let known = store.existing()?.iter().any(|m| m.min_signature.as_deref() == Some(root.as_str()));
+    let min = if known && f.meta.signature != root {
+        MinimizedFinding { program: f.program.clone(), signature: root, runs: 1, reliability: None }
+    } else {
+        triage_from(&f.program, &root, runner, deadline).map_err(not_reproduced)?
+    };
     let saved = store.save_minimized(dir, &min)?;
     Ok((saved, min))
 }
