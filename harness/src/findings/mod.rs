@@ -122,11 +122,20 @@ impl Reliability {
 
 /// The finding of a program: its first unsuppressed verdict by op order (a verdict of the end
 /// observation or of the console, which no op pins, after every op's), harness errors aside.
+/// At one op, what the state shows (a bitmap, then a mapping) comes before what the op
+/// returned: a busy retry that leaks a bit both returns another pfn and leaves the bitmap
+/// wrong, and the bitmap is where the state went wrong, the signature the bug's other programs
+/// share.
 pub fn first_finding(verdicts: &[Verdict]) -> Option<&Verdict> {
+    let rank = |k: VerdictKind| match k {
+        VerdictKind::Bitmap => 0,
+        VerdictKind::Mapping | VerdictKind::AliasViolation => 1,
+        _ => 2,
+    };
     verdicts
         .iter()
         .filter(|v| v.suppressed.is_none() && v.kind != VerdictKind::HarnessError)
-        .min_by_key(|v| v.op_index.unwrap_or(usize::MAX))
+        .min_by_key(|v| (v.op_index.unwrap_or(usize::MAX), rank(v.kind)))
 }
 
 /// Whether a recorded verdict was new.
@@ -701,6 +710,12 @@ mod tests {
             v(VerdictKind::Bitmap, "bitmap:reserved-at-release", Some(1), false),
         ];
         assert_eq!(first_finding(&e.verdicts).map(|v| v.signature.as_str()), Some("bitmap:reserved-at-release"));
+        // At one op, the state before the outcome.
+        let same_op = [
+            v(VerdictKind::Layout, "layout:cma_alloc:allocated-vs-allocated", Some(1), false),
+            v(VerdictKind::Bitmap, "bitmap:reserved", Some(1), false),
+        ];
+        assert_eq!(first_finding(&same_op).map(|v| v.signature.as_str()), Some("bitmap:reserved"));
         let (r, dir) = store.record_program(&prog, &e, "").expect("record").expect("a finding");
         assert_eq!(r, Recorded::New);
         let metas = store.existing().expect("existing");
