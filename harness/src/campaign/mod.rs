@@ -18,6 +18,7 @@
 //! which owns qemu. qemu dies with the client (`PR_SET_PDEATHSIG`); the client stops when the
 //! launching process is gone (checked between inputs), on SIGINT/SIGTERM, and at the deadline.
 
+pub mod corpus;
 pub mod executor;
 pub mod features;
 pub mod input;

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 mod bench;
 mod bisect;
 mod boot;
+mod corpus;
 mod difftest;
 mod doctor;
 mod fuzz;
@@ -105,6 +106,11 @@ enum Cmd {
     /// that keep its first verdict; saves reproducer.min.prog (PROG.min.prog) beside it.
     /// Exit 0 saved, 2 bad input or no longer reproduces (nothing changed).
     Minimize(minimize::MinimizeArgs),
+    /// Campaign corpora: `corpus minimize OUT`.
+    Corpus {
+        #[command(subcommand)]
+        cmd: corpus::CorpusCmd,
+    },
     /// Print speed figures: boot-to-ready, kernel ops/s over the channel, model ops/s.
     Bench(bench::BenchArgs),
 }
@@ -138,6 +144,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Doctor(a) => doctor::run(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::Minimize(a) => minimize::run(a),
+        Cmd::Corpus { cmd } => corpus::run(cmd),
         Cmd::Bisect(a) => bisect::run(a),
     }
 }
