@@ -384,14 +384,15 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
                 let mut runner = findings::minimize::ExecRunner::new(ex);
                 match findings::minimize::triage_finding(&dir, &mut runner, Some(t + left)) {
                     Ok((saved, m)) => eprintln!(
-                        "cmafuzz fuzz: minimized {} to {} ops in {} runs ({}){}",
+                        "cmafuzz fuzz: {}: first verdict after every op {}; {} ops after {} runs{}",
                         dir.display(),
+                        m.signature,
                         m.program.ops.len(),
                         m.runs,
-                        m.signature,
                         match saved {
                             findings::Saved::Kept(_) => String::new(),
-                            findings::Saved::MergedInto(d) => format!("; merged into {}", d.display()),
+                            findings::Saved::MergedInto(d) =>
+                                format!("; the same bug as {}: merged into it", d.display()),
                         }
                     ),
                     Err(e) => eprintln!("cmafuzz fuzz: {}: not minimized: {e}", dir.display()),
