@@ -84,7 +84,10 @@ pub fn minimize_corpus(
 ) -> Result<CorpusSummary, FuzzError> {
     let dir = out.join("corpus");
     if !dir.is_dir() {
-        return Err(FuzzError::NoCorpus(dir));
+        return Err(FuzzError::Io {
+            what: dir,
+            msg: "no such directory: give the --out directory of a campaign".into(),
+        });
     }
     let files = super::program_files(&dir);
     let mut loaded = Vec::new();
