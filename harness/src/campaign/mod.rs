@@ -18,6 +18,7 @@
 //! which owns qemu. qemu dies with the client (`PR_SET_PDEATHSIG`); the client stops when the
 //! launching process is gone (checked between inputs), on SIGINT/SIGTERM, and at the deadline.
 
+pub mod corpus;
 pub mod executor;
 pub mod features;
 pub mod input;
@@ -106,7 +107,12 @@ pub struct FuzzOptions {
     /// Stop once `OUT/findings` holds a finding (this campaign's or one found before).
     pub stop_on_finding: bool,
     pub sup: Suppressions,
+    /// Time each client may spend minimizing its new findings (`Duration::ZERO`: none).
+    pub minimize_budget: Duration,
 }
+
+/// Default of `fuzz --minimize-budget`.
+pub const DEFAULT_MINIMIZE_BUDGET: &str = "3m";
 
 /// `30s`, `10m`, `8h`, `1d` (a bare number is seconds), or any longer form `humantime` reads
 /// (`1h30m`, `2days`); never zero.
@@ -389,8 +395,14 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
         let areas: Arc<[crate::generate::GenArea]> =
             crate::generate::GenArea::of(&executor.ensure_started()?.boot.areas).into();
         let mut feedback = MaxMapFeedback::new(&executor.observers_ref().0);
-        let mut objective =
-            objective::FindingFeedback::new(store.clone(), executor.observers_ref().1 .0.handle(), counters.clone());
+        let pending: objective::Pending = Arc::default();
+        let mut objective = objective::FindingFeedback::new(
+            store.clone(),
+            executor.observers_ref().1 .0.handle(),
+            counters.clone(),
+            pending.clone(),
+        );
+        let mut minimizing = Duration::ZERO;
         let mut state = match state {
             Some(s) => s,
             None => StdState::new(
@@ -422,6 +434,32 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
         while !STOP.load(Ordering::SeqCst) && unix_now() < deadline && alive(main_pid) && !found() {
             fuzzer.fuzz_one(&mut stages, &mut executor, &mut state, &mut mgr)?;
             mgr.maybe_report_progress(&mut state, Duration::from_secs(2))?;
+            let todo: Vec<PathBuf> = pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
+            for dir in todo {
+                let left = opts.minimize_budget.saturating_sub(minimizing);
+                if left.is_zero() || STOP.load(Ordering::SeqCst) {
+                    break;
+                }
+                let t = std::time::Instant::now();
+                let ex = executor.ensure_started()?;
+                let mut runner = findings::minimize::ExecRunner::new(ex);
+                match findings::minimize::triage_finding(&dir, &mut runner, Some(t + left)) {
+                    Ok((saved, m)) => eprintln!(
+                        "cmafuzz fuzz: {}: first verdict after every op {}; {} ops after {} runs{}",
+                        dir.display(),
+                        m.signature,
+                        m.program.ops.len(),
+                        m.runs,
+                        match saved {
+                            findings::Saved::Kept(_) => String::new(),
+                            findings::Saved::MergedInto(d) =>
+                                format!("; the same bug as {}: merged into it", d.display()),
+                        }
+                    ),
+                    Err(e) => eprintln!("cmafuzz fuzz: {}: not minimized: {e}", dir.display()),
+                }
+                minimizing += t.elapsed();
+            }
         }
         executor.flush_coverage();
         executor.report(&mut state, &mut mgr, true)?;

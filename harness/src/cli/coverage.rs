@@ -28,9 +28,9 @@ pub fn run(a: CoverageArgs) -> anyhow::Result<u8> {
     };
     let funcs = crate::coverage::functions(&vmlinux, &pcs).with_context(|| "symbolizing the campaign's PCs")?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&funcs)?);
+        outln!("{}", serde_json::to_string_pretty(&funcs)?);
     } else {
-        print!("{}", crate::coverage::render(&funcs, pcs.len(), &vmlinux));
+        out!("{}", crate::coverage::render(&funcs, pcs.len(), &vmlinux));
     }
     Ok(0)
 }

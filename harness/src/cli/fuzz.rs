@@ -41,6 +41,10 @@ pub struct FuzzArgs {
     /// Stop the campaign once OUT/findings holds a finding (checked between programs).
     #[arg(long)]
     pub stop_on_finding: bool,
+    /// Time each client may spend minimizing its new findings (reproducer.min.prog, merged
+    /// with the findings of the same bug); 0 disables.
+    #[arg(long, value_name = "DURATION", default_value = crate::campaign::DEFAULT_MINIMIZE_BUDGET)]
+    pub minimize_budget: String,
     #[command(flatten)]
     pub kernel: KernelArgs,
 }
@@ -58,8 +62,15 @@ pub fn run(a: FuzzArgs) -> anyhow::Result<u8> {
         listen,
         broker,
         stop_on_finding,
+        minimize_budget,
         kernel,
     } = a;
+    let minimize_budget = match minimize_budget.trim() {
+        "0" => std::time::Duration::ZERO,
+        s => humantime::parse_duration(s).map_err(|_| {
+            anyhow::anyhow!("--minimize-budget {s}: expected a duration like 3m or 90s, or 0 to disable")
+        })?,
+    };
     use crate::campaign as fuzz;
     let opts = fuzz::FuzzOptions {
         target: targets::find(target.as_deref())?,
@@ -75,6 +86,7 @@ pub fn run(a: FuzzArgs) -> anyhow::Result<u8> {
         broker: broker.as_deref().map(fuzz::parse_broker).transpose()?,
         stop_on_finding,
         sup: crate::oracle::Suppressions::builtin()?,
+        minimize_budget,
     };
     let sum = fuzz::run(&opts).with_context(|| format!("fuzz on {}", opts.target.name))?;
     if let Some(s) = &sum.last_status {
@@ -88,7 +100,15 @@ pub fn run(a: FuzzArgs) -> anyhow::Result<u8> {
         sum.out.join("findings").display()
     );
     for m in &sum.findings {
-        outln!("  {} (seen {} times)", m.signature, m.count);
+        let min = match (m.min_ops, &m.reliability) {
+            (Some(n), Some(r)) => format!(
+                ", minimized {} -> {n} ops, reproduced {}/{} ({})",
+                m.original_ops, r.reproduced, r.runs, r.class
+            ),
+            (Some(n), None) => format!(", minimized {} -> {n} ops", m.original_ops),
+            _ => String::new(),
+        };
+        outln!("  {} (seen {} times{min})", m.signature, m.count);
     }
     Ok(sum.exit_code())
 }

@@ -1,6 +1,9 @@
 //! The `cmafuzz` command line. Exit codes: 0 success (sides agree),
 //! 1 divergence found, 2 error (bad input, build failure, dead guest, usage).
 
+// Output goes through `outln!`/`out!`/`errln!`, which a closed pipe does not make panic.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 use crate::backend::kernel::boot::KernelChoice;
 use crate::diff::BackendChoice;
 use clap::{Args, Parser, Subcommand};
@@ -33,12 +36,14 @@ macro_rules! errln {
 mod bench;
 mod bisect;
 mod boot;
+mod corpus;
 mod coverage;
 mod difftest;
 mod doctor;
 mod fuzz;
 mod generate;
 mod kernel;
+mod minimize;
 mod model_check;
 mod replay;
 mod report;
@@ -130,6 +135,15 @@ enum Cmd {
     /// Find the first bad commit between --good and --bad of a kernel git tree for a
     /// reproducer (program files or a finding directory). Exit 0 found, 1 inconclusive, 2 error.
     Bisect(bisect::BisectArgs),
+    /// Shrink a finding's reproducer (or a program) to the fewest ops and simplest arguments
+    /// that keep its first verdict; saves reproducer.min.prog (PROG.min.prog) beside it.
+    /// Exit 0 saved, 2 bad input or no longer reproduces (nothing changed).
+    Minimize(minimize::MinimizeArgs),
+    /// Campaign corpora: `corpus minimize OUT`.
+    Corpus {
+        #[command(subcommand)]
+        cmd: corpus::CorpusCmd,
+    },
     /// Print speed figures: boot-to-ready, kernel ops/s over the channel, model ops/s.
     Bench(bench::BenchArgs),
     /// A campaign as one self-contained HTML page (and --json), or with --mail one finding (or
@@ -166,6 +180,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Doctor(a) => doctor::run(a),
         Cmd::Coverage(a) => coverage::run(a),
         Cmd::Bench(a) => bench::run(a),
+        Cmd::Minimize(a) => minimize::run(a),
+        Cmd::Corpus { cmd } => corpus::run(cmd),
         Cmd::Bisect(a) => bisect::run(a),
         Cmd::Report(a) => report::run(a),
     }

@@ -31,6 +31,10 @@ pub struct ReplayArgs {
     /// Compare bitmaps and mappings after every op, not only at `observe` and the end.
     #[arg(long)]
     pub observe_each: bool,
+    /// Run every program N times and print how many runs give its first finding again
+    /// (reliable, flaky or not-reproduced).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub repeat: u32,
     #[command(flatten)]
     pub kernel: KernelArgs,
     /// Run every program on a second kernel too: the first one's build plus this patch
@@ -53,6 +57,7 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<u8> {
         suppressions,
         no_suppressions,
         observe_each,
+        repeat,
         kernel,
         vs_kernel_patch,
         vs_target,
@@ -90,7 +95,7 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<u8> {
         backend.into(),
         &kernel.choice(),
         &programs,
-        &replay::ReplayOptions { json, console_log, suppressions: sup, observe_each, vs },
+        &replay::ReplayOptions { json, console_log, suppressions: sup, observe_each, vs, repeat },
         &mut out,
     )
     .with_context(|| format!("replay on {}", t.name))?;

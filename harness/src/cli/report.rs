@@ -39,11 +39,11 @@ fn write(path: &std::path::Path, data: &[u8]) -> anyhow::Result<()> {
 pub fn run(a: ReportArgs) -> anyhow::Result<u8> {
     if a.mail {
         let req = mail::MailRequest { input: a.input.clone(), targets: a.target, patches: a.kernel_patch };
-        let text = mail::mail(&req, &mut |l| eprintln!("{l}"))?;
-        print!("{text}");
+        let text = mail::mail(&req, &mut |l| errln!("{l}"))?;
+        out!("{text}");
         if let Some(p) = &a.output {
             write(p, text.as_bytes())?;
-            eprintln!("cmafuzz report: mail written to {}", p.display());
+            errln!("cmafuzz report: mail written to {}", p.display());
         }
         return Ok(0);
     }
@@ -51,12 +51,12 @@ pub fn run(a: ReportArgs) -> anyhow::Result<u8> {
     let (page, json) = html::render(&c);
     let html_path = a.html.clone().unwrap_or_else(|| a.input.join("report.html"));
     write(&html_path, page.as_bytes()).with_context(|| "the HTML report")?;
-    println!("cmafuzz report: {} findings; HTML in {}", c.findings.len(), html_path.display());
+    outln!("cmafuzz report: {} findings; HTML in {}", c.findings.len(), html_path.display());
     if let Some(p) = &a.json {
         let mut s = serde_json::to_vec_pretty(&json)?;
         s.push(b'\n');
         write(p, &s)?;
-        println!("cmafuzz report: JSON in {}", p.display());
+        outln!("cmafuzz report: JSON in {}", p.display());
     }
     Ok(0)
 }

@@ -69,6 +69,9 @@ pub struct ReplayOptions {
     pub observe_each: bool,
     /// A second kernel that runs every program beside the first and is judged against it.
     pub vs: Option<VsKernel>,
+    /// Runs of every program (`--repeat N`): how many of them give the first run's finding
+    /// again is printed as its reliability.
+    pub repeat: u32,
 }
 
 /// The second kernel of `replay --vs-kernel-patch` / `--vs-target`.
@@ -89,6 +92,7 @@ impl ReplayOptions {
             suppressions: Suppressions::builtin()?,
             observe_each: false,
             vs: None,
+            repeat: 1,
         })
     }
 }
@@ -207,6 +211,25 @@ pub fn replay(
             print_text(out, &label, &op_lines, m, k, &e.divergences, &e.verdicts, &boot);
             if let Some((a, name)) = &second {
                 print_against(out, name, a);
+            }
+        }
+        if opts.repeat > 1 {
+            let first = crate::findings::first_finding(&e.verdicts).map(|v| v.signature.clone());
+            let mut k = u32::from(first.is_some());
+            for _ in 1..opts.repeat {
+                let again = ex.execute(&lp.program).map_err(|e| ReplayError::Model(e.to_string()))?;
+                if first.is_some()
+                    && crate::findings::first_finding(&again.verdicts).map(|v| &v.signature) == first.as_ref()
+                {
+                    k += 1;
+                }
+            }
+            let r = crate::findings::Reliability::new(k, opts.repeat);
+            let sig = first.as_deref().unwrap_or("no finding");
+            if json_out {
+                let _ = writeln!(out, "{}", json!({"file": label, "signature": first, "reliability": r}));
+            } else {
+                let _ = writeln!(out, "  reliability: {sig} reproduced {}/{} ({})", r.reproduced, r.runs, r.class);
             }
         }
     }
