@@ -40,7 +40,7 @@ fn campaign(target: &str, dir: &Path, duration: &str, port: u16, extra: &[&str])
     let out = dir.join("out");
     let t = Instant::now();
     let o = Command::new(env!("CARGO_BIN_EXE_cmafuzz"))
-        .args(["fuzz", "--target", target, "--duration", duration, "--cores", "1"])
+        .args(["fuzz", "--target", target, "--duration", duration, "--cores", "1", "--minimize-budget", "0"])
         .arg("--corpus")
         .arg(&seeds)
         .arg("--area-seeds")

@@ -22,7 +22,7 @@ fn patch() -> String {
 
 fn fuzz_cmd(out: &Path, duration: &str, port: u16) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cmafuzz"));
-    c.args(["fuzz", "--target", "arm32-6.1", "--duration", duration, "--cores", "1"])
+    c.args(["fuzz", "--target", "arm32-6.1", "--duration", duration, "--cores", "1", "--minimize-budget", "0"])
         .arg("--corpus")
         .arg(root().join("corpora/seed"))
         .arg("--out")
@@ -170,7 +170,7 @@ fn sigint_stops_a_pristine_campaign_cleanly_with_everything_flushed() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let out = tempfile::tempdir().expect("tempdir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_cmafuzz"))
-        .args(["fuzz", "--target", "arm32-6.1", "--duration", "10m", "--cores", "1"])
+        .args(["fuzz", "--target", "arm32-6.1", "--duration", "10m", "--cores", "1", "--minimize-budget", "0"])
         .arg("--corpus")
         .arg(root().join("corpora/seed"))
         .arg("--out")
@@ -252,7 +252,7 @@ fn two_linked_campaigns_share_inputs_both_ways_and_both_stop_at_their_deadline()
     }
     let campaign = |name: &str, duration: &str, extra: &[&str]| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_cmafuzz"));
-        c.args(["fuzz", "--target", "arm32-6.1", "--duration", duration, "--cores", "1"])
+        c.args(["fuzz", "--target", "arm32-6.1", "--duration", duration, "--cores", "1", "--minimize-budget", "0"])
             .arg("--corpus")
             .arg(work.path().join(format!("seeds-{name}")))
             .arg("--out")

@@ -50,6 +50,8 @@ fn report() -> &'static Report {
             "30s",
             "--cores",
             "1",
+            "--minimize-budget",
+            "0",
             "--corpus",
             &seeds.display().to_string(),
             "--area-seeds",
