@@ -3,7 +3,7 @@
 //!
 //! The folders are the layers (ARCHITECTURE.md, "Layers"), top down; a module imports only
 //! from layers below its own (`tests/layers.rs` fails otherwise):
-//! `cli` → `campaign` / `replay` / `difftest` / `bench` → `findings` → `diff` → `oracle` →
+//! `cli` → `validate` → `campaign` / `replay` / `difftest` / `bench` → `findings` → `diff` → `oracle` →
 //! `backend` → `vm` → `guest` → `build` → `targets` → `generate` → `disk`.
 
 pub mod backend;
@@ -21,4 +21,5 @@ pub mod guest;
 pub mod oracle;
 pub mod replay;
 pub mod targets;
+pub mod validate;
 pub mod vm;

@@ -16,6 +16,7 @@ mod kernel;
 mod model_check;
 mod replay;
 mod targets;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -102,6 +103,10 @@ enum Cmd {
     Bisect(bisect::BisectArgs),
     /// Print speed figures: boot-to-ready, kernel ops/s over the channel, model ops/s.
     Bench(bench::BenchArgs),
+    /// What a patch series changes: the same programs (corpora, --findings, generated, an
+    /// equal-budget campaign) on the base and the patched kernels, judged against the model and
+    /// each other. Exit 0 nothing introduced, 1 something introduced, 2 error or does not apply.
+    Validate(validate::ValidateArgs),
 }
 
 /// Parses the command line and runs it; the exit code follows the convention above.
@@ -133,5 +138,6 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Doctor(a) => doctor::run(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::Bisect(a) => bisect::run(a),
+        Cmd::Validate(a) => validate::run(a),
     }
 }
