@@ -6,7 +6,7 @@
 //! predicts the old behaviour) are the fix's, not regressions. Base/patched differences where
 //! the model agrees with neither kernel are reported as they are.
 
-use super::{counts, gives, ProgramRecord, ValidateError};
+use super::common::{counts, gives, ProgramRecord, ValidateError};
 use crate::diff::Executor;
 use crate::oracle::{Verdict, VerdictKind};
 use reference_impl::program::Program;

@@ -9,45 +9,23 @@
 //! Each introduced finding is bisected over the series' prefixes to its first patch.
 
 pub mod apply;
+pub mod common;
 pub mod judge;
 pub mod report;
 pub mod series;
 
-use crate::backend::kernel::boot::{KernelChoice, SessionError};
-use crate::bisect::git::{GitError, Repo, Worktree};
+use crate::backend::kernel::boot::KernelChoice;
+use crate::bisect::git::{Repo, Worktree};
 use crate::build::cache;
-use crate::build::kernel::BuildError;
 use crate::diff::{BackendChoice, ExecError, Executor};
-use crate::findings::programs::{self, LoadedProgram, ProgramFileError};
-use crate::oracle::{Suppressions, Verdict, VerdictKind};
+use crate::findings::programs::{self, LoadedProgram};
+use crate::oracle::Suppressions;
 use crate::targets::Target;
+pub use common::{counts, gives, human, ProgramRecord, ValidateError};
 use reference_impl::program::Program;
 use report::{Report, TargetReport};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use thiserror::Error;
-
-#[derive(Debug, Error)]
-pub enum ValidateError {
-    #[error(transparent)]
-    Series(#[from] series::SeriesError),
-    #[error(transparent)]
-    Apply(#[from] apply::ApplyError),
-    #[error(transparent)]
-    Build(#[from] BuildError),
-    #[error(transparent)]
-    Session(#[from] SessionError),
-    #[error("--kernel-src: {0}")]
-    Git(#[from] GitError),
-    #[error(transparent)]
-    Programs(#[from] ProgramFileError),
-    #[error("{0}")]
-    Exec(String),
-    #[error("--findings {0}: no finding directories (OUT/findings/<signature>/reproducer.prog) there")]
-    NoFindings(PathBuf),
-    #[error("{what}: {msg}")]
-    Io { what: String, msg: String },
-}
 
 /// What a minimizer is asked: shrink `program` so it still gives `signature` on `kernel`.
 pub struct MinimizeRequest<'a> {
@@ -88,19 +66,6 @@ pub struct ValidateOptions {
 pub type CampaignRunner<'a> =
     &'a mut dyn FnMut(&Target, &KernelChoice, &str, Duration) -> Result<Vec<LoadedProgram>, ValidateError>;
 
-/// One program with what each side gave.
-#[derive(Debug)]
-pub struct ProgramRecord {
-    pub label: String,
-    pub program: Program,
-    /// Model vs base kernel.
-    pub base: Vec<Verdict>,
-    /// Model vs patched kernel.
-    pub patched: Vec<Verdict>,
-    /// Patched kernel vs base kernel.
-    pub kernels: Vec<Verdict>,
-}
-
 fn progress(line: &str) {
     eprintln!("{line}");
 }
@@ -110,7 +75,7 @@ fn progress(line: &str) {
 pub fn validate(opts: &ValidateOptions, campaign: Option<CampaignRunner>) -> Result<Report, ValidateError> {
     let start = Instant::now();
     let series = series::load(&opts.series, opts.kernel_src.as_deref())?;
-    let mut report = Report::new(&series, opts);
+    let mut report = Report::new(&series, opts.duration);
     let work = tempfile::Builder::new()
         .prefix("cmafuzz-validate-")
         .tempdir()
@@ -188,11 +153,6 @@ pub fn validate(opts: &ValidateOptions, campaign: Option<CampaignRunner>) -> Res
     report.seconds = start.elapsed().as_secs_f64();
     report.finish();
     Ok(report)
-}
-
-/// `2m`, `15s`.
-pub fn human(d: Duration) -> String {
-    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
 }
 
 /// The base tree (`None`: the target's own Debian source) and how the report names it.
@@ -361,16 +321,6 @@ fn run_target(
     Ok((out, exb, exp))
 }
 
-/// Whether `prog` gives `signature` on `ex` (its verdicts, suppressed ones included).
-pub fn gives(ex: &mut Executor, prog: &Program, signature: &str) -> Result<bool, ValidateError> {
-    if prog.ops.is_empty() {
-        // The boot layout: a placement verdict is the kernel's, not a program's.
-        return Ok(ex.placement_verdict().is_some_and(|v| v.signature == signature));
-    }
-    let e = ex.execute(prog).map_err(|e| ValidateError::Exec(e.to_string()))?;
-    Ok(e.verdicts.iter().any(|v| v.signature == signature))
-}
-
 /// The first patch of the series that introduces each finding: a binary search over the
 /// series' prefixes (the empty prefix is the base, which never gives it; the whole series does),
 /// one kernel per prefix tested, shared by every finding that needs it.
@@ -409,10 +359,4 @@ fn bisect_first_patches(
         f.first_patch = Some(hi);
     }
     Ok(())
-}
-
-/// Whether a verdict counts for the judgement (harness errors are the harness's, not the
-/// series').
-pub fn counts(v: &Verdict) -> bool {
-    v.kind != VerdictKind::HarnessError
 }

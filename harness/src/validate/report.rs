@@ -1,9 +1,9 @@
 //! The result of `cmafuzz validate`: JSON (serde) and a Markdown summary short enough to quote
 //! in a cover letter.
 
+use super::common::human;
 use super::judge::{Confirmed, Introduced, Neither, Removed, Unconfirmed};
 use super::series::Series;
-use super::{human, ValidateOptions};
 use crate::targets::Target;
 use serde::Serialize;
 use std::fmt::Write;
@@ -80,7 +80,7 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(s: &Series, opts: &ValidateOptions) -> Self {
+    pub fn new(s: &Series, duration: std::time::Duration) -> Self {
         Report {
             series: s.source.clone(),
             form: s.form.clone(),
@@ -103,7 +103,7 @@ impl Report {
                        coverage-guided (KCOV where the target has it) but not yet weighted towards them"
                 .into(),
             inputs: vec![],
-            duration_seconds: opts.duration.as_secs(),
+            duration_seconds: duration.as_secs(),
             does_not_apply: None,
             targets: vec![],
             introduced: vec![],
