@@ -8,6 +8,9 @@ use crate::targets::Target;
 use serde::Serialize;
 use std::fmt::Write;
 
+/// Reproducers quoted in the Markdown (the shortest ones).
+const MAX_REPRODUCERS: usize = 2;
+
 /// One patch as the report shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct PatchSummary {
@@ -209,22 +212,39 @@ impl Report {
             let _ = writeln!(m, "The series does not apply: {e}");
             return m;
         }
-        for f in &self.introduced {
+        // Short enough for a cover letter: one line per change, the reproducers of the
+        // shortest few (every reproducer is in the JSON).
+        if !self.introduced.is_empty() {
             let _ = writeln!(m);
+            let _ = writeln!(m, "Introduced:");
+        }
+        for f in &self.introduced {
             let first = f
                 .first_patch
                 .and_then(|i| self.patches.get(i.saturating_sub(1)))
                 .map(|p| format!("patch {}/{n} \"{}\"", p.index, p.subject))
                 .unwrap_or_else(|| "?".into());
-            let _ = writeln!(m, "**Introduced** on {} by {first}: `{}`", f.target, f.verdict.signature);
+            let _ = writeln!(m, "- `{}` on {}, first in {first} ({})", f.verdict.signature, f.target, f.label);
+        }
+        let mut shown: Vec<&Introduced> = self.introduced.iter().filter(|f| !f.program.ops.is_empty()).collect();
+        shown.sort_by_key(|f| f.program.ops.len());
+        for f in shown.iter().take(MAX_REPRODUCERS) {
             let _ = writeln!(m);
-            let _ = writeln!(m, "{}", f.verdict.detail);
-            let _ = writeln!(m);
-            let _ =
-                writeln!(m, "Reproducer ({}{}):", f.label, if f.minimized { ", minimized" } else { ", not minimized" });
+            let _ = writeln!(
+                m,
+                "`{}` ({}{}): {}",
+                f.verdict.signature,
+                f.label,
+                if f.minimized { ", minimized" } else { "" },
+                f.verdict.detail.lines().next().unwrap_or_default()
+            );
             let _ = writeln!(m, "```");
             let _ = write!(m, "{}", f.program.to_text());
             let _ = writeln!(m, "```");
+        }
+        if shown.len() > MAX_REPRODUCERS {
+            let _ = writeln!(m);
+            let _ = writeln!(m, "({} more reproducers in the JSON report.)", shown.len() - MAX_REPRODUCERS);
         }
         for r in &self.removed {
             let _ = writeln!(m);

@@ -547,3 +547,153 @@ pub fn function_name(ctx: &str) -> Option<String> {
         Some(name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIFF1: &str = "diff --git a/mm/cma.c b/mm/cma.c\n\
+index 1111111..2222222 100644\n\
+--- a/mm/cma.c\n\
++++ b/mm/cma.c\n\
+@@ -1,3 +1,3 @@ static void cma_clear_bitmap(struct cma *cma, unsigned long pfn,\n \
+a\n\
+-b\n\
++c\n \
+d\n";
+
+    fn mail(from: &str, subject: &str, body: &str) -> String {
+        format!("From {from} Mon Sep 17 00:00:00 2001\nFrom: A <a@example.org>\nSubject: {subject}\n\n{body}")
+    }
+
+    #[test]
+    fn a_diff_ends_at_its_last_hunk() {
+        let body =
+            format!("Why.\n\nSigned-off-by: A\n---\n mm/cma.c | 2 +-\n\n{DIFF1}\nbase-commit: abc\n-- \n2.47.3\n");
+        let d = parse_diff(&body).expect("parses").expect("a diff");
+        assert_eq!(d.text, DIFF1);
+        assert_eq!(d.files, vec!["mm/cma.c".to_string()]);
+        assert_eq!(d.hunks.len(), 1);
+        assert_eq!(d.hunks[0].functions, vec!["cma_clear_bitmap".to_string()]);
+        assert_eq!(d.hunks[0].header, "@@ -1,3 +1,3 @@");
+    }
+
+    #[test]
+    fn a_hunk_that_opens_a_function_names_it_not_the_one_before() {
+        let body = "--- a/mm/cma.c\n+++ b/mm/cma.c\n@@ -10,5 +10,5 @@ int cma_pages_valid(void)\n }\n \n bool cma_release(struct cma *cma)\n {\n-\tint a;\n+\tint b;\n";
+        let d = parse_diff(body).expect("parses").expect("a diff");
+        assert_eq!(d.hunks[0].functions, vec!["cma_release".to_string()]);
+    }
+
+    #[test]
+    fn a_cut_short_hunk_is_an_error_naming_the_file() {
+        let body = "--- a/mm/cma.c\n+++ b/mm/cma.c\n@@ -1,3 +1,3 @@\n a\n-b\n";
+        let e = parse_diff(body).expect_err("short");
+        assert!(e.contains("mm/cma.c") && e.contains("hunk #1"), "{e}");
+    }
+
+    #[test]
+    fn subjects_give_their_place_in_the_series() {
+        assert_eq!(split_tag("[PATCH v2 2/3] mm/cma: x"), (Some((2, 3)), "mm/cma: x".into()));
+        assert_eq!(split_tag("[RFC PATCH 0/1] cover"), (Some((0, 1)), "cover".into()));
+        assert_eq!(split_tag("[PATCH] one"), (None, "one".into()));
+        assert_eq!(split_tag("plain"), (None, "plain".into()));
+    }
+
+    #[test]
+    fn a_format_patch_directory_reads_its_cover_letter_and_applies_only_the_patches() {
+        let d = tempfile::tempdir().expect("tmp");
+        let cover = mail("0", "[PATCH 0/2] the cover", "Blurb.\n\nbase-commit: 0123456789ab\n-- \n2.47\n");
+        std::fs::write(d.path().join("0000-cover-letter.patch"), cover).expect("w");
+        std::fs::write(d.path().join("0001-a.patch"), mail("1", "[PATCH 1/2] first", DIFF1)).expect("w");
+        std::fs::write(d.path().join("0002-b.patch"), mail("2", "[PATCH 2/2] second\n third line", DIFF1)).expect("w");
+        std::fs::write(d.path().join("notes.txt"), "not a patch").expect("w");
+        let s = from_dir(d.path()).expect("series");
+        assert_eq!(s.form, SeriesForm::FormatPatchDir);
+        assert_eq!(s.cover.as_deref(), Some("the cover"));
+        assert_eq!(s.base_commit.as_deref(), Some("0123456789ab"));
+        let subjects: Vec<&str> = s.patches.iter().map(|p| p.subject.as_str()).collect();
+        assert_eq!(subjects, ["first", "second third line"]);
+        assert!(s.patches.iter().all(|p| p.diff == DIFF1));
+    }
+
+    #[test]
+    fn an_mbox_is_split_and_unescaped_mboxrd_style() {
+        // mboxrd: a body line "From me" is written ">From me", ">From" as ">>From".
+        let body1 = format!("Quoting:\n>From the list\n>>From deeper\n---\n{DIFF1}");
+        let text = format!("{}{}", mail("1", "[PATCH 2/2] second", DIFF1), mail("2", "[PATCH 1/2] first", &body1));
+        let msgs = split_mbox(&text);
+        assert_eq!(msgs.len(), 2);
+        assert!(msgs[1].contains("\nFrom the list\n>From deeper\n"), "{}", msgs[1]);
+        let s = from_mbox(&text, "x.mbx", SeriesForm::Mbox).expect("series");
+        // Put in [PATCH n/m] order, whatever the mbox order.
+        let subjects: Vec<&str> = s.patches.iter().map(|p| p.subject.as_str()).collect();
+        assert_eq!(subjects, ["first", "second"]);
+        assert_eq!(s.patches[0].index, 1);
+    }
+
+    #[test]
+    fn an_incomplete_series_is_refused_naming_what_is_missing() {
+        let text = format!("{}{}", mail("1", "[PATCH 1/3] a", DIFF1), mail("3", "[PATCH 3/3] c", DIFF1));
+        let e = from_mbox(&text, "x.mbx", SeriesForm::Mbox).expect_err("incomplete");
+        let msg = e.to_string();
+        assert!(matches!(e, SeriesError::Incomplete { total: 3, .. }), "{msg}");
+        assert!(msg.contains("missing 2"), "{msg}");
+    }
+
+    #[test]
+    fn a_patch_without_a_diff_is_refused() {
+        let text = mail("1", "[PATCH 1/1] words only", "No diff here.\n");
+        let e = from_mbox(&text, "x.mbx", SeriesForm::Mbox).expect_err("no diff");
+        assert!(e.to_string().contains("words only"), "{e}");
+    }
+
+    #[test]
+    fn a_git_range_is_its_commits_with_the_range_base() {
+        let d = tempfile::tempdir().expect("tmp");
+        let git = |args: &[&str]| {
+            let st = Command::new("git")
+                .arg("-C")
+                .arg(d.path())
+                .args(["-c", "user.name=A", "-c", "user.email=a@example.org"])
+                .args(args)
+                .output()
+                .expect("git");
+            assert!(st.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&st.stderr));
+            String::from_utf8_lossy(&st.stdout).trim().to_string()
+        };
+        git(&["init", "-q"]);
+        std::fs::create_dir_all(d.path().join("mm")).expect("mkdir");
+        std::fs::write(d.path().join("mm/cma.c"), "int cma_alloc(void)\n{\n\treturn 0;\n}\n").expect("w");
+        git(&["add", "-A"]);
+        git(&["commit", "-qm", "base"]);
+        let base = git(&["rev-parse", "HEAD"]);
+        for (i, v) in ["1", "2"].iter().enumerate() {
+            std::fs::write(d.path().join("mm/cma.c"), format!("int cma_alloc(void)\n{{\n\treturn {v};\n}}\n"))
+                .expect("w");
+            git(&["commit", "-qam", &format!("mm/cma: change {i}")]);
+        }
+        let s = load(&format!("{base}..HEAD"), Some(d.path())).expect("range");
+        assert_eq!(s.form, SeriesForm::GitRange);
+        assert_eq!(s.range_base.as_deref(), Some(base.as_str()));
+        let subjects: Vec<&str> = s.patches.iter().map(|p| p.subject.as_str()).collect();
+        assert_eq!(subjects, ["mm/cma: change 0", "mm/cma: change 1"]);
+        assert_eq!(s.files(), vec!["mm/cma.c".to_string()]);
+        assert_eq!(s.functions(), vec!["mm/cma.c: cma_alloc".to_string()]);
+        // Without the tree, a range is one clear error.
+        let e = load(&format!("{base}..HEAD"), None).expect_err("needs a tree");
+        assert!(e.to_string().contains("--kernel-src"), "{e}");
+    }
+
+    #[test]
+    fn the_test_series_parse_in_their_forms() {
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/validate");
+        let clean = from_dir(&data.join("cleanup")).expect("cleanup");
+        assert_eq!((clean.patches.len(), clean.cover.is_some()), (1, true));
+        let bug = load(&data.join("release-bug.mbx").display().to_string(), None).expect("mbox");
+        assert_eq!(bug.patches.len(), 2);
+        // The same patch in two forms is the same diff (and so the same kernel build).
+        assert_eq!(bug.patches[0].diff, clean.patches[0].diff);
+        assert_eq!(bug.patches[1].functions(), vec!["cma_clear_bitmap".to_string()]);
+    }
+}
