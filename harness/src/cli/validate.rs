@@ -87,8 +87,10 @@ pub fn run(a: ValidateArgs) -> anyhow::Result<u8> {
     };
     let campaign_dir = tempfile::Builder::new().prefix("cmafuzz-validate-campaign-").tempdir()?;
     let seed = opts.seed;
+    // The campaigns start from the first corpus (the seeds, by default).
+    let seeds = opts.corpora.first().cloned().unwrap_or_else(|| PathBuf::from("corpora/seed"));
     let mut runner = |t: &Target, kc: &KernelChoice, side: &str, d: Duration| {
-        run_campaign(t, kc, &campaign_dir.path().join(format!("{}-{side}", t.name)), d, seed)
+        run_campaign(t, kc, &seeds, &campaign_dir.path().join(format!("{}-{side}", t.name)), d, seed)
     };
     let report = validate::validate(&opts, Some(&mut runner)).context("validate")?;
     let md = report.markdown();
@@ -110,6 +112,7 @@ pub fn run(a: ValidateArgs) -> anyhow::Result<u8> {
 fn run_campaign(
     t: &Target,
     kc: &KernelChoice,
+    seeds: &Path,
     out: &Path,
     d: Duration,
     seed: u64,
@@ -121,7 +124,9 @@ fn run_campaign(
         .map_err(|e| err(format!("no free loopback port: {e}")))?
         .port();
     let mut cmd = Command::new(exe);
-    cmd.args(["fuzz", "--target", &t.name, "--cores", "1", "--corpus", "corpora/seed"])
+    cmd.args(["fuzz", "--target", &t.name, "--cores", "1"])
+        .arg("--corpus")
+        .arg(seeds)
         .arg("--duration")
         .arg(format!("{}s", d.as_secs().max(1)))
         .arg("--out")
@@ -129,7 +134,9 @@ fn run_campaign(
         .arg("--seed")
         .arg(seed.to_string())
         .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"));
+        .arg(format!("127.0.0.1:{port}"))
+        // Its status lines are progress: stdout stays the report's.
+        .stdout(std::process::Stdio::from(std::io::stderr()));
     if let Some(src) = &kc.src {
         cmd.arg("--kernel-src").arg(src);
     }

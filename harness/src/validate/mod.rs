@@ -122,7 +122,7 @@ pub fn validate(opts: &ValidateOptions, campaign: Option<CampaignRunner>) -> Res
                 let c = Instant::now();
                 for (side, kc) in [("patched", &patched_kc), ("base", &base_kc)] {
                     let found = run(t, kc, side, opts.duration)?;
-                    tr.campaign.push(format!("{side}: {} reproducers in {}", found.len(), human(opts.duration)));
+                    tr.campaign.push(format!("{side} {} kept {} programs", human(opts.duration), found.len()));
                     programs.extend(found);
                 }
                 tr.campaign_seconds = c.elapsed().as_secs_f64();
