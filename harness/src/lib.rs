@@ -3,7 +3,7 @@
 //!
 //! The folders are the layers (ARCHITECTURE.md, "Layers"), top down; a module imports only
 //! from layers below its own (`tests/layers.rs` fails otherwise):
-//! `cli` → `campaign` / `replay` / `difftest` / `bench` / `bisect` / `report` → `findings` → `diff` → `oracle` →
+//! `cli` → `validate` → `campaign` / `replay` / `difftest` / `bench` / `bisect` / `report` → `findings` / `coverage` → `diff` → `oracle` →
 //! `backend` → `vm` → `guest` → `build` → `targets` → `generate` → `disk`.
 
 pub mod backend;
@@ -23,4 +23,5 @@ pub mod oracle;
 pub mod replay;
 pub mod report;
 pub mod targets;
+pub mod validate;
 pub mod vm;

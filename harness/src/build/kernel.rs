@@ -387,6 +387,18 @@ fn prepare_source(
     }
 }
 
+/// The target's unpacked Debian source (unpacked once, shared read-only by every build; the
+/// tarball fetched first where it must be): what `validate` checks a series against before
+/// any build. Never write into it.
+pub fn pristine_tree(target: &Target, progress: &mut dyn FnMut(&str)) -> Result<PathBuf, BuildError> {
+    crate::build::sources::ensure(target, progress)?;
+    let logs = cache::root().join("logs");
+    fs::create_dir_all(&logs).map_err(io(format!("creating {}", logs.display())))?;
+    let log = logs.join(format!("unpack-{}.log", target.source_package));
+    let req = BuildRequest { target: target.clone(), src: None, patches: vec![] };
+    pristine_source(&req, &log, progress)
+}
+
 /// The unpacked Debian source, shared read-only by every build.
 fn pristine_source(req: &BuildRequest, log: &Path, progress: &mut dyn FnMut(&str)) -> Result<PathBuf, BuildError> {
     let tar = crate::build::sources::tarball(&req.target);

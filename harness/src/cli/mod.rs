@@ -48,6 +48,7 @@ mod model_check;
 mod replay;
 mod report;
 mod targets;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -149,6 +150,10 @@ enum Cmd {
     /// A campaign as one self-contained HTML page (and --json), or with --mail one finding (or
     /// program, replayed first) as the plain-text report for upstream. Exit 0 written, 2 error.
     Report(report::ReportArgs),
+    /// What a patch series changes: the same programs (corpora, --findings, generated, an
+    /// equal-budget campaign) on the base and the patched kernels, judged against the model and
+    /// each other. Exit 0 nothing introduced, 1 something introduced, 2 error or does not apply.
+    Validate(validate::ValidateArgs),
 }
 
 /// Parses the command line and runs it; the exit code follows the convention above.
@@ -184,5 +189,6 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Corpus { cmd } => corpus::run(cmd),
         Cmd::Bisect(a) => bisect::run(a),
         Cmd::Report(a) => report::run(a),
+        Cmd::Validate(a) => validate::run(a),
     }
 }

@@ -22,7 +22,8 @@ pub struct LoadedProgram {
     pub program: Program,
 }
 
-/// Expands directories into their `*.prog` and `*.json` files (sorted).
+/// Expands directories into their `*.prog` and `*.json` files (sorted). Hidden files are not
+/// programs: LibAFL's on-disk corpus keeps a one-byte `.<name>` lock file beside each entry.
 pub fn collect_files(args: &[PathBuf]) -> Result<Vec<PathBuf>, ProgramFileError> {
     let mut files = Vec::new();
     for a in args {
@@ -33,6 +34,7 @@ pub fn collect_files(args: &[PathBuf]) -> Result<Vec<PathBuf>, ProgramFileError>
                 .filter_map(Result::ok)
                 .map(|e| e.path())
                 .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("prog" | "json")))
+                .filter(|p| !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')))
                 .collect();
             v.sort();
             files.extend(v);
@@ -57,4 +59,21 @@ pub fn load(path: &Path) -> Result<LoadedProgram, ProgramFileError> {
     };
     let program = parsed.map_err(|e| ProgramFileError::File { path: path.to_path_buf(), msg: e.to_string() })?;
     Ok(LoadedProgram { path: path.to_path_buf(), program })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_gives_its_programs_not_the_corpus_lock_files_beside_them() {
+        let d = tempfile::tempdir().expect("tempdir");
+        std::fs::write(d.path().join("b.prog"), "observe\n").expect("write");
+        std::fs::write(d.path().join("a.json"), "[]").expect("write");
+        std::fs::write(d.path().join(".b.prog"), "x").expect("write");
+        std::fs::write(d.path().join("notes.txt"), "x").expect("write");
+        let files = collect_files(&[d.path().to_path_buf()]).expect("files");
+        let names: Vec<_> = files.iter().filter_map(|f| f.file_name()?.to_str().map(String::from)).collect();
+        assert_eq!(names, vec!["a.json", "b.prog"]);
+    }
 }
