@@ -313,8 +313,13 @@ pub fn show_page_maps(m: &[(MapKind, MemType)]) -> String {
 
 /// The kernel's first pfn for every handle the program defines.
 pub fn kernel_handles(prog: &ResolvedProgram, kernel: &ProgramRun) -> BTreeMap<Handle, Pfn> {
+    handle_pfns(prog, &kernel.outcomes)
+}
+
+/// Handle -> first pfn, from one side's outcomes of the program's allocations.
+pub fn handle_pfns(prog: &ResolvedProgram, outcomes: &[Outcome]) -> BTreeMap<Handle, Pfn> {
     let mut out = BTreeMap::new();
-    for (op, o) in prog.ops.iter().zip(&kernel.outcomes) {
+    for (op, o) in prog.ops.iter().zip(outcomes) {
         let h = match op {
             ResolvedOp::CmaAlloc { h, .. } | ResolvedOp::DmaAlloc { h, .. } => *h,
             _ => continue,

@@ -295,21 +295,6 @@ fn suppressed_section(h: &mut String, c: &Campaign) {
     h.push_str("</tbody></table>\n");
 }
 
-/// Handle -> first pfn, from a side's outcomes of the resolved program's allocations.
-fn handle_pfns(resolved: &ResolvedProgram, outcomes: &[Outcome]) -> BTreeMap<Handle, Pfn> {
-    let mut out = BTreeMap::new();
-    for (op, o) in resolved.ops.iter().zip(outcomes) {
-        let h = match op {
-            ResolvedOp::CmaAlloc { h, .. } | ResolvedOp::DmaAlloc { h, .. } => *h,
-            _ => continue,
-        };
-        if let Outcome::Allocated { pfn, .. } = o {
-            out.insert(h, *pfn);
-        }
-    }
-    out
-}
-
 /// What maps each of the `pages` pages from `first` in `obs` (model addresses resolved
 /// through `handles`).
 fn page_maps(obs: &Observation, handles: &BTreeMap<Handle, Pfn>, first: u64, pages: u64) -> Vec<PageMaps> {
@@ -454,11 +439,11 @@ fn finding_section(h: &mut String, i: usize, f: &Finding, models: &mut Models) {
     let _ = writeln!(h, "<h4>Buffers' page mappings {}</h4>", esc(&where_));
     h.push_str(&svg::legend());
     let kh = match (&resolved, &kernel) {
-        (Some(r), Some(k)) => handle_pfns(r, &k.outcomes),
+        (Some(r), Some(k)) => crate::oracle::compare::handle_pfns(r, &k.outcomes),
         _ => BTreeMap::new(),
     };
     let mh = match (&resolved, &model) {
-        (Some(r), Some(s)) => handle_pfns(r, &s.outcomes),
+        (Some(r), Some(s)) => crate::oracle::compare::handle_pfns(r, &s.outcomes),
         _ => BTreeMap::new(),
     };
     // The model's buffer-relative pages sit where the kernel put the buffer.
