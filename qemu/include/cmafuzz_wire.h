@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * cmafuzz wire format, version 6 (2 added CF_OP_PIN and CF_OP_UNPIN; 3 added
+ * cmafuzz wire format, version 7 (2 added CF_OP_PIN and CF_OP_UNPIN; 3 added
  * CF_OP_KMAP, the mapping table in every observation block, the memory-
  * attribute registers in the hello and CF_RUN_OBSERVE_EACH; 4 added the
  * agent's struct cf_agent_hello after the hello, CF_RUN_KCOV and the
  * struct cf_kcov trailer of a RESULT; 5 added CF_FRAME_PROGRESS; 6 reports
  * each area as its ranges with its activation state and available_count,
- * and the boot self-check's cf_hello.ops_ok).
+ * and the boot self-check's cf_hello.ops_ok; 7 added CF_OP_DMA_MAP and
+ * cf_result.stale_refs).
  *
  * GENERATED from harness/src/guest/wire_def.rs, do not edit: change the
  * table there and run
@@ -37,7 +38,7 @@
 #include <linux/ioctl.h>
 
 #define CF_MAGIC		0x5a464d43u	/* "CMFZ" */
-#define CF_VERSION		6u
+#define CF_VERSION		7u
 
 /* Bounds.  The host rejects any frame or count above these. */
 #define CF_MAX_FRAME		(4u << 20)	/* payload bytes of one frame */
@@ -119,6 +120,7 @@ struct cf_agent_hello {
 #define CF_OP_PIN		8u	/* area, a = (s64) offset: make a page busy */
 #define CF_OP_UNPIN		9u	/* area, a = (s64) offset */
 #define CF_OP_KMAP		10u	/* area, a = (s64) offset: kmap+kunmap a free page */
+#define CF_OP_DMA_MAP		11u	/* handle, a = CF_DIR_*: streaming map+sync+unmap */
 
 /* cf_op.flags for CF_OP_DMA_ALLOC */
 #define CF_ATTR_WC		(1u << 0)	/* DMA_ATTR_WRITE_COMBINE */
@@ -184,6 +186,21 @@ struct cf_run {
  * stale slots never leak from one program into the next.
  */
 
+/*
+ * CF_OP_DMA_MAP maps the pages a live handle holds (every page of a
+ * dma_alloc buffer, every still-held run of a cma_alloc) for streaming DMA
+ * on the driver's device: dma_map_page() of the first run, then
+ * dma_map_sgtable() of all runs, each synced for the cpu and for the
+ * device and unmapped again, in direction a.  Nothing stays changed.
+ * Answers pfn = the first mapped page and pages = pages mapped.  A dead
+ * handle or one holding no page is a NOOP; pages above the device's
+ * 32-bit DMA mask (a bounce buffer would be mapped instead) are REFUSED;
+ * a mapping error is FAILED.
+ */
+#define CF_DIR_BIDIRECTIONAL	0u	/* DMA_BIDIRECTIONAL */
+#define CF_DIR_TO_DEVICE	1u	/* DMA_TO_DEVICE */
+#define CF_DIR_FROM_DEVICE	2u	/* DMA_FROM_DEVICE */
+
 /* cf_result.status */
 #define CF_ST_OK		0u	/* the kernel call succeeded */
 #define CF_ST_FAILED		1u	/* the kernel call returned NULL/false/error */
@@ -203,6 +220,12 @@ struct cf_result {
 	__u64 pfn;		/* first pfn of an allocation or pin, else 0 */
 	__u64 pages;		/* pages of an allocation or pin, else 0 */
 	__u64 aux;		/* CF_CPU_* for DMA allocations, else 0 */
+	/*
+	 * CF_OP_CMA_RELEASE / CF_OP_CMA_RELEASE_RAW that cma_release() accepted: pages of
+	 * the released range whose refcount was not 0 right after it returned (a
+	 * release must drop the reference cma_alloc() gave each page); else 0.
+	 */
+	__u64 stale_refs;
 };
 
 struct cf_result_hdr {

@@ -15,6 +15,7 @@ One op per line, '#' starts a comment:
     pin              area=0 off=65
     unpin            area=0 off=65
     kmap             area=0 off=65
+    dma_map          handle=1 dir=1   # 0 bidirectional, 1 to device, 2 from device
     observe
     reset
 
@@ -37,6 +38,7 @@ OPS = {
     "pin": 8,
     "unpin": 9,
     "kmap": 10,
+    "dma_map": 11,
 }
 FLAG_WORDS = {"wc": 1 << 0, "nokmap": 1 << 1, "atomic": 1 << 8}
 # named aliases for cf_op.a and cf_op.b, per op kind
@@ -45,6 +47,7 @@ ALIASES = {
     "align": {"cma_alloc": "b"},
     "off": {"cma_release_raw": "a", "pin": "a", "unpin": "a", "kmap": "a"},
     "size": {"dma_alloc": "a"},
+    "dir": {"dma_map": "a"},
 }
 OP_FMT = "<IIIIQQ"  # struct cf_op
 RUN_FMT = "<II"  # struct cf_run

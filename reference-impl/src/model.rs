@@ -153,6 +153,7 @@ impl Model {
             ResolvedOp::Pin { area, off } => st.pin(*area, *off),
             ResolvedOp::Unpin { area, off } => st.unpin(*area, *off),
             ResolvedOp::Kmap { area, off } => st.kmap(env, *area, *off),
+            ResolvedOp::DmaMap { h, .. } => st.dma_map(env, *h),
             ResolvedOp::Observe => Outcome::Observed,
         }
     }
@@ -641,6 +642,48 @@ impl State {
             out.push((Handle(*h), *pages, vmapped));
         }
         out
+    }
+
+    /// `CF_OP_DMA_MAP`: `dma_map_page()` / `dma_map_sgtable()` of what handle `h` holds, synced
+    /// both ways and unmapped (Linux 6.1 `kernel/dma/mapping.c`, `kernel/dma/direct.c`; the same
+    /// on 6.12 and 7.x). Nothing the model tracks changes, whatever the direction: dma-direct maps
+    /// a page at its own address and the cache maintenance of `arch_sync_dma_for_*` leaves no
+    /// mapping behind (arm32 highmem pages get a `kmap_atomic()` fixmap slot that is cleared
+    /// again). A dead handle, or a `cma_alloc` one whose every page was raw-released, is a no-op;
+    /// the driver refuses pages above the device's DMA mask, where a swiotlb bounce buffer
+    /// would be mapped instead of the pages. A buffer from the buddy allocator lies below the
+    /// coherent mask by construction (`dma_direct_alloc()`), and the streaming mask is the same.
+    fn dma_map(&self, env: &Env, h: Handle) -> Outcome {
+        if h.0 >= MAX_HANDLES {
+            return Outcome::BadOp;
+        }
+        let (pages, end_pfn) = match self.handles.get(&h.0) {
+            None => return Outcome::Noop,
+            Some(Holding::Cma { area, held }) => {
+                let Some(&(_, last)) = held.runs().last() else {
+                    return Outcome::Noop;
+                };
+                let base = self.areas.get(*area).map_or(0, |a| a.base_pfn());
+                let pages = held.runs().iter().map(|(s, e)| e - s).sum();
+                (pages, Some(base + last))
+            }
+            Some(Holding::Dma { pages, backing, .. }) => {
+                if *pages == 0 {
+                    return Outcome::Noop;
+                }
+                let first = match backing {
+                    DmaBacking::Cma { pfn, .. } => Some(*pfn),
+                    DmaBacking::Pool { pool, addr } => self.pools.get(pool).and_then(|p| p.pfn(*addr)),
+                    DmaBacking::Buddy => None,
+                };
+                (*pages, first.map(|p| p + pages))
+            }
+        };
+        let limit = u128::from(env.profile.coherent_dma_mask()) + 1;
+        if end_pfn.is_some_and(|end| u128::from(end) << env.profile.page_shift > limit) {
+            return Outcome::Refused;
+        }
+        Outcome::Mapped { pages: Pages(pages) }
     }
 
     /// `CF_OP_UNPIN`: `free_contig_range(pfn, 1)` (Linux 6.1 `mm/page_alloc.c:9498-9509`) of a

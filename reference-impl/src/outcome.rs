@@ -64,6 +64,17 @@ pub enum Outcome {
         /// The page given back.
         pfn: Pfn,
     },
+    /// `dma_map`: the driver mapped `pages` pages of the handle for streaming DMA, synced them
+    /// both ways and unmapped them; nothing changed.
+    Mapped {
+        /// Pages mapped: every page of a `dma_alloc` buffer, every still-held page of a
+        /// `cma_alloc`.
+        pages: Pages,
+    },
+    /// `dma_map`: the mapping failed (`dma_mapping_error()`, a failed `dma_map_sgtable()`) or
+    /// mapped other pages than the buffer's own. The model never predicts it: every mapping it
+    /// does not refuse succeeds at the pages' own address.
+    MapFailed,
     /// An observation was taken.
     Observed,
     /// The op was out of range (for example `align > 31`, spec §2.1): the driver rejected it.
@@ -87,6 +98,8 @@ impl Outcome {
             Outcome::PinFailed { .. } => "pin-failed",
             Outcome::Kmapped { .. } => "kmapped",
             Outcome::Unpinned { .. } => "unpinned",
+            Outcome::Mapped { .. } => "mapped",
+            Outcome::MapFailed => "map-failed",
             Outcome::Observed | Outcome::BadOp => "other",
         }
     }

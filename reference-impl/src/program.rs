@@ -62,6 +62,20 @@ pub enum Gfp {
     Atomic,
 }
 
+/// The direction of a streaming DMA mapping (`enum dma_data_direction`,
+/// `include/linux/dma-direction.h`, the same values in Linux 6.1 .. 7.3).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DmaDir {
+    /// `DMA_BIDIRECTIONAL` (`CF_DIR_BIDIRECTIONAL`).
+    #[default]
+    Bidirectional,
+    /// `DMA_TO_DEVICE` (`CF_DIR_TO_DEVICE`).
+    ToDevice,
+    /// `DMA_FROM_DEVICE` (`CF_DIR_FROM_DEVICE`).
+    FromDevice,
+}
+
 /// One op of a program, before area names are resolved.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
@@ -140,6 +154,20 @@ pub enum Op {
         /// Page offset from `base_pfn`.
         off: i64,
     },
+    /// Streaming DMA on the pages handle `h` holds (`CF_OP_DMA_MAP`): `dma_map_page()` of its
+    /// first run and `dma_map_sgtable()` of all its runs on the driver's device, each synced for
+    /// the cpu and for the device and unmapped again (Linux 6.1 `kernel/dma/mapping.c`,
+    /// `kernel/dma/direct.c` `dma_direct_map_sg`, `arch_sync_dma_for_{device,cpu}` in
+    /// `arch/arm{,64}/mm/dma-mapping.c`; 6.12 and 7.x the same). Changes nothing the tool
+    /// observes; a dead handle or one holding no page is a no-op; pages above the device's
+    /// 32-bit DMA mask (a bounce buffer would be mapped instead) are refused.
+    DmaMap {
+        /// A `cma_alloc` or `dma_alloc` handle.
+        h: Handle,
+        /// The direction.
+        #[serde(default)]
+        dir: DmaDir,
+    },
     /// Emit one observation block (`CF_OP_OBSERVE`).
     Observe,
 }
@@ -161,6 +189,7 @@ impl Op {
             Op::Pin { .. } => "pin",
             Op::Unpin { .. } => "unpin",
             Op::Kmap { .. } => "kmap",
+            Op::DmaMap { .. } => "dma_map",
             Op::Observe => "observe",
         }
     }
@@ -179,6 +208,7 @@ impl ResolvedOp {
             ResolvedOp::Pin { .. } => "pin",
             ResolvedOp::Unpin { .. } => "unpin",
             ResolvedOp::Kmap { .. } => "kmap",
+            ResolvedOp::DmaMap { .. } => "dma_map",
             ResolvedOp::Observe => "observe",
         }
     }
@@ -288,6 +318,13 @@ pub enum ResolvedOp {
         /// Page offset from `base_pfn`.
         off: i64,
     },
+    /// `CF_OP_DMA_MAP`: streaming map, sync and unmap of what slot `h` holds.
+    DmaMap {
+        /// Slot used.
+        h: Handle,
+        /// The direction.
+        dir: DmaDir,
+    },
     /// `CF_OP_OBSERVE`.
     Observe,
 }
@@ -392,6 +429,7 @@ impl Program {
                 Op::Pin { area, off } => ResolvedOp::Pin { area: area_id(i, area)?, off: *off },
                 Op::Unpin { area, off } => ResolvedOp::Unpin { area: area_id(i, area)?, off: *off },
                 Op::Kmap { area, off } => ResolvedOp::Kmap { area: area_id(i, area)?, off: *off },
+                Op::DmaMap { h, dir } => ResolvedOp::DmaMap { h: *h, dir: *dir },
                 Op::Observe => ResolvedOp::Observe,
             };
             ops.push(resolved);

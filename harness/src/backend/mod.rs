@@ -52,6 +52,8 @@ pub struct DriverReply {
     pub pfn: u64,
     pub pages: u64,
     pub aux: u64,
+    /// Released pages the driver found still referenced right after `cma_release()` (wire 7).
+    pub stale_refs: u64,
 }
 
 /// What one backend did with one program.

@@ -63,6 +63,8 @@ fn arg_bucket(op: &ResolvedOp) -> (u32, u32) {
             log2_bucket(size.0.div_ceil(4096)),
             u32::from(attrs.wc) | u32::from(attrs.nokmap) << 1 | (*gfp as u32) << 2,
         ),
+        // The direction picks the cache maintenance (clean, invalidate or both).
+        ResolvedOp::DmaMap { dir, .. } => (*dir as u32, 0),
         _ => (0, 0),
     }
 }
@@ -198,6 +200,9 @@ pub fn model_features(e: &Execution) -> Vec<u64> {
             Outcome::Pinned { .. } => pins += 1,
             Outcome::Unpinned { .. } => pins = pins.saturating_sub(1),
             Outcome::Kmapped { .. } => kmaps += 1,
+            // How much a streaming map covered: one page, a run, several runs of a punched
+            // allocation all walk other cache-maintenance loops.
+            Outcome::Mapped { pages } => out.push(h(("mapped", log2_bucket(pages.0), arg_bucket(op).0))),
             _ => {}
         }
         prev = (kind, class);
@@ -217,6 +222,20 @@ pub fn model_features(e: &Execution) -> Vec<u64> {
 /// Kernel coverage: one entry per KCOV PC.
 pub fn kcov_features(e: &Execution) -> Vec<u64> {
     e.coverage.iter().map(|pc| h(("pc", pc))).collect()
+}
+
+/// Steering towards a focus (`fuzz --focus`, the functions a series changes): every focus site
+/// the run reached also counts once per set of op kinds the program holds, so a program that
+/// reaches the changed code with a new mix of ops is kept, and the minimizing scheduler, which
+/// favours the shortest program of each entry, holds more favoured programs in the focus and
+/// mutates them more often. Empty when the run reached no focus site.
+pub fn focus_features(e: &Execution, focus: &crate::coverage::Focus) -> Vec<u64> {
+    let hit: Vec<u64> = e.coverage.iter().copied().filter(|&pc| focus.contains(pc)).collect();
+    if hit.is_empty() {
+        return Vec::new();
+    }
+    let kinds: BTreeSet<&'static str> = e.resolved.ops.iter().map(|op| op.kind()).collect();
+    hit.into_iter().map(|pc| h(("focus", pc, &kinds))).collect()
 }
 
 /// Writes model-state `features` into `map` as three hit-count classes (1, 2-3, 4+): doing a

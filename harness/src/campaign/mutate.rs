@@ -91,7 +91,7 @@ pub fn to_nodes(p: &Program, base: u32) -> Vec<Node> {
     for (i, op) in p.ops.iter().enumerate() {
         let id = base.wrapping_add(i as u32);
         let target = match op {
-            Op::CmaRelease { h } | Op::DmaFree { h } => alloc_ids.get(h.0 as usize).copied(),
+            Op::CmaRelease { h } | Op::DmaFree { h } | Op::DmaMap { h, .. } => alloc_ids.get(h.0 as usize).copied(),
             _ => None,
         };
         if op.allocates() {
@@ -102,10 +102,13 @@ pub fn to_nodes(p: &Program, base: u32) -> Vec<Node> {
     out
 }
 
-fn wants_cma(op: &Op) -> Option<bool> {
+/// The kind of handle an op names: `Some(Some(true))` a `cma_alloc`, `Some(Some(false))` a
+/// `dma_alloc`, `Some(None)` either (`dma_map`); `None` when it names no handle.
+fn wants_cma(op: &Op) -> Option<Option<bool>> {
     match op {
-        Op::CmaRelease { .. } => Some(true),
-        Op::DmaFree { .. } => Some(false),
+        Op::CmaRelease { .. } => Some(Some(true)),
+        Op::DmaFree { .. } => Some(Some(false)),
+        Op::DmaMap { .. } => Some(None),
         _ => None,
     }
 }
@@ -125,7 +128,11 @@ pub fn from_nodes(nodes: Vec<Node>, d: &mut dyn Dice) -> Program {
             };
             let Some(h) = h else { continue };
             let h = Handle(h as u32);
-            op = if cma { Op::CmaRelease { h } } else { Op::DmaFree { h } };
+            op = match (op, cma) {
+                (Op::DmaMap { dir, .. }, _) => Op::DmaMap { h, dir },
+                (_, Some(true)) => Op::CmaRelease { h },
+                _ => Op::DmaFree { h },
+            };
         }
         if op.allocates() {
             allocs.push((n.id, matches!(op, Op::CmaAlloc { .. })));
@@ -137,11 +144,12 @@ pub fn from_nodes(nodes: Vec<Node>, d: &mut dyn Dice) -> Program {
 
 /// An earlier allocation to name: mostly one of the wanted kind, sometimes any (wrong-kind
 /// handles are no-ops on both sides, and worth keeping as such).
-fn retarget(allocs: &[(u32, bool)], cma: bool, d: &mut dyn Dice) -> Option<usize> {
+fn retarget(allocs: &[(u32, bool)], cma: Option<bool>, d: &mut dyn Dice) -> Option<usize> {
     if allocs.is_empty() {
         return None;
     }
-    let same: Vec<usize> = allocs.iter().enumerate().filter(|(_, (_, c))| *c == cma).map(|(i, _)| i).collect();
+    let same: Vec<usize> =
+        allocs.iter().enumerate().filter(|(_, (_, c))| cma.map_or(true, |w| *c == w)).map(|(i, _)| i).collect();
     if same.is_empty() || d.chance(1, 8) {
         Some(d.below(allocs.len()))
     } else {
@@ -449,6 +457,7 @@ pub fn tweak(op: &mut Op, d: &mut dyn Dice, areas: &[GenArea]) {
             _ => *size = Bytes(tweak_size(size.0, d)),
         },
         Op::Pin { off, .. } | Op::Unpin { off, .. } | Op::Kmap { off, .. } => *off = tweak_off(*off, d, area),
+        Op::DmaMap { dir, .. } => *dir = crate::generate::dir_of(d.next_u64()),
         Op::CmaRelease { .. } | Op::DmaFree { .. } | Op::Observe => {}
     }
 }
@@ -578,7 +587,7 @@ pub fn dangling_handles(p: &Program) -> Vec<usize> {
     let mut defined = 0u32;
     let mut bad = Vec::new();
     for (i, op) in p.ops.iter().enumerate() {
-        if let Op::CmaRelease { h } | Op::DmaFree { h } = op {
+        if let Op::CmaRelease { h } | Op::DmaFree { h } | Op::DmaMap { h, .. } = op {
             if h.0 >= defined {
                 bad.push(i);
             }

@@ -11,7 +11,7 @@
 //! sometimes freed, failed or not yet defined.
 
 use reference_impl::observation::AreaObservation;
-use reference_impl::program::{AreaRef, DmaAttrs, Gfp, Handle, Op, Program};
+use reference_impl::program::{AreaRef, DmaAttrs, DmaDir, Gfp, Handle, Op, Program};
 use reference_impl::units::{Bytes, Order, Pages};
 
 /// Pages in the `reserved` area of the single-area targets (32 MiB of 4 KiB pages).
@@ -261,6 +261,15 @@ fn offset(r: &mut Rng, p: &Plan, a: &GenArea) -> i64 {
     }
 }
 
+/// A streaming DMA direction from a random number, each equally often.
+pub fn dir_of(n: u64) -> DmaDir {
+    match n % 3 {
+        0 => DmaDir::Bidirectional,
+        1 => DmaDir::ToDevice,
+        _ => DmaDir::FromDevice,
+    }
+}
+
 /// A handle of the wanted kind: mostly a live one, sometimes a freed one, one of the other kind,
 /// or one not yet defined.
 fn handle(r: &mut Rng, p: &Plan, cma: bool) -> Handle {
@@ -294,7 +303,7 @@ pub fn program_for(seed: u64, areas: &[GenArea]) -> Program {
     // Big nokmap buffers WARN in the kernel; allow one now and then.
     let mut big_nokmap = r.chance(1, 20);
     for _ in 0..len {
-        let mut kind = r.below(100);
+        let mut kind = r.below(106);
         if areas.is_empty() && !(50..=79).contains(&kind) && kind < 94 {
             kind = 50 + kind % 20;
         }
@@ -374,6 +383,10 @@ pub fn program_for(seed: u64, areas: &[GenArea]) -> Program {
                 // Mostly just past the boot pools, where the next dma_alloc lands (spec §5.6).
                 let off = if r.chance(1, 2) { r.range(60, 200) as i64 } else { offset(&mut r, &p, a) };
                 Op::Kmap { area: AreaRef::Name(a.name.clone()), off }
+            }
+            100..=105 => {
+                let cma = r.chance(1, 2);
+                Op::DmaMap { h: handle(&mut r, &p, cma), dir: dir_of(r.next()) }
             }
             _ => Op::Observe,
         };
@@ -471,6 +484,6 @@ mod tests {
     #[test]
     fn every_op_kind_appears_over_200_seeds() {
         let kinds: BTreeSet<&str> = (0..200).flat_map(|s| program(s).ops).map(|op| op.kind()).collect();
-        assert_eq!(kinds.len(), 9, "{kinds:?}");
+        assert_eq!(kinds.len(), 10, "{kinds:?}");
     }
 }

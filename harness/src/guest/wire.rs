@@ -13,13 +13,13 @@ use thiserror::Error;
 
 pub use super::wire_def::{
     AGENT_KCOV, ARCH_ARM32, ARCH_ARM32_LPAE, ARCH_ARM64, AREA_ACTIVATED, AREA_AVAILABLE, ATTR_NOKMAP, ATTR_WC,
-    FRAME_ERROR, FRAME_HDR_SIZE, FRAME_HELLO, FRAME_PROGRESS, FRAME_RESULT, FRAME_RUN, GFP_ATOMIC, HELLO_SIZE,
-    KCOV_MAGIC, KCOV_TRUNCATED, LVL_PMD, LVL_PTE, LVL_PUD, LVL_SECTION, MAGIC, MAP_FIXMAP, MAP_LIN, MAP_PKMAP,
-    MAP_VMAP, MAX_AREAS, MAX_AREA_RANGES, MAX_BITMAP_WORDS, MAX_CMA_ALIGN, MAX_DMA_SIZE, MAX_FRAME, MAX_HANDLES,
-    MAX_KCOV, MAX_MAPS, MAX_OPS, MAX_PINS, NAME_LEN, OBS_MAPS_TRUNCATED, OP_CMA_ALLOC, OP_CMA_RELEASE,
-    OP_CMA_RELEASE_RAW, OP_DMA_ALLOC, OP_DMA_FREE, OP_KMAP, OP_OBSERVE, OP_PIN, OP_RESET, OP_SIZE, OP_UNPIN,
-    PKMAP_UNKNOWN, PROGRESS_MS, RESULT_SIZE, RUN_KCOV, RUN_OBSERVE_EACH, RUN_SIZE, ST_BADOP, ST_FAILED, ST_NOOP, ST_OK,
-    ST_REFUSED, VERSION,
+    DIR_BIDIRECTIONAL, DIR_FROM_DEVICE, DIR_TO_DEVICE, FRAME_ERROR, FRAME_HDR_SIZE, FRAME_HELLO, FRAME_PROGRESS,
+    FRAME_RESULT, FRAME_RUN, GFP_ATOMIC, HELLO_SIZE, KCOV_MAGIC, KCOV_TRUNCATED, LVL_PMD, LVL_PTE, LVL_PUD,
+    LVL_SECTION, MAGIC, MAP_FIXMAP, MAP_LIN, MAP_PKMAP, MAP_VMAP, MAX_AREAS, MAX_AREA_RANGES, MAX_BITMAP_WORDS,
+    MAX_CMA_ALIGN, MAX_DMA_SIZE, MAX_FRAME, MAX_HANDLES, MAX_KCOV, MAX_MAPS, MAX_OPS, MAX_PINS, NAME_LEN,
+    OBS_MAPS_TRUNCATED, OP_CMA_ALLOC, OP_CMA_RELEASE, OP_CMA_RELEASE_RAW, OP_DMA_ALLOC, OP_DMA_FREE, OP_DMA_MAP,
+    OP_KMAP, OP_OBSERVE, OP_PIN, OP_RESET, OP_SIZE, OP_UNPIN, PKMAP_UNKNOWN, PROGRESS_MS, RESULT_SIZE, RUN_KCOV,
+    RUN_OBSERVE_EACH, RUN_SIZE, ST_BADOP, ST_FAILED, ST_NOOP, ST_OK, ST_REFUSED, VERSION,
 };
 
 /// A malformed frame or payload from the guest.
@@ -222,6 +222,7 @@ pub struct WireResult {
     pub pfn: u64,
     pub pages: u64,
     pub aux: u64,
+    pub stale_refs: u64,
 }
 
 /// One area of an observation block (`struct cf_area` + its ranges).
@@ -307,6 +308,7 @@ pub fn decode_result(p: &[u8], nops: usize) -> Result<RunResult, WireError> {
             pfn: rec.u64(const { RESULT.u64("pfn") }),
             pages: rec.u64(const { RESULT.u64("pages") }),
             aux: rec.u64(const { RESULT.u64("aux") }),
+            stale_refs: rec.u64(const { RESULT.u64("stale_refs") }),
         };
         if res.status > ST_BADOP {
             return Err(WireError::BadValue { what: "result.status", got: res.status.into() });
@@ -668,6 +670,7 @@ pub fn encode_result(r: &RunResult) -> Vec<u8> {
             w.u64(const { RESULT.u64("pfn") }, res.pfn);
             w.u64(const { RESULT.u64("pages") }, res.pages);
             w.u64(const { RESULT.u64("aux") }, res.aux);
+            w.u64(const { RESULT.u64("stale_refs") }, res.stale_refs);
         });
     }
     for o in &r.observations {
@@ -771,8 +774,8 @@ mod tests {
         };
         let r = RunResult {
             results: vec![
-                WireResult { status: ST_OK, kind: OP_CMA_ALLOC, pfn: 0x7e000, pages: 3, aux: 0 },
-                WireResult { status: ST_OK, kind: OP_OBSERVE, pfn: 0, pages: 0, aux: 0 },
+                WireResult { status: ST_OK, kind: OP_CMA_ALLOC, pfn: 0x7e000, pages: 3, aux: 0, stale_refs: 0 },
+                WireResult { status: ST_OK, kind: OP_OBSERVE, pfn: 0, pages: 0, aux: 0, stale_refs: 0 },
             ],
             observations: vec![obs],
             kcov: None,
@@ -829,7 +832,7 @@ mod tests {
     /// A RESULT of one OBSERVE whose block holds `areas` and no maps.
     fn observe_result(areas: Vec<WireArea>) -> Vec<u8> {
         encode_result(&RunResult {
-            results: vec![WireResult { status: ST_OK, kind: OP_OBSERVE, pfn: 0, pages: 0, aux: 0 }],
+            results: vec![WireResult { status: ST_OK, kind: OP_OBSERVE, pfn: 0, pages: 0, aux: 0, stale_refs: 0 }],
             observations: vec![WireObs {
                 op_index: 0,
                 cma_free_pages: 0,
@@ -901,7 +904,7 @@ mod tests {
         let mut body = Vec::new();
         body.extend_from_slice(&ST_OK.to_le_bytes());
         body.extend_from_slice(&OP_OBSERVE.to_le_bytes());
-        body.extend_from_slice(&[0u8; 24]);
+        body.extend_from_slice(&[0u8; 32]); // pfn, pages, aux, stale_refs
         body.extend_from_slice(&0u32.to_le_bytes());
         body.extend_from_slice(&0u32.to_le_bytes());
         body.extend_from_slice(&0u64.to_le_bytes());
@@ -917,7 +920,7 @@ mod tests {
             let mut b = Vec::new();
             b.extend_from_slice(&ST_OK.to_le_bytes());
             b.extend_from_slice(&OP_OBSERVE.to_le_bytes());
-            b.extend_from_slice(&[0u8; 24]);
+            b.extend_from_slice(&[0u8; 32]); // pfn, pages, aux, stale_refs
             b
         };
         assert!(decode_result(&result_payload(2, 0, &one), 1).is_err());
@@ -934,7 +937,7 @@ mod tests {
         let mut b = Vec::new();
         b.extend_from_slice(&ST_OK.to_le_bytes());
         b.extend_from_slice(&OP_OBSERVE.to_le_bytes());
-        b.extend_from_slice(&[0u8; 24]);
+        b.extend_from_slice(&[0u8; 32]); // pfn, pages, aux, stale_refs
         result_payload(1, 0, &b)
     }
 

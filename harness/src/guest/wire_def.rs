@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::marker::PhantomData;
 
 pub const MAGIC: u32 = 0x5a46_4d43;
-pub const VERSION: u16 = 6;
+pub const VERSION: u16 = 7;
 pub const MAX_FRAME: u32 = 4 << 20;
 pub const MAX_OPS: u32 = 4096;
 pub const MAX_HANDLES: u32 = 4096;
@@ -49,6 +49,12 @@ pub const OP_RESET: u32 = 7;
 pub const OP_PIN: u32 = 8;
 pub const OP_UNPIN: u32 = 9;
 pub const OP_KMAP: u32 = 10;
+pub const OP_DMA_MAP: u32 = 11;
+
+/// `cf_op.a` of `CF_OP_DMA_MAP`: the kernel's `enum dma_data_direction`.
+pub const DIR_BIDIRECTIONAL: u64 = 0;
+pub const DIR_TO_DEVICE: u64 = 1;
+pub const DIR_FROM_DEVICE: u64 = 2;
 
 pub const ATTR_WC: u32 = 1 << 0;
 pub const ATTR_NOKMAP: u32 = 1 << 1;
@@ -441,6 +447,16 @@ pub const RESULT: Struct = Struct {
         f("pfn", U64, "first pfn of an allocation or pin, else 0"),
         f("pages", U64, "pages of an allocation or pin, else 0"),
         f("aux", U64, "CF_CPU_* for DMA allocations, else 0"),
+        fd(
+            "stale_refs",
+            U64,
+            &[
+                "CF_OP_CMA_RELEASE / CF_OP_CMA_RELEASE_RAW that cma_release() accepted: pages of",
+                "the released range whose refcount was not 0 right after it returned (a",
+                "release must drop the reference cma_alloc() gave each page); else 0.",
+            ],
+            "",
+        ),
     ],
     tail: &[],
 };
@@ -627,6 +643,7 @@ pub const ITEMS: &[Item] = &[
     dec("CF_OP_PIN", OP_PIN as u64, "area, a = (s64) offset: make a page busy"),
     dec("CF_OP_UNPIN", OP_UNPIN as u64, "area, a = (s64) offset"),
     dec("CF_OP_KMAP", OP_KMAP as u64, "area, a = (s64) offset: kmap+kunmap a free page"),
+    dec("CF_OP_DMA_MAP", OP_DMA_MAP as u64, "handle, a = CF_DIR_*: streaming map+sync+unmap"),
     Item::Gap,
     Item::Note("cf_op.flags for CF_OP_DMA_ALLOC"),
     bit("CF_ATTR_WC", ATTR_WC as u64, "DMA_ATTR_WRITE_COMBINE"),
@@ -680,6 +697,21 @@ pub const ITEMS: &[Item] = &[
         "CF_OP_RESET also clears every unused PKMAP slot (kmap_flush_unused()), so",
         "stale slots never leak from one program into the next.",
     ]),
+    Item::Gap,
+    Item::Block(&[
+        "CF_OP_DMA_MAP maps the pages a live handle holds (every page of a",
+        "dma_alloc buffer, every still-held run of a cma_alloc) for streaming DMA",
+        "on the driver's device: dma_map_page() of the first run, then",
+        "dma_map_sgtable() of all runs, each synced for the cpu and for the",
+        "device and unmapped again, in direction a.  Nothing stays changed.",
+        "Answers pfn = the first mapped page and pages = pages mapped.  A dead",
+        "handle or one holding no page is a NOOP; pages above the device's",
+        "32-bit DMA mask (a bounce buffer would be mapped instead) are REFUSED;",
+        "a mapping error is FAILED.",
+    ]),
+    dec("CF_DIR_BIDIRECTIONAL", DIR_BIDIRECTIONAL, "DMA_BIDIRECTIONAL"),
+    dec("CF_DIR_TO_DEVICE", DIR_TO_DEVICE, "DMA_TO_DEVICE"),
+    dec("CF_DIR_FROM_DEVICE", DIR_FROM_DEVICE, "DMA_FROM_DEVICE"),
     Item::Gap,
     Item::Note("cf_result.status"),
     dec("CF_ST_OK", ST_OK as u64, "the kernel call succeeded"),
@@ -928,7 +960,8 @@ pub fn header() -> String {
             "agent's struct cf_agent_hello after the hello, CF_RUN_KCOV and the",
             "struct cf_kcov trailer of a RESULT; 5 added CF_FRAME_PROGRESS; 6 reports",
             "each area as its ranges with its activation state and available_count,",
-            "and the boot self-check's cf_hello.ops_ok).",
+            "and the boot self-check's cf_hello.ops_ok; 7 added CF_OP_DMA_MAP and",
+            "cf_result.stale_refs).",
             "",
             "GENERATED from harness/src/guest/wire_def.rs, do not edit: change the",
             "table there and run",

@@ -64,6 +64,10 @@ pub enum Divergence {
         #[serde(skip)]
         group_count: usize,
     },
+    /// A release op left a different number of its pages still referenced (refcount not 0
+    /// right after `cma_release()` returned true, `cf_result.stale_refs`). The model predicts 0:
+    /// a released page is free.
+    Refcount { op_index: usize, model: u64, kernel: u64 },
     /// The PKMAP slot the kernel assigned last differs from the model's.
     Pkmap { at: Point, model: u32, kernel: u32 },
     /// Pages the model predicts mapped at one descriptor level (7.x arm64: the linear map as
@@ -136,6 +140,9 @@ impl Divergence {
             Divergence::Mapping { at, pages, groups, group_count } => {
                 format!("{at}: mappings differ on {pages} page(s): {}", show_groups(groups, *group_count, sides))
             }
+            Divergence::Refcount { op_index, model, kernel } => format!(
+                "op #{op_index}: released pages still referenced after cma_release(): {a} {model}, {b} {kernel}"
+            ),
             Divergence::Pkmap { at, model, kernel } => format!("{at}: last PKMAP slot: {a} {model}, {b} {kernel}"),
             Divergence::Level { at, kind, model, kernel, pages, first_pfn } => format!(
                 "{at}: {} mapping level differs on {pages} page(s) from pfn {first_pfn:#x}: {a} {}, {b} {}",
@@ -167,6 +174,8 @@ pub fn show_outcome(o: &Outcome) -> String {
         Outcome::PinFailed { pfn } => format!("pin of pfn {:#x} failed", pfn.0),
         Outcome::Unpinned { pfn } => format!("unpinned pfn {:#x}", pfn.0),
         Outcome::Kmapped { pfn } => format!("kmapped pfn {:#x}", pfn.0),
+        Outcome::Mapped { pages } => format!("mapped for streaming DMA ({} pages)", pages.0),
+        Outcome::MapFailed => "streaming map failed".into(),
         Outcome::Observed => "observed".into(),
         Outcome::BadOp => "bad op".into(),
     }
@@ -449,6 +458,14 @@ pub fn compare(
             out.push(Divergence::Outcome { op_index: i, reference: m.clone(), subject: k.clone() });
         }
     }
+    // Stale references after a release: a side without driver replies (the model) has none.
+    let stale = |run: &ProgramRun, i: usize| run.raw.get(i).copied().flatten().map_or(0, |r| r.stale_refs);
+    for i in 0..model.raw.len().max(kernel.raw.len()) {
+        let (m, k) = (stale(model, i), stale(kernel, i));
+        if m != k {
+            out.push(Divergence::Refcount { op_index: i, model: m, kernel: k });
+        }
+    }
     let mut k_obs = kernel.observations.iter();
     for (mi, mo) in &model.observations {
         match k_obs.next() {
@@ -526,6 +543,20 @@ mod tests {
         let d = compare(&ResolvedProgram::default(), &m, &k, &m.end.areas);
         assert_eq!(d.len(), 1);
         assert!(matches!(d[0], Divergence::Outcome { op_index: 1, .. }));
+    }
+
+    #[test]
+    fn released_pages_left_referenced_are_a_refcount_divergence_at_the_release() {
+        use crate::backend::DriverReply;
+        let reply = |stale_refs| DriverReply { status: 0, kind: 2, pfn: 0x7e040, pages: 3, aux: 0, stale_refs };
+        let m = run(vec![Outcome::Allocated { pfn: Pfn(0x7e040), pages: Pages(3) }, Outcome::Released], vec![0]);
+        let mut k = m.clone();
+        k.raw = vec![None, Some(reply(0))];
+        assert!(compare(&ResolvedProgram::default(), &m, &k, &m.end.areas).is_empty(), "0 stale refs agree");
+        k.raw = vec![None, Some(reply(3))];
+        let d = compare(&ResolvedProgram::default(), &m, &k, &m.end.areas);
+        assert_eq!(d, vec![Divergence::Refcount { op_index: 1, model: 0, kernel: 3 }]);
+        assert!(d[0].to_string().contains("model 0, kernel 3"), "{}", d[0]);
     }
 
     fn two_ranges(r1: Vec<u32>, available: u64) -> AreaObservation {

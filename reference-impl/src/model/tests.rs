@@ -1184,3 +1184,86 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn dma_map_maps_what_a_handle_holds_and_changes_nothing() {
+    for (arch, first) in [(Arch::Arm32, 64), (Arch::Arm64, 96)] {
+        let punch =
+            format!("cma_alloc area=reserved count=8\ncma_release_raw area=reserved off={} count=2\n", first + 3);
+        let mut m = model(arch);
+        let (o, obs) = go(
+            &mut m,
+            &(punch.clone()
+                + "observe\n\
+             dma_map h=0 dir=to_device\n\
+             dma_alloc size=12288 attrs=nokmap\n\
+             dma_map h=1 dir=from_device\n\
+             dma_alloc size=4096 gfp=atomic\n\
+             dma_map h=2\n\
+             observe"),
+        );
+        assert_eq!(o[3], Outcome::Mapped { pages: Pages(6) }, "{arch:?}: the punched handle maps its 6 held pages");
+        assert_eq!(o[5], Outcome::Mapped { pages: Pages(3) }, "{arch:?}");
+        assert_eq!(o[7], Outcome::Mapped { pages: Pages(1) }, "{arch:?}: an atomic-pool buffer");
+        assert_eq!(o[1], Outcome::Released, "{arch:?}");
+        let after = &obs[1].1;
+        // Between the observes only the two dma_allocs changed anything: the same state after
+        // replaying the program without its dma_maps.
+        let mut plain = model(arch);
+        let (_, plain_obs) = go(
+            &mut plain,
+            &(punch + "observe\ndma_alloc size=12288 attrs=nokmap\ndma_alloc size=4096 gfp=atomic\nobserve"),
+        );
+        assert_eq!(after, &plain_obs[1].1, "{arch:?}: dma_map changed the observed state");
+        assert_eq!(m, plain, "{arch:?}: dma_map changed the model's state");
+    }
+}
+
+#[test]
+fn dma_map_of_a_dead_freed_or_emptied_handle_is_a_noop() {
+    let mut m = model(Arch::Arm32);
+    let o = outcomes(
+        &mut m,
+        "dma_map h=0\n\
+         cma_alloc area=reserved count=2\n\
+         cma_release_raw area=reserved off=64 count=2\n\
+         dma_map h=0\n\
+         cma_alloc area=reserved count=0\n\
+         dma_map h=1 dir=to_device\n\
+         dma_alloc size=4096\n\
+         dma_free h=2\n\
+         dma_map h=2\n\
+         dma_map h=4095",
+    );
+    assert_eq!(o[0], Outcome::Noop);
+    assert_eq!(o[2], Outcome::Released);
+    assert_eq!(o[3], Outcome::Noop, "every page raw-released: nothing to map");
+    assert_eq!(o[5], Outcome::Noop, "a failed allocation");
+    assert_eq!(o[8], Outcome::Noop, "a freed buffer");
+    assert_eq!(o[9], Outcome::Noop, "a handle nothing defined");
+}
+
+#[test]
+fn dma_map_of_pages_above_the_dma_mask_is_refused() {
+    // An area above 4 GiB (arm64-hugetlb-ranges-7.2's hugetlb0 at pfn 0x100000) and one ending
+    // exactly at 4 GiB.
+    let boot = Observation {
+        areas: vec![area_obs("reserved", 0xfe000, 8192, 0, 96), area_obs("high", 0x100000, 8192, 0, 0)],
+        cma_free: None,
+        ..Default::default()
+    };
+    let mut m = match Model::new(KernelProfile::qemu_virt_1g(Version::V6_1, Arch::Arm64), &boot) {
+        Ok(m) => m,
+        Err(e) => panic!("boot rejected: {e}"),
+    };
+    let o = outcomes(
+        &mut m,
+        "cma_alloc area=high count=1\n\
+         dma_map h=0\n\
+         cma_alloc area=reserved count=8096\n\
+         dma_map h=1 dir=from_device",
+    );
+    assert_eq!(o[1], Outcome::Refused);
+    assert_eq!(o[2], at(0xfe000, 96, 8096));
+    assert_eq!(o[3], Outcome::Mapped { pages: Pages(8096) }, "the last page below 4 GiB is mappable");
+}

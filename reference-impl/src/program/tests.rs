@@ -354,6 +354,9 @@ fn op() -> impl Strategy<Value = Op> {
         (0..MAX_HANDLES).prop_map(|h| Op::DmaFree { h: Handle(h) }),
         (area_ref(), any::<i64>()).prop_map(|(area, off)| Op::Pin { area, off }),
         (area_ref(), any::<i64>()).prop_map(|(area, off)| Op::Unpin { area, off }),
+        (area_ref(), any::<i64>()).prop_map(|(area, off)| Op::Kmap { area, off }),
+        (0..MAX_HANDLES, prop_oneof![Just(DmaDir::Bidirectional), Just(DmaDir::ToDevice), Just(DmaDir::FromDevice)])
+            .prop_map(|(h, dir)| Op::DmaMap { h: Handle(h), dir }),
         Just(Op::Observe),
     ]
 }
@@ -383,4 +386,32 @@ proptest! {
             prop_assert_eq!(Program::parse(&p.to_text()), Ok(p));
         }
     }
+}
+
+#[test]
+fn dma_map_reads_every_direction_defaults_to_bidirectional_and_defines_no_handle() {
+    let p = parse_ok(
+        "dma_alloc size=8192\ndma_map h=0 dir=to_device\ndma_map h=0 dir=from_device\ndma_map h=0\n\
+         cma_alloc area=reserved count=2\n",
+    );
+    assert_eq!(p.ops[1], Op::DmaMap { h: Handle(0), dir: DmaDir::ToDevice });
+    assert_eq!(p.ops[2], Op::DmaMap { h: Handle(0), dir: DmaDir::FromDevice });
+    assert_eq!(p.ops[3], Op::DmaMap { h: Handle(0), dir: DmaDir::Bidirectional });
+    assert_eq!(p.to_text().lines().nth(3), Some("dma_map h=0 dir=bidirectional"));
+    let r = p.resolve(&areas()).expect("resolves");
+    // cma_alloc after three dma_maps still defines handle 1.
+    assert!(matches!(r.ops[4], ResolvedOp::CmaAlloc { h: Handle(1), .. }), "{:?}", r.ops[4]);
+    assert_eq!(Program::from_json(&p.to_json()), Ok(p.clone()));
+    assert!(p.to_json().contains(r#"{"op":"dma_map","h":0,"dir":"to_device"}"#), "{}", p.to_json());
+}
+
+#[test]
+fn dma_map_errors_name_the_direction_and_the_missing_handle() {
+    let e = parse_err("dma_map h=0 dir=sideways");
+    assert_eq!((e.line, e.col), (1, 17));
+    assert!(e.msg.contains("expected bidirectional, to_device or from_device"), "{}", e.msg);
+    let e = parse_err("dma_map dir=to_device");
+    assert!(e.msg.contains("dma_map needs h=<handle>"), "{}", e.msg);
+    let e = parse_err("dma_map h=4096");
+    assert!(e.msg.contains("out of range"), "{}", e.msg);
 }

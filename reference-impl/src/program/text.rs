@@ -8,11 +8,13 @@
 //! dma_free h=1
 //! pin area=reserved off=65                      # busy page: cma_alloc windows over it retry
 //! unpin area=reserved off=65
+//! dma_map h=1 dir=to_device                     # streaming map+sync+unmap; dir default bidirectional
 //! observe
 //! ```
 
 use super::{
-    AreaRef, DmaAttrs, Gfp, Handle, Op, ParseError, Program, MAX_ALIGN, MAX_COUNT, MAX_DMA_SIZE, MAX_HANDLES, MAX_OPS,
+    AreaRef, DmaAttrs, DmaDir, Gfp, Handle, Op, ParseError, Program, MAX_ALIGN, MAX_COUNT, MAX_DMA_SIZE, MAX_HANDLES,
+    MAX_OPS,
 };
 use crate::units::{Bytes, Order, Pages};
 use std::fmt;
@@ -230,7 +232,16 @@ fn gfp(s: &str) -> Result<Gfp, String> {
     }
 }
 
-const OPS: &str = "cma_alloc, cma_release, cma_release_raw, dma_alloc, dma_free, pin, unpin, kmap or observe";
+fn dir(s: &str) -> Result<DmaDir, String> {
+    match s {
+        "bidirectional" => Ok(DmaDir::Bidirectional),
+        "to_device" => Ok(DmaDir::ToDevice),
+        "from_device" => Ok(DmaDir::FromDevice),
+        other => Err(format!("unknown direction `{other}` (expected bidirectional, to_device or from_device)")),
+    }
+}
+
+const OPS: &str = "cma_alloc, cma_release, cma_release_raw, dma_alloc, dma_free, pin, unpin, kmap, dma_map or observe";
 
 fn parse_op(line: usize, op: Token<'_>, raw: &[Token<'_>]) -> Result<Op, ParseError> {
     let known: &[&str] = match op.text {
@@ -239,6 +250,7 @@ fn parse_op(line: usize, op: Token<'_>, raw: &[Token<'_>]) -> Result<Op, ParseEr
         "cma_release_raw" => &["area", "off", "count"],
         "dma_alloc" => &["size", "attrs", "gfp"],
         "pin" | "unpin" | "kmap" => &["area", "off"],
+        "dma_map" => &["h", "dir"],
         "observe" => &[],
         other => return Err(err(line, op.col, format!("unknown op `{other}` (expected {OPS})"))),
     };
@@ -273,6 +285,9 @@ fn parse_op(line: usize, op: Token<'_>, raw: &[Token<'_>]) -> Result<Op, ParseEr
             area: args.required("area", "name or index", area)?,
             off: args.required("off", "page offset", offset)?,
         },
+        "dma_map" => {
+            Op::DmaMap { h: args.required("h", "handle", handle)?, dir: args.optional("dir", dir)?.unwrap_or_default() }
+        }
         _ => Op::Observe,
     })
 }
@@ -324,7 +339,7 @@ pub(super) fn check_bounds(prog: &Program) -> Result<(), (usize, String)> {
                 at("count", check_count(count.0))?;
                 at("align", check_align(align.0))?;
             }
-            Op::CmaRelease { h } | Op::DmaFree { h } => at("h", check_handle(h.0))?,
+            Op::CmaRelease { h } | Op::DmaFree { h } | Op::DmaMap { h, .. } => at("h", check_handle(h.0))?,
             Op::CmaReleaseRaw { area, count, .. } => {
                 at("area", check_ref(area))?;
                 at("count", check_count(count.0))?;
@@ -370,6 +385,17 @@ impl fmt::Display for Gfp {
     }
 }
 
+impl fmt::Display for DmaDir {
+    /// The text form: `bidirectional`, `to_device` or `from_device`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DmaDir::Bidirectional => "bidirectional",
+            DmaDir::ToDevice => "to_device",
+            DmaDir::FromDevice => "from_device",
+        })
+    }
+}
+
 impl fmt::Display for Op {
     /// One canonical text line (no newline).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -388,6 +414,7 @@ impl fmt::Display for Op {
             Op::Pin { area, off } => write!(f, "pin area={area} off={off}"),
             Op::Unpin { area, off } => write!(f, "unpin area={area} off={off}"),
             Op::Kmap { area, off } => write!(f, "kmap area={area} off={off}"),
+            Op::DmaMap { h, dir } => write!(f, "dma_map h={} dir={dir}", h.0),
             Op::Observe => f.write_str("observe"),
         }
     }

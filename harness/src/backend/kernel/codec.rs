@@ -9,12 +9,12 @@ use reference_impl::observation::{
     AreaObservation, MapKind, MapLevel, MapRun, Observation, PageAddr, RangeObservation,
 };
 use reference_impl::outcome::Outcome;
-use reference_impl::program::{Gfp, ResolvedOp};
+use reference_impl::program::{DmaDir, Gfp, ResolvedOp};
 use reference_impl::units::{Pages, Pfn};
 
 /// The driver's answer as it gave it.
 pub fn to_reply(r: &WireResult) -> DriverReply {
-    DriverReply { status: r.status, kind: r.kind, pfn: r.pfn, pages: r.pages, aux: r.aux }
+    DriverReply { status: r.status, kind: r.kind, pfn: r.pfn, pages: r.pages, aux: r.aux, stale_refs: r.stale_refs }
 }
 
 /// The memory-type decoder for the kernel that said `hello`.
@@ -90,6 +90,9 @@ fn meaning(kind: u32) -> &'static str {
         wire::OP_PIN => "a pinned free CMA page makes a covering cma_alloc() retry past it",
         wire::OP_UNPIN => "an unpinned page is free for cma_alloc() again",
         wire::OP_KMAP => "kmap() of a free highmem CMA page leaves its PKMAP slot behind",
+        wire::OP_DMA_MAP => {
+            "a streaming map of a held buffer maps its own pages (no bounce buffer) and changes nothing"
+        }
         _ => "the op does what it means",
     }
 }
@@ -144,6 +147,14 @@ pub fn to_wire(op: &ResolvedOp) -> WireOp {
         ResolvedOp::Kmap { area, off } => {
             WireOp { kind: wire::OP_KMAP, area: area.0, a: *off as u64, ..Default::default() }
         }
+        ResolvedOp::DmaMap { h, dir } => {
+            let a = match dir {
+                DmaDir::Bidirectional => wire::DIR_BIDIRECTIONAL,
+                DmaDir::ToDevice => wire::DIR_TO_DEVICE,
+                DmaDir::FromDevice => wire::DIR_FROM_DEVICE,
+            };
+            WireOp { kind: wire::OP_DMA_MAP, handle: h.0, a, ..Default::default() }
+        }
         ResolvedOp::Observe => WireOp { kind: wire::OP_OBSERVE, ..Default::default() },
     }
 }
@@ -174,6 +185,10 @@ pub fn to_outcome(index: usize, op: &WireOp, r: &WireResult) -> Result<Outcome, 
         (wire::OP_PIN, wire::ST_FAILED) => Outcome::PinFailed { pfn: Pfn(r.pfn) },
         (wire::OP_UNPIN, wire::ST_OK) => Outcome::Unpinned { pfn: Pfn(r.pfn) },
         (wire::OP_UNPIN, wire::ST_NOOP) => Outcome::Noop,
+        (wire::OP_DMA_MAP, wire::ST_OK) => Outcome::Mapped { pages: Pages(r.pages) },
+        (wire::OP_DMA_MAP, wire::ST_FAILED) => Outcome::MapFailed,
+        (wire::OP_DMA_MAP, wire::ST_NOOP) => Outcome::Noop,
+        (wire::OP_DMA_MAP, wire::ST_REFUSED) => Outcome::Refused,
         (wire::OP_OBSERVE, wire::ST_OK) => Outcome::Observed,
         _ => return Err(bad()),
     };
@@ -242,16 +257,17 @@ mod tests {
     #[test]
     fn a_status_the_op_cannot_produce_is_inconsistent() {
         let op = WireOp { kind: wire::OP_CMA_ALLOC, ..Default::default() };
-        let r = WireResult { status: wire::ST_REFUSED, kind: wire::OP_CMA_ALLOC, pfn: 0, pages: 0, aux: 0 };
+        let r =
+            WireResult { status: wire::ST_REFUSED, kind: wire::OP_CMA_ALLOC, pfn: 0, pages: 0, aux: 0, stale_refs: 0 };
         assert!(matches!(to_outcome(0, &op, &r), Err(BackendError::Inconsistent { .. })));
-        let r = WireResult { status: wire::ST_OK, kind: wire::OP_DMA_FREE, pfn: 0, pages: 0, aux: 0 };
+        let r = WireResult { status: wire::ST_OK, kind: wire::OP_DMA_FREE, pfn: 0, pages: 0, aux: 0, stale_refs: 0 };
         assert!(matches!(to_outcome(0, &op, &r), Err(BackendError::Inconsistent { .. })));
     }
 
     #[test]
     fn statuses_map_to_outcomes() {
         let raw = WireOp { kind: wire::OP_CMA_RELEASE_RAW, ..Default::default() };
-        let r = |status| WireResult { status, kind: wire::OP_CMA_RELEASE_RAW, pfn: 0, pages: 0, aux: 0 };
+        let r = |status| WireResult { status, kind: wire::OP_CMA_RELEASE_RAW, pfn: 0, pages: 0, aux: 0, stale_refs: 0 };
         assert_eq!(to_outcome(0, &raw, &r(wire::ST_REFUSED)).ok(), Some(Outcome::Refused));
         assert_eq!(to_outcome(0, &raw, &r(wire::ST_FAILED)).ok(), Some(Outcome::ReleaseRejected));
         assert_eq!(to_outcome(0, &raw, &r(wire::ST_OK)).ok(), Some(Outcome::Released));
@@ -268,7 +284,7 @@ mod tests {
     #[test]
     fn pin_statuses_map_to_pinned_pin_failed_and_refused() {
         let op = WireOp { kind: wire::OP_PIN, ..Default::default() };
-        let r = |status| WireResult { status, kind: wire::OP_PIN, pfn: 0x7e041, pages: 1, aux: 0 };
+        let r = |status| WireResult { status, kind: wire::OP_PIN, pfn: 0x7e041, pages: 1, aux: 0, stale_refs: 0 };
         assert_eq!(to_outcome(0, &op, &r(wire::ST_OK)).ok(), Some(Outcome::Pinned { pfn: Pfn(0x7e041) }));
         assert_eq!(to_outcome(0, &op, &r(wire::ST_FAILED)).ok(), Some(Outcome::PinFailed { pfn: Pfn(0x7e041) }));
         assert_eq!(to_outcome(0, &op, &r(wire::ST_REFUSED)).ok(), Some(Outcome::Refused));
@@ -279,7 +295,7 @@ mod tests {
     #[test]
     fn unpin_statuses_map_to_unpinned_and_noop() {
         let op = WireOp { kind: wire::OP_UNPIN, ..Default::default() };
-        let r = |status| WireResult { status, kind: wire::OP_UNPIN, pfn: 0x7cc61, pages: 1, aux: 0 };
+        let r = |status| WireResult { status, kind: wire::OP_UNPIN, pfn: 0x7cc61, pages: 1, aux: 0, stale_refs: 0 };
         assert_eq!(to_outcome(0, &op, &r(wire::ST_OK)).ok(), Some(Outcome::Unpinned { pfn: Pfn(0x7cc61) }));
         assert_eq!(to_outcome(0, &op, &r(wire::ST_NOOP)).ok(), Some(Outcome::Noop));
         for status in [wire::ST_FAILED, wire::ST_REFUSED] {

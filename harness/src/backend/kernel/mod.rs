@@ -35,6 +35,10 @@ pub struct KernelBackend {
     pending_reset: Option<Observation>,
     /// Ask the driver for an observation after every op (`CF_RUN_OBSERVE_EACH`).
     pub observe_each: bool,
+    /// RUN stage times of the VMs gone (the running one's are in its channel).
+    past_times: crate::guest::ChannelTimes,
+    /// Turning the driver's results into outcomes and observations.
+    pub convert_time: std::time::Duration,
     /// Ask the agent for KCOV coverage of every run (`CF_RUN_KCOV`). Set it only when the
     /// hello says the agent has KCOV ([`wire::Hello::kcov`]); otherwise runs have no coverage.
     pub kcov: bool,
@@ -63,6 +67,8 @@ impl KernelBackend {
             dead_console: None,
             pending_reset: None,
             observe_each: false,
+            past_times: Default::default(),
+            convert_time: std::time::Duration::ZERO,
             kcov: false,
         })
     }
@@ -96,9 +102,19 @@ impl KernelBackend {
     }
 
     /// Drops the VM, keeping what it printed that nobody has read yet.
+    /// Where the RUNs of every VM so far spent their time (for `cmafuzz bench`).
+    pub fn channel_times(&mut self) -> crate::guest::ChannelTimes {
+        let mut t = self.past_times;
+        if let Some(vm) = self.vm.as_mut() {
+            t.add(&vm.chan().times);
+        }
+        t
+    }
+
     fn drop_vm(&mut self) {
         self.pending_reset = None;
         if let Some(mut vm) = self.vm.take() {
+            self.past_times.add(&vm.chan().times);
             let rest = vm.new_console(true);
             self.dead_console.get_or_insert_with(String::new).push_str(&rest);
         }
@@ -296,6 +312,7 @@ impl KernelBackend {
             }
             obs.extend(r.observations.into_iter().map(|o| (base + o.op_index as usize, o)));
         }
+        let converting = std::time::Instant::now();
         let n = prog.ops.len();
         let mut outcomes = Vec::with_capacity(n);
         for (i, (op, r)) in ops.iter().zip(&results).enumerate().take(n) {
@@ -327,6 +344,7 @@ impl KernelBackend {
         // Distinct within each run already; chunks of one program may repeat PCs.
         coverage.sort_unstable();
         coverage.dedup();
+        self.convert_time += converting.elapsed();
         Ok((ProgramRun { outcomes, raw, observations, end, coverage }, reset))
     }
 }
