@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -472,19 +473,23 @@ static int run_traced(int cf, uint8_t *in, size_t in_len, size_t *out_len)
  * with the ops of the RUN the driver has completed every CF_PROGRESS_MS, so
  * the host's watchdog measures progress, not time.  A kernel that stops
  * answering stops the reports (it does not schedule) or their count (an op
- * that sleeps forever).  A child and pipes, not a thread: the test kernels
- * have no futexes.  The child acknowledges the end of a RUN before the
- * RESULT is sent, so no report follows its RESULT.
+ * that sleeps forever).  A child, not a thread: the test kernels have no
+ * futexes.  Parent and child share one page (MAP_SHARED before the fork):
+ * a RUN starts and ends with stores to it, no syscall and no wake-up of the
+ * child, which looks every CF_PROGRESS_MS.  No report follows a RUN's
+ * RESULT: the child raises @sending before it checks @running, the parent
+ * clears @running before it checks @sending and waits while it is set
+ * (sequentially consistent, so one of them sees the other's store).
  */
-struct progress_msg {
-	uint32_t seq;
-	uint32_t begin;
-	uint64_t start;
+struct progress_shm {
+	uint32_t running;	/* a RUN is in the driver */
+	uint32_t sending;	/* the child is between its check and its report */
+	uint32_t seq;		/* the RUN's frame seq */
+	uint32_t pad;
+	uint64_t start;		/* the driver's op count when the RUN began */
 };
 
-static struct {
-	int cmd, ack;	/* parent's ends; -1 once the child is gone */
-} prog = { -1, -1 };
+static struct progress_shm *prog;
 
 static uint64_t driver_ops_done(int cf)
 {
@@ -495,93 +500,61 @@ static uint64_t driver_ops_done(int cf)
 	return n;
 }
 
-static void progress_child(int cf, int port, int cmd, int ack)
+static void progress_child(int cf, int port)
 {
-	struct pollfd pfd = { .fd = cmd, .events = POLLIN };
-	struct progress_msg m = { 0 };
 	struct cf_progress p;
-	int running = 0, n;
-	char one = 1;
 
 	for (;;) {
-		n = poll(&pfd, 1, running ? (int)CF_PROGRESS_MS : -1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			_exit(1);
-		if (n == 0) {
-			p.ops_done = driver_ops_done(cf) - m.start;
-			send_frame(port, CF_FRAME_PROGRESS, m.seq, &p,
+		sleep_ms(CF_PROGRESS_MS);
+		__atomic_store_n(&prog->sending, 1, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&prog->running, __ATOMIC_SEQ_CST)) {
+			p.ops_done = driver_ops_done(cf) - prog->start;
+			send_frame(port, CF_FRAME_PROGRESS, prog->seq, &p,
 				   sizeof(p), 0);
-			continue;
 		}
-		if (read_exact(cmd, &m, sizeof(m)) < 0)
-			_exit(0);
-		running = m.begin;
-		if (!running && write(ack, &one, 1) != 1)
-			_exit(1);
+		__atomic_store_n(&prog->sending, 0, __ATOMIC_SEQ_CST);
 	}
 }
 
 static void progress_start(int cf, int port)
 {
-	int cmd[2], ack[2];
+	void *shm = mmap(NULL, sizeof(*prog), PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	pid_t pid;
 
-	if (pipe2(cmd, O_CLOEXEC) < 0)
-		return;
-	if (pipe2(ack, O_CLOEXEC) < 0) {
-		close(cmd[0]);
-		close(cmd[1]);
+	if (shm == MAP_FAILED) {
+		say("mmap of the progress page: %s: no progress reports",
+		    strerror(errno));
 		return;
 	}
+	prog = shm;
 	pid = fork();
-	if (pid == 0) {
-		close(cmd[1]);
-		close(ack[0]);
-		progress_child(cf, port, cmd[0], ack[1]);
-	}
-	close(cmd[0]);
-	close(ack[1]);
+	if (pid == 0)
+		progress_child(cf, port);
 	if (pid < 0) {
 		say("fork: %s: no progress reports", strerror(errno));
-		close(cmd[1]);
-		close(ack[0]);
-		return;
+		munmap(shm, sizeof(*prog));
+		prog = NULL;
 	}
-	prog.cmd = cmd[1];
-	prog.ack = ack[0];
-}
-
-static void progress_stop(void)
-{
-	close(prog.cmd);
-	close(prog.ack);
-	prog.cmd = prog.ack = -1;
 }
 
 static void progress_begin(int cf, uint32_t seq)
 {
-	struct progress_msg m = { .seq = seq, .begin = 1 };
-
-	if (prog.cmd < 0)
+	if (!prog)
 		return;
-	m.start = driver_ops_done(cf);
-	if (write(prog.cmd, &m, sizeof(m)) != sizeof(m))
-		progress_stop();
+	prog->start = driver_ops_done(cf);
+	prog->seq = seq;
+	__atomic_store_n(&prog->running, 1, __ATOMIC_SEQ_CST);
 }
 
 /* Returns once the child will send no more reports for this RUN. */
 static void progress_end(void)
 {
-	struct progress_msg m = { .begin = 0 };
-	char one;
-
-	if (prog.cmd < 0)
+	if (!prog)
 		return;
-	if (write(prog.cmd, &m, sizeof(m)) != sizeof(m) ||
-	    read_exact(prog.ack, &one, 1) < 0)
-		progress_stop();
+	__atomic_store_n(&prog->running, 0, __ATOMIC_SEQ_CST);
+	while (__atomic_load_n(&prog->sending, __ATOMIC_SEQ_CST))
+		sched_yield();
 }
 
 static void serve(int cf, int port)

@@ -40,7 +40,7 @@ pub enum BenchError {
 }
 
 /// One client of the full path (its own VM).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ClientFigures {
     /// Program ops run (every round).
     pub ops: u64,
@@ -50,6 +50,17 @@ pub struct ClientFigures {
     pub kernel_secs: f64,
     /// VmHWM of this client's qemu, KiB.
     pub qemu_hwm_kib: u64,
+    /// Of `kernel_secs`, per stage of the RUNs ([`crate::guest::ChannelTimes`]): sending,
+    /// waiting for the guest's answer, receiving the RESULT, decoding it, and turning it into
+    /// outcomes and observations.
+    pub send_secs: f64,
+    pub answer_secs: f64,
+    pub receive_secs: f64,
+    pub decode_secs: f64,
+    pub convert_secs: f64,
+    /// RUNs sent and RESULT payload bytes received.
+    pub runs: u64,
+    pub result_bytes: u64,
 }
 
 impl ClientFigures {
@@ -141,6 +152,7 @@ impl Figures {
             ju = pct(self.judge_s, self.full.secs),
             rest = pct(self.full.secs - self.full.kernel_secs - self.model_s - self.judge_s, self.full.secs),
         );
+        s.push_str(&stage_line(t, &self.full, self.local_s, self.programs as f64 * f64::from(self.rounds)));
         match (&self.full_kcov, self.local_kcov_s) {
             (Some(k), Some(lk)) => {
                 let lk = self.ops() / lk.max(1e-9);
@@ -180,6 +192,26 @@ impl Figures {
         }
         s
     }
+}
+
+/// `T: per program: ...`: the kernel backend's time per program by stage, beside the guest's
+/// own work (`local_s` over the same programs), and the RESULT size per RUN.
+fn stage_line(t: &str, f: &ClientFigures, local_s: f64, programs: f64) -> String {
+    let us = |s: f64| s * 1e6 / programs.max(1.0);
+    format!(
+        "\n{t}: per program: guest work {:.0} us; kernel backend {:.0} us = send {:.0} + guest answer {:.0} + receive {:.0} + \
+         decode {:.0} + convert {:.0} (+ reset check {:.0}); {:.1} RUNs of {:.1} KiB RESULT each",
+        us(local_s),
+        us(f.kernel_secs),
+        us(f.send_secs),
+        us(f.answer_secs),
+        us(f.receive_secs),
+        us(f.decode_secs),
+        us(f.convert_secs),
+        us(f.kernel_secs - f.send_secs - f.answer_secs - f.receive_secs - f.decode_secs - f.convert_secs),
+        f.runs as f64 / programs.max(1.0),
+        f.result_bytes as f64 / 1024.0 / (f.runs.max(1) as f64),
+    )
 }
 
 /// Each turn's efficiency, two decimals, space-separated.
@@ -334,7 +366,7 @@ fn in_turns(
     kcov: bool,
 ) -> Result<(f64, ClientFigures, f64, Vec<f64>), BenchError> {
     let (mut local_s, mut judge_s) = (0.0, 0.0);
-    let mut full = ClientFigures { ops: 0, secs: 0.0, kernel_secs: 0.0, qemu_hwm_kib: 0 };
+    let mut full = ClientFigures::default();
     let mut turns = Vec::new();
     for _ in 0..rounds {
         let l = local_mode(target, spec, resolved, 1, kcov)?;
@@ -346,6 +378,13 @@ fn in_turns(
         full.secs += f.secs;
         full.kernel_secs += f.kernel_secs;
         full.qemu_hwm_kib = full.qemu_hwm_kib.max(f.qemu_hwm_kib);
+        full.send_secs += f.send_secs;
+        full.answer_secs += f.answer_secs;
+        full.receive_secs += f.receive_secs;
+        full.decode_secs += f.decode_secs;
+        full.convert_secs += f.convert_secs;
+        full.runs += f.runs;
+        full.result_bytes += f.result_bytes;
     }
     Ok((local_s, full, judge_s, turns))
 }
@@ -362,6 +401,8 @@ fn client_rounds(
     let mut kernel = Duration::ZERO;
     let mut judged = Duration::ZERO;
     let mut wall = Duration::ZERO;
+    let stages = |ex: &mut Executor| ex.subject.as_mut().map(|k| (k.channel_times(), k.convert_time));
+    let before = stages(ex);
     for _ in 0..rounds {
         for p in progs {
             let t = Instant::now();
@@ -375,10 +416,23 @@ fn client_rounds(
         }
     }
     let qemu_hwm_kib = ex.subject.as_ref().and_then(KernelBackend::vm_pid).map_or(0, |p| vm_hwm_kib(&p.to_string()));
-    Ok((
-        ClientFigures { ops, secs: wall.as_secs_f64(), kernel_secs: kernel.as_secs_f64(), qemu_hwm_kib },
-        judged.as_secs_f64(),
-    ))
+    let mut f = ClientFigures {
+        ops,
+        secs: wall.as_secs_f64(),
+        kernel_secs: kernel.as_secs_f64(),
+        qemu_hwm_kib,
+        ..Default::default()
+    };
+    if let (Some((t0, c0)), Some((t1, c1))) = (before, stages(ex)) {
+        f.send_secs = (t1.send.saturating_sub(t0.send)).as_secs_f64();
+        f.answer_secs = (t1.answer.saturating_sub(t0.answer)).as_secs_f64();
+        f.receive_secs = (t1.receive.saturating_sub(t0.receive)).as_secs_f64();
+        f.decode_secs = (t1.decode.saturating_sub(t0.decode)).as_secs_f64();
+        f.convert_secs = (c1.saturating_sub(c0)).as_secs_f64();
+        f.runs = t1.runs.saturating_sub(t0.runs);
+        f.result_bytes = t1.result_bytes.saturating_sub(t0.result_bytes);
+    }
+    Ok((f, judged.as_secs_f64()))
 }
 
 /// Compare and the alias scan again on one execution's outputs (what `execute` spends on them).
@@ -498,7 +552,8 @@ mod tests {
     use super::*;
 
     fn figures() -> Figures {
-        let client = |ops, secs, q| ClientFigures { ops, secs, kernel_secs: secs / 2.0, qemu_hwm_kib: q };
+        let client =
+            |ops, secs, q| ClientFigures { ops, secs, kernel_secs: secs / 2.0, qemu_hwm_kib: q, ..Default::default() };
         Figures {
             target: "t".into(),
             boots: vec![0.9, 0.5, 0.7],
@@ -510,7 +565,17 @@ mod tests {
             kernel_reboots: 1,
             model_s: 0.001,
             local_s: 0.8,
-            full: ClientFigures { kernel_secs: 1.0, ..client(1000, 1.25, 200 * 1024) },
+            full: ClientFigures {
+                kernel_secs: 1.0,
+                send_secs: 0.01,
+                answer_secs: 0.7,
+                receive_secs: 0.02,
+                decode_secs: 0.03,
+                convert_secs: 0.04,
+                runs: 20,
+                result_bytes: 20 * 2048,
+                ..client(1000, 1.25, 200 * 1024)
+            },
             full_kcov: Some(client(1000, 2.5, 210 * 1024)),
             local_kcov_s: Some(2.0),
             judge_s: 0.05,
@@ -536,6 +601,14 @@ mod tests {
             "{r}"
         );
         assert!(r.contains("guest work 64%, host<->guest round trips and decoding 16%"), "{r}");
+        // 2 programs x 10 rounds: per program 1.0 s / 20 of kernel backend, 0.8 s / 20 of guest work.
+        assert!(
+            r.contains(
+                "per program: guest work 40000 us; kernel backend 50000 us = send 500 + guest answer 35000 + \
+                 receive 1000 + decode 1500 + convert 2000 (+ reset check 10000); 1.0 RUNs of 2.0 KiB RESULT each"
+            ),
+            "{r}"
+        );
         assert!(r.contains("guest local mode 500 ops/s (0.40 of without), full path 400 ops/s"), "{r}");
         assert!(
             r.contains(

@@ -30,6 +30,35 @@ pub enum GuestError {
     Io(std::io::Error),
 }
 
+/// Where a channel's RUNs spent their time (for `cmafuzz bench`): counted, never acted on.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ChannelTimes {
+    pub runs: u64,
+    /// Encoding and writing the RUN frames.
+    pub send: Duration,
+    /// From the RUN written to the RESULT's header read: the guest's work, its reading of the
+    /// RUN and writing of the RESULT, and the progress frames in between.
+    pub answer: Duration,
+    /// Reading the RESULT's payload after its header.
+    pub receive: Duration,
+    /// Decoding the RESULT payload.
+    pub decode: Duration,
+    /// Bytes of RESULT payload.
+    pub result_bytes: u64,
+}
+
+impl ChannelTimes {
+    /// Adds `o`'s figures to these.
+    pub fn add(&mut self, o: &ChannelTimes) {
+        self.runs += o.runs;
+        self.send += o.send;
+        self.answer += o.answer;
+        self.receive += o.receive;
+        self.decode += o.decode;
+        self.result_bytes += o.result_bytes;
+    }
+}
+
 /// The host end of the channel.
 pub struct Channel {
     stream: UnixStream,
@@ -39,13 +68,15 @@ pub struct Channel {
     done: u64,
     /// When the agent's last progress report of the current (or last) RUN came.
     last_report: Option<Instant>,
+    /// Time spent per stage of its RUNs.
+    pub times: ChannelTimes,
 }
 
 impl Channel {
     /// `watchdog`: how long a RUN may go without completing an op (the agent reports each RUN's
     /// progress every `CF_PROGRESS_MS`) before the guest counts as hung.
     pub fn new(stream: UnixStream, watchdog: Duration) -> Channel {
-        Channel { stream, seq: 0, watchdog, done: 0, last_report: None }
+        Channel { stream, seq: 0, watchdog, done: 0, last_report: None, times: ChannelTimes::default() }
     }
 
     /// Reads exactly `buf.len()` bytes before `deadline`.
@@ -73,13 +104,23 @@ impl Channel {
     }
 
     fn read_frame(&mut self, deadline: Instant, what: &'static str) -> Result<(FrameHdr, Vec<u8>), GuestError> {
+        self.read_frame_timed(deadline, what).map(|(h, p, _)| (h, p))
+    }
+
+    /// `read_frame`, also returning when the header had arrived.
+    fn read_frame_timed(
+        &mut self,
+        deadline: Instant,
+        what: &'static str,
+    ) -> Result<(FrameHdr, Vec<u8>, Instant), GuestError> {
         let mut hb = [0u8; wire::FRAME_HDR_SIZE];
         self.read_exact_by(&mut hb, deadline, what)?;
+        let at = Instant::now();
         let hdr = FrameHdr::decode(&hb)?;
         // hdr.len is bounded by MAX_FRAME in decode.
         let mut payload = vec![0u8; hdr.len as usize];
         self.read_exact_by(&mut payload, deadline, what)?;
-        Ok((hdr, payload))
+        Ok((hdr, payload, at))
     }
 
     /// Waits for the agent's hello.
@@ -114,6 +155,7 @@ impl Channel {
 
     /// `run` with `CF_RUN_*` flags (`CF_RUN_OBSERVE_EACH`: an observation after every op).
     pub fn run_flags(&mut self, ops: &[WireOp], flags: u32) -> Result<RunResult, GuestError> {
+        let start = Instant::now();
         let payload = wire::encode_run_flags(ops, flags)?;
         self.seq = self.seq.wrapping_add(1);
         let hdr = FrameHdr { kind: wire::FRAME_RUN, len: payload.len() as u32, seq: self.seq };
@@ -129,12 +171,13 @@ impl Channel {
         })?;
         // Progress, not total time: the deadline moves on whenever the RUN's op count does.
         let mut last_progress = Instant::now();
+        let sent = last_progress;
         self.done = 0;
         self.last_report = None;
-        let (rh, rp) = loop {
-            let (h, p) = self.read_frame(last_progress + self.watchdog, "a run request (no op completed)")?;
+        let (rh, rp, header_at) = loop {
+            let (h, p, at) = self.read_frame_timed(last_progress + self.watchdog, "a run request (no op completed)")?;
             if h.kind != wire::FRAME_PROGRESS {
-                break (h, p);
+                break (h, p, at);
             }
             let n = wire::decode_progress(&p)?;
             if h.seq == self.seq {
@@ -148,8 +191,19 @@ impl Channel {
         if rh.seq != self.seq {
             return Err(GuestError::Protocol(format!("result seq {} for request {}", rh.seq, self.seq)));
         }
+        let received = Instant::now();
+        let t = &mut self.times;
+        t.runs += 1;
+        t.send += sent - start;
+        t.answer += header_at - sent;
+        t.receive += received - header_at;
+        t.result_bytes += rp.len() as u64;
         match rh.kind {
-            wire::FRAME_RESULT => Ok(wire::decode_result(&rp, ops.len())?),
+            wire::FRAME_RESULT => {
+                let r = wire::decode_result(&rp, ops.len());
+                self.times.decode += received.elapsed();
+                Ok(r?)
+            }
             wire::FRAME_ERROR => Err(GuestError::Agent(String::from_utf8_lossy(&rp).into_owned())),
             k => Err(GuestError::Protocol(format!("frame kind {k} in answer to a run"))),
         }

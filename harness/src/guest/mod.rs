@@ -5,4 +5,4 @@ pub mod channel;
 pub mod wire;
 pub mod wire_def;
 
-pub use channel::{Channel, GuestError};
+pub use channel::{Channel, ChannelTimes, GuestError};
