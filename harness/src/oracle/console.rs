@@ -17,6 +17,9 @@ pub enum Kind {
     Oops,
     Bug,
     Warning,
+    /// A `CONFIG_DMA_API_DEBUG` error report (`DMA-API: <driver> <device>: …`); the WARNING
+    /// that carries it is part of it, not reported again.
+    DmaApi,
 }
 
 impl Kind {
@@ -26,8 +29,114 @@ impl Kind {
             Kind::Oops => "OOPS",
             Kind::Bug => "BUG",
             Kind::Warning => "WARNING",
+            Kind::DmaApi => "DMA-API",
         }
     }
+}
+
+/// The error class of a DMA-API debug report: one per `err_printk()` message of
+/// `kernel/dma/debug.c` (Linux 7.2; the same texts since 5.x). Signatures use [`Self::as_str`],
+/// never the report's addresses or sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DmaApiError {
+    PendingAllocations,
+    FreeInvalidAddress,
+    FreeNotAllocated,
+    FreeDifferentSize,
+    FreeWrongFunction,
+    FreeDifferentCpuAddress,
+    FreeDifferentSgCount,
+    FreeDifferentDirection,
+    FreeDifferentAttributes,
+    MapErrorNotChecked,
+    MapFromStack,
+    MapFromKernelText,
+    MapFromVmalloc,
+    MapFromInvalidArea,
+    MapResourceRam,
+    SyncNotAllocated,
+    SyncOutsideRange,
+    SyncDifferentDirection,
+    SyncReadOnlyForCpu,
+    SyncWriteOnlyToDevice,
+    SyncDifferentSgCount,
+    SgSegmentTooLong,
+    SgSegmentAcrossBoundary,
+    CachelineOverlap,
+    /// A `device driver …` report this table does not know (a newer kernel's message).
+    Unclassified,
+}
+
+/// The message texts of `kernel/dma/debug.c` that identify each class (after the
+/// `DMA-API: <driver> <device>: ` prefix), in the order they are tried.
+const DMA_API_CLASSES: &[(&str, DmaApiError)] = &[
+    ("has pending DMA allocations while released", DmaApiError::PendingAllocations),
+    ("tries to free an invalid DMA memory address", DmaApiError::FreeInvalidAddress),
+    ("tries to free DMA memory it has not allocated", DmaApiError::FreeNotAllocated),
+    ("frees DMA memory with different size", DmaApiError::FreeDifferentSize),
+    ("frees DMA memory with wrong function", DmaApiError::FreeWrongFunction),
+    ("frees DMA memory with different CPU address", DmaApiError::FreeDifferentCpuAddress),
+    ("frees DMA sg list with different entry count", DmaApiError::FreeDifferentSgCount),
+    ("frees DMA memory with different direction", DmaApiError::FreeDifferentDirection),
+    ("frees DMA memory with different attributes", DmaApiError::FreeDifferentAttributes),
+    ("failed to check map error", DmaApiError::MapErrorNotChecked),
+    ("maps memory from stack", DmaApiError::MapFromStack),
+    ("maps memory from kernel text or rodata", DmaApiError::MapFromKernelText),
+    ("maps memory from vmalloc area", DmaApiError::MapFromVmalloc),
+    ("maps memory from invalid area", DmaApiError::MapFromInvalidArea),
+    ("dma_map_resource called for RAM address", DmaApiError::MapResourceRam),
+    ("to sync DMA memory it has not allocated", DmaApiError::SyncNotAllocated),
+    ("DMA memory outside allocated range", DmaApiError::SyncOutsideRange),
+    ("syncs DMA memory with different direction", DmaApiError::SyncDifferentDirection),
+    ("syncs device read-only DMA memory for cpu", DmaApiError::SyncReadOnlyForCpu),
+    ("syncs device write-only DMA memory to device", DmaApiError::SyncWriteOnlyToDevice),
+    ("syncs DMA sg list with different entry count", DmaApiError::SyncDifferentSgCount),
+    ("mapping sg segment longer than device claims", DmaApiError::SgSegmentTooLong),
+    ("mapping sg segment across boundary", DmaApiError::SgSegmentAcrossBoundary),
+    ("overlapping mappings", DmaApiError::CachelineOverlap),
+];
+
+impl DmaApiError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DmaApiError::PendingAllocations => "pending-allocations",
+            DmaApiError::FreeInvalidAddress => "free-invalid-address",
+            DmaApiError::FreeNotAllocated => "free-not-allocated",
+            DmaApiError::FreeDifferentSize => "free-different-size",
+            DmaApiError::FreeWrongFunction => "free-wrong-function",
+            DmaApiError::FreeDifferentCpuAddress => "free-different-cpu-address",
+            DmaApiError::FreeDifferentSgCount => "free-different-sg-count",
+            DmaApiError::FreeDifferentDirection => "free-different-direction",
+            DmaApiError::FreeDifferentAttributes => "free-different-attributes",
+            DmaApiError::MapErrorNotChecked => "map-error-not-checked",
+            DmaApiError::MapFromStack => "map-from-stack",
+            DmaApiError::MapFromKernelText => "map-from-kernel-text",
+            DmaApiError::MapFromVmalloc => "map-from-vmalloc",
+            DmaApiError::MapFromInvalidArea => "map-from-invalid-area",
+            DmaApiError::MapResourceRam => "map-resource-ram",
+            DmaApiError::SyncNotAllocated => "sync-not-allocated",
+            DmaApiError::SyncOutsideRange => "sync-outside-range",
+            DmaApiError::SyncDifferentDirection => "sync-different-direction",
+            DmaApiError::SyncReadOnlyForCpu => "sync-read-only-for-cpu",
+            DmaApiError::SyncWriteOnlyToDevice => "sync-write-only-to-device",
+            DmaApiError::SyncDifferentSgCount => "sync-different-sg-count",
+            DmaApiError::SgSegmentTooLong => "sg-segment-too-long",
+            DmaApiError::SgSegmentAcrossBoundary => "sg-segment-across-boundary",
+            DmaApiError::CachelineOverlap => "cacheline-overlap",
+            DmaApiError::Unclassified => "unclassified",
+        }
+    }
+}
+
+/// The class of a console line that is a DMA-API debug error report, or `None` (not one, or
+/// one of the informational lines such as `DMA-API: preallocated 65536 debug entries`).
+pub fn dma_api_error(line: &str) -> Option<DmaApiError> {
+    let rest = body(line).strip_prefix("DMA-API: ")?;
+    if let Some((_, class)) = DMA_API_CLASSES.iter().find(|(needle, _)| rest.contains(needle)) {
+        return Some(*class);
+    }
+    rest.contains(": device driver ").then_some(DmaApiError::Unclassified)
 }
 
 /// One problem found in the console.
@@ -40,6 +149,9 @@ pub struct Report {
     pub function: Option<String>,
     /// Up to 40 lines of the log starting at the report.
     pub excerpt: String,
+    /// The error class of a [`Kind::DmaApi`] report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dma_api: Option<DmaApiError>,
 }
 
 /// Strips the `[    1.234567] ` printk timestamp.
@@ -83,6 +195,8 @@ fn oops_function(lines: &[&str]) -> Option<String> {
 pub fn scan(log: &str) -> Vec<Report> {
     let lines: Vec<&str> = log.lines().collect();
     let mut out: Vec<Report> = Vec::new();
+    // The line each report of `out` starts at.
+    let mut at: Vec<usize> = Vec::new();
     let excerpt = |i: usize| lines[i..(i + 40).min(lines.len())].join("\n");
     for (i, line) in lines.iter().enumerate() {
         let b = body(line);
@@ -148,11 +262,36 @@ pub fn scan(log: &str) -> Vec<Report> {
             None
         };
         if let Some((kind, title, function)) = found {
-            out.push(Report { kind, title, function, excerpt: excerpt(i) });
+            out.push(Report { kind, title, function, excerpt: excerpt(i), dma_api: None });
+            at.push(i);
+        } else if let Some(class) = dma_api_error(line) {
+            // err_printk() is WARN(1, "DMA-API: …"): the message comes just before the WARNING
+            // header (__warn_printk) or just after it (warn_slowpath_fmt). That WARNING is this
+            // report, found below.
+            let e = (i.saturating_sub(DMA_API_WARN_LINES)..i).find(|j| body(lines[*j]).starts_with("WARNING: "));
+            let title = format!("DMA-API: {}", class.as_str());
+            out.push(Report {
+                kind: Kind::DmaApi,
+                title,
+                function: None,
+                excerpt: excerpt(e.unwrap_or(i)),
+                dma_api: Some(class),
+            });
+            at.push(i);
         }
     }
+    // Drop the WARNING each DMA-API report was printed with (one event, one report).
+    let dma: Vec<usize> = out.iter().zip(&at).filter(|(r, _)| r.kind == Kind::DmaApi).map(|(_, i)| *i).collect();
+    let mut line_of = at.iter();
+    out.retain(|r| {
+        let i = line_of.next().copied().unwrap_or(0);
+        r.kind != Kind::Warning || !dma.iter().any(|d| i.abs_diff(*d) <= DMA_API_WARN_LINES)
+    });
     out
 }
+
+/// How far from its `WARNING:` header a DMA-API message may be (the `cut here` line between).
+const DMA_API_WARN_LINES: usize = 3;
 
 #[cfg(test)]
 mod tests {
@@ -183,6 +322,45 @@ mod tests {
     fn symbol_offsets_are_cut_from_function_names() {
         assert_eq!(func_of("__alloc_pages+0x1d4/0x2b0").as_deref(), Some("__alloc_pages"));
         assert_eq!(func_of("+0x10"), None);
+    }
+
+    // The form of Linux 7.2 kernel/dma/debug.c err_printk() (WARN(1, "DMA-API: %s %s: " …)):
+    // arm32 prints the WARNING header, then the message (warn_slowpath_fmt); arm64 the
+    // message, then the header (__warn_printk + __WARN_FLAGS).
+    const DMA_ARM32: &str = "[    5.1] ------------[ cut here ]------------\n\
+        [    5.1] WARNING: ../src/kernel/dma/debug.c:1008 at check_unmap+0x3c4/0x8b8, CPU#0: agent/61\n\
+        [    5.1] DMA-API: cmafuzz cmafuzz: device driver frees DMA memory with different size [device address=0x000000007e043000] [map size=8192 bytes] [unmap size=4097 bytes]\n\
+        [    5.1] CPU: 0 UID: 0 PID: 61 Comm: agent\n";
+    const DMA_ARM64: &str = "[    5.1] ------------[ cut here ]------------\n\
+        [    5.1] DMA-API: cmafuzz cmafuzz: device driver tries to free DMA memory it has not allocated [device address=0x000000007dc43000] [size=4096 bytes]\n\
+        [    5.1] WARNING: ../src/kernel/dma/debug.c:980 at check_unmap+0x10c/0x8f0, CPU#0: agent/61\n";
+
+    #[test]
+    fn a_dma_api_report_is_one_report_typed_by_its_error_class() {
+        for (log, class) in [(DMA_ARM32, DmaApiError::FreeDifferentSize), (DMA_ARM64, DmaApiError::FreeNotAllocated)] {
+            let r = scan(log);
+            assert_eq!(r.len(), 1, "the WARNING that carries it is not a second report: {r:?}");
+            assert_eq!(r[0].kind, Kind::DmaApi);
+            assert_eq!(r[0].dma_api, Some(class));
+            assert_eq!(r[0].title, format!("DMA-API: {}", class.as_str()));
+            assert!(r[0].excerpt.contains("WARNING: "), "the excerpt starts at the WARNING: {}", r[0].excerpt);
+        }
+    }
+
+    #[test]
+    fn dma_api_information_lines_are_not_reports_and_unknown_errors_are_unclassified() {
+        let boot = "[    0.1] DMA-API: preallocated 65536 debug entries\n[    0.1] DMA-API: debugging enabled by kernel config\n";
+        assert!(scan(boot).is_empty());
+        assert_eq!(
+            dma_api_error("DMA-API: cmafuzz cmafuzz: device driver does something new [x=1]"),
+            Some(DmaApiError::Unclassified)
+        );
+        // A WARNING far from any DMA-API line stays a warning.
+        let log = format!(
+            "[    1.0] WARNING: ../src/mm/cma.c:980 at find_cma_memrange+0x1/0x2, CPU#0: agent/1\n\n\n\n\n{DMA_ARM32}"
+        );
+        let kinds: Vec<Kind> = scan(&log).iter().map(|r| r.kind).collect();
+        assert_eq!(kinds, vec![Kind::Warning, Kind::DmaApi]);
     }
 
     #[test]

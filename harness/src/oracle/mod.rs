@@ -38,6 +38,10 @@ pub enum VerdictKind {
     AliasByDesign,
     /// The kernel placed its CMA areas differently from the target's record.
     Placement,
+    /// A release left pages still referenced (the model predicts every released page free).
+    Refcount,
+    /// A `CONFIG_DMA_API_DEBUG` report (`DMA-API: …`, kernel/dma/debug.c), by error class.
+    DmaApi,
     /// Kernel console reports.
     Oops,
     Bug,
@@ -58,6 +62,8 @@ impl VerdictKind {
             VerdictKind::AliasViolation => "alias-violation",
             VerdictKind::AliasByDesign => "alias-by-design",
             VerdictKind::Placement => "placement",
+            VerdictKind::Refcount => "refcount",
+            VerdictKind::DmaApi => "dma-api",
             VerdictKind::Oops => "oops",
             VerdictKind::Bug => "bug",
             VerdictKind::Warning => "warning",
@@ -195,6 +201,10 @@ pub fn judge_sides(e: &Evidence<'_>, sup: &Suppressions, target: &str, sides: (&
                     .unwrap_or_default();
                 (VerdictKind::Mapping, format!("mapping:{class}"), op_index_of(*at))
             }
+            Divergence::Refcount { op_index, .. } => {
+                let op = e.prog.ops.get(*op_index).map_or("?", ResolvedOp::kind);
+                (VerdictKind::Refcount, format!("refcount:{op}"), Some(*op_index))
+            }
             Divergence::Pkmap { at, .. } => (VerdictKind::Mapping, "mapping:pkmap-slot".to_string(), op_index_of(*at)),
             Divergence::Level { at, kind, model, kernel, .. } => (
                 VerdictKind::Mapping,
@@ -230,8 +240,13 @@ pub fn judge_sides(e: &Evidence<'_>, sup: &Suppressions, target: &str, sides: (&
             console::Kind::Oops => VerdictKind::Oops,
             console::Kind::Bug => VerdictKind::Bug,
             console::Kind::Warning => VerdictKind::Warning,
+            console::Kind::DmaApi => VerdictKind::DmaApi,
         };
-        let func = r.function.clone().unwrap_or_else(|| r.title.clone());
+        // A DMA-API report is named by its error class; the others by their function.
+        let func = match r.dma_api {
+            Some(class) => class.as_str().to_string(),
+            None => r.function.clone().unwrap_or_else(|| r.title.clone()),
+        };
         push(Verdict {
             kind,
             signature: format!("{}:{func}", kind.as_str()),
@@ -624,6 +639,7 @@ targets = ["arm32-*"]
                 group_count: 1,
             },
             Divergence::Pkmap { at: Point::End, model: 3, kernel: 4 },
+            Divergence::Refcount { op_index: 2, model: 0, kernel: 3 },
             Divergence::Level {
                 at: Point::End,
                 kind: MapKind::Lin,
@@ -648,12 +664,17 @@ targets = ["arm32-*"]
             title: "TITLE".into(),
             function: function.map(str::to_string),
             excerpt: String::new(),
+            dma_api: None,
         };
         let console = [
             report(console::Kind::Panic, None),
             report(console::Kind::Oops, Some("cma_alloc")),
             report(console::Kind::Bug, Some("free_pages")),
             report(console::Kind::Warning, Some("__alloc_pages")),
+            Report {
+                dma_api: Some(console::DmaApiError::FreeDifferentSize),
+                ..report(console::Kind::DmaApi, Some("check_unmap"))
+            },
         ];
         let e = Evidence { prog: &p, divergences: &divs, aliases: &aliases, console: &console, error: None };
         let got: Vec<(VerdictKind, String)> =
@@ -666,6 +687,7 @@ targets = ["arm32-*"]
             (VerdictKind::HarnessError, "harness-error:missing-observation"),
             (VerdictKind::Mapping, "mapping:none-vs-vmap:nc+pkmap:wb"),
             (VerdictKind::Mapping, "mapping:pkmap-slot"),
+            (VerdictKind::Refcount, "refcount:cma_release"),
             (VerdictKind::Mapping, "mapping-level:lin:pte-vs-pmd"),
             (VerdictKind::AliasViolation, "alias-violation:lin:wb"),
             (VerdictKind::AliasByDesign, "alias-by-design:arm64-linear-alias"),
@@ -673,6 +695,7 @@ targets = ["arm32-*"]
             (VerdictKind::Oops, "oops:cma_alloc"),
             (VerdictKind::Bug, "bug:free_pages"),
             (VerdictKind::Warning, "warning:__alloc_pages"),
+            (VerdictKind::DmaApi, "dma-api:free-different-size"),
         ];
         let want: Vec<(VerdictKind, String)> = want.iter().map(|(k, s)| (*k, s.to_string())).collect();
         assert_eq!(got, want);
@@ -718,6 +741,7 @@ targets = ["arm32-*"]
             title: "OOPS: null-ptr-deref in cma_alloc".into(),
             function: Some("cma_alloc".into()),
             excerpt: "Unable to handle kernel NULL pointer dereference".into(),
+            dma_api: None,
         };
         let reports = [oops];
         let e = Evidence { prog: &p, divergences: &[], aliases: &[], console: &reports, error: Some(&dead) };
