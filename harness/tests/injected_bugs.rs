@@ -159,3 +159,22 @@ fn a_second_kernel_with_the_release_bug_is_judged_against_the_first_and_a_pristi
     let (sum, text) = run(vec![]);
     assert_eq!((sum.exit_code(), sum.vs_differ), (0, 0), "{text}");
 }
+
+/// `release-testzero-in-vm-warn-on-7.2` lives only where DEBUG_VM is off (the suite above catches
+/// it on `arm32-7.2` as `refcount`): on `arm32-debug-7.2` `VM_WARN_ON()` evaluates its condition,
+/// the references are dropped and the same program agrees with the model, with no verdict.
+#[test]
+fn the_testzero_regression_is_harmless_where_debug_vm_is_on() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let t = targets::find(Some("arm32-debug-7.2")).expect("target");
+    let prog = replay::load(&root.join("corpora/seed/01-alloc-release.prog")).expect("program");
+    let patch = root.join("benchmarks/bugs/release-testzero-in-vm-warn-on-7.2.patch");
+    let kc = KernelChoice { src: None, patches: vec![patch], ..Default::default() };
+    let mut out = Vec::new();
+    let opts = replay::ReplayOptions::new(true).expect("options");
+    let sum = replay::replay(&t, BackendChoice::Both, &kc, &[prog], &opts, &mut out).expect("replay runs");
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!((sum.exit_code(), sum.diverge, sum.errors), (0, 0, 0), "{text}");
+    let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or("")).expect("JSON line");
+    assert_eq!(v["verdicts"].as_array().map(Vec::len), Some(0), "{text}");
+}

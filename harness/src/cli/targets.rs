@@ -7,7 +7,7 @@ pub fn run() -> anyhow::Result<u8> {
     let w = all.iter().map(|t| t.name.len()).max().unwrap_or(0);
     for t in all {
         outln!(
-            "{:<w$} Linux {:<5} {}{} [{} {} MiB, qemu {} -cpu {}; source {}{}]",
+            "{:<w$} Linux {:<5} {}{} [{} {} MiB, qemu {} -cpu {}; source {}{}; {}]",
             t.name,
             t.version,
             t.description,
@@ -17,7 +17,12 @@ pub fn run() -> anyhow::Result<u8> {
             t.machine,
             t.cpu,
             t.source_package,
-            t.source_suite.as_deref().map(|s| format!(" from Debian {s}")).unwrap_or_default()
+            t.source_suite.as_deref().map(|s| format!(" from Debian {s}")).unwrap_or_default(),
+            t.debug_options()
+                .iter()
+                .map(|(o, on)| format!("{o} {}", if *on { "on" } else { "off" }))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     Ok(0)

@@ -10,6 +10,9 @@ use thiserror::Error;
 
 const TARGETS_TOML: &str = include_str!("../../../kernel-configs/targets.toml");
 
+/// The kernel debug options [`Target::debug_options`] reports.
+pub const DEBUG_OPTIONS: [&str; 2] = ["DEBUG_VM", "DMA_API_DEBUG"];
+
 /// Config fragments, by file name, as embedded at build time.
 pub const FRAGMENTS: &[(&str, &str)] = &[
     ("base.config", include_str!("../../../kernel-configs/fragments/base.config")),
@@ -18,6 +21,7 @@ pub const FRAGMENTS: &[(&str, &str)] = &[
     ("arm64.config", include_str!("../../../kernel-configs/fragments/arm64.config")),
     ("hugetlb.config", include_str!("../../../kernel-configs/fragments/hugetlb.config")),
     ("kcov.config", include_str!("../../../kernel-configs/fragments/kcov.config")),
+    ("debug.config", include_str!("../../../kernel-configs/fragments/debug.config")),
 ];
 
 /// One reusable `shared-dma-pool` region.
@@ -159,6 +163,19 @@ impl Target {
         }
     }
 
+    /// The debug options users build with that change what the kernel checks and reports, as
+    /// `(option, on)` from the target's fragments (`debug.config`); `cmafuzz targets` shows them.
+    pub fn debug_options(&self) -> Vec<(&'static str, bool)> {
+        let texts = self.fragment_texts().unwrap_or_default();
+        DEBUG_OPTIONS
+            .iter()
+            .map(|o| {
+                let set = format!("CONFIG_{o}=y");
+                (*o, texts.iter().any(|(_, t)| t.lines().any(|l| l.trim() == set)))
+            })
+            .collect()
+    }
+
     /// Text of each fragment, in order.
     pub fn fragment_texts(&self) -> Result<Vec<(&'static str, &'static str)>, TargetError> {
         self.fragments
@@ -293,6 +310,14 @@ mod tests {
             t.fragment_texts().expect("every fragment is embedded");
             t.profile().expect("profile");
         }
+    }
+
+    #[test]
+    fn only_the_debug_variant_has_debug_vm_and_dma_api_debug() {
+        let plain = find(Some("arm32-7.2")).expect("target");
+        let debug = find(Some("arm32-debug-7.2")).expect("target");
+        assert_eq!(plain.debug_options(), vec![("DEBUG_VM", false), ("DMA_API_DEBUG", false)]);
+        assert_eq!(debug.debug_options(), vec![("DEBUG_VM", true), ("DMA_API_DEBUG", true)]);
     }
 
     #[test]

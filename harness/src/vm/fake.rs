@@ -133,8 +133,10 @@ fn serve(mut s: UnixStream) {
             }
             return;
         }
-        let results =
-            ops.iter().map(|o| WireResult { status: wire::ST_OK, kind: o.kind, pfn: 0, pages: 0, aux: 0 }).collect();
+        let results = ops
+            .iter()
+            .map(|o| WireResult { status: wire::ST_OK, kind: o.kind, pfn: 0, pages: 0, aux: 0, stale_refs: 0 })
+            .collect();
         let observations = ops
             .iter()
             .enumerate()
