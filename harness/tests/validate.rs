@@ -5,8 +5,9 @@
 //! comment in `cma_release()`), `release-bug.mbx` (mboxrd, b4-style: that cleanup, then the
 //! `benchmarks/bugs/release-clears-one-bit-short.patch` bug), `ki1-fix/` (flush unused PKMAP
 //! slots before an uncached highmem remap: KI-1's fix). The bug series' first prefix is the
-//! cleanup series' kernel, so the bisection reuses its build. The kernel-booting cases run one
-//! after the other (a lock); only the cleanup series runs a campaign (10 s a side).
+//! cleanup series' kernel, so the bisection reuses its build; its introduced findings come with
+//! reproducers minimized on the patched kernel. The kernel-booting cases run one after the other
+//! (a lock); only the cleanup series runs a campaign (10 s a side).
 
 use serde_json::Value;
 use std::path::PathBuf;
@@ -96,10 +97,23 @@ fn series_on_base_and_patched_kernels() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("no CMA/DMA behaviour change"), "{}", show(&o));
 
     assert!(r["targets"][0]["campaign"].as_array().is_some_and(|c| c.len() == 2), "{}", show(&o));
+    // Both campaigns are steered towards cma_release (arm32-6.1 has KCOV) and reach some of it.
+    for c in r["targets"][0]["campaign"].as_array().into_iter().flatten() {
+        let line = c.as_str().unwrap_or_default();
+        let reached = line
+            .split_once("; reached ")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok());
+        assert!(
+            reached > Some(0) && line.ends_with("KCOV sites of the changed functions"),
+            "campaign line {line:?}: {}",
+            show(&o)
+        );
+    }
 
     // The cleanup, then an injected bug (mbox): introduced, first in patch 2 (no campaign here:
     // on a kernel that leaks bits every program restarts the VM).
-    let (o, r) = validate(&data("release-bug.mbx"), &["--duration", "0"]);
+    let (o, r) = validate(&data("release-bug.mbx"), &["--duration", "0", "--minimize-budget", "60s"]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     let r = r.expect("report");
     let intro = r["introduced"].as_array().cloned().unwrap_or_default();
@@ -108,6 +122,14 @@ fn series_on_base_and_patched_kernels() {
         .find(|f| f["verdict"]["signature"] == "bitmap:reserved")
         .unwrap_or_else(|| panic!("bitmap:reserved introduced: {}", show(&o)));
     assert_eq!(bitmap["first_patch"], 2, "{}", show(&o));
+    // Its reproducer comes minimized on the patched kernel, and the summary says so.
+    assert_eq!(bitmap["minimized"], true, "{}", show(&o));
+    let ops = bitmap["program"]
+        .as_str()
+        .map_or(0, |p| p.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).count());
+    assert!((1..=6).contains(&ops), "a minimized reproducer of at most 6 ops: {}\n{}", bitmap["program"], show(&o));
+    assert!(bitmap["original_ops"].as_u64().is_some_and(|n| n as usize >= ops), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(", minimized"), "{}", show(&o));
     assert!(intro.iter().all(|f| f["first_patch"] == 2), "every change is the second patch's: {}", show(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout)

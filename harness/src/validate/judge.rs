@@ -38,7 +38,10 @@ pub struct Introduced {
     pub program: Program,
     /// 1-based index of the first patch of the series that gives it.
     pub first_patch: Option<usize>,
+    /// `program` is the reproducer minimized on the patched kernel (`MinimizeHook`).
     pub minimized: bool,
+    /// The ops of the reproducer as found, when `program` is its minimized form.
+    pub original_ops: Option<usize>,
 }
 
 /// A verdict the series removes (confirmed).
@@ -151,6 +154,7 @@ pub fn confirm(
                 program: r.program.clone(),
                 first_patch: None,
                 minimized: false,
+                original_ops: None,
             });
         } else {
             c.unconfirmed.push(Unconfirmed {

@@ -35,8 +35,9 @@ pub struct MinimizeRequest<'a> {
     pub signature: &'a str,
 }
 
-/// The hook for minimizing an introduced finding's reproducer (`cmafuzz minimize`, the triage
-/// work, plugs in here); `None` keeps the reproducer as found.
+/// The hook for minimizing an introduced finding's reproducer (the CLI's runs
+/// `findings::minimize` on the patched kernel); `None` keeps the reproducer as found. Called
+/// for the shortest reproducers first.
 pub type MinimizeHook = Box<dyn Fn(&MinimizeRequest) -> Option<Program>>;
 
 /// Everything `cmafuzz validate` was asked to do.
@@ -60,11 +61,21 @@ pub struct ValidateOptions {
     pub minimize: Option<MinimizeHook>,
 }
 
-/// The campaign half of the inputs: given the target and a kernel, runs an equal-budget
-/// campaign and returns the reproducers it found. Supplied by the caller (the CLI runs
-/// `cmafuzz fuzz` as a child process, since a campaign forks its clients).
+/// The campaign half of the inputs: given the target, a kernel, the side's name and the
+/// functions the series changes (to steer towards), runs an equal-budget campaign and returns
+/// the reproducers it found. Supplied by the caller (the CLI runs `cmafuzz fuzz` as a child
+/// process, since a campaign forks its clients).
 pub type CampaignRunner<'a> =
-    &'a mut dyn FnMut(&Target, &KernelChoice, &str, Duration) -> Result<Vec<LoadedProgram>, ValidateError>;
+    &'a mut dyn FnMut(&Target, &KernelChoice, &str, Duration, &[String]) -> Result<CampaignFound, ValidateError>;
+
+/// What one side's campaign kept.
+#[derive(Debug, Default)]
+pub struct CampaignFound {
+    pub programs: Vec<LoadedProgram>,
+    /// How the campaign was steered: `reached K of N KCOV sites of the changed functions`, or
+    /// why it was not.
+    pub steering: Option<String>,
+}
 
 fn progress(line: &str) {
     eprintln!("{line}");
@@ -120,10 +131,16 @@ pub fn validate(opts: &ValidateOptions, campaign: Option<CampaignRunner>) -> Res
             if !opts.duration.is_zero() {
                 // Equal budgets, patched side first; each side's finds run on both.
                 let c = Instant::now();
+                let focus = series.functions();
                 for (side, kc) in [("patched", &patched_kc), ("base", &base_kc)] {
-                    let found = run(t, kc, side, opts.duration)?;
-                    tr.campaign.push(format!("{side} {} kept {} programs", human(opts.duration), found.len()));
-                    programs.extend(found);
+                    let found = run(t, kc, side, opts.duration, &focus)?;
+                    let steer = found.steering.as_deref().map(|s| format!("; {s}")).unwrap_or_default();
+                    tr.campaign.push(format!(
+                        "{side} {} kept {} programs{steer}",
+                        human(opts.duration),
+                        found.programs.len()
+                    ));
+                    programs.extend(found.programs);
                 }
                 tr.campaign_seconds = c.elapsed().as_secs_f64();
             }
@@ -135,7 +152,12 @@ pub fn validate(opts: &ValidateOptions, campaign: Option<CampaignRunner>) -> Res
         drop((exb, exp));
         bisect_first_patches(t, &base_kc, &patches, &opts.sup, &mut confirmed.introduced)?;
         if let Some(hook) = &opts.minimize {
-            for f in &mut confirmed.introduced {
+            // The shortest reproducers first: a hook that reuses what it minimized before
+            // starts the longer ones from there.
+            let mut order: Vec<usize> = (0..confirmed.introduced.len()).collect();
+            order.sort_by_key(|&i| confirmed.introduced[i].program.ops.len());
+            for i in order {
+                let f = &mut confirmed.introduced[i];
                 let req = MinimizeRequest {
                     target: t,
                     kernel: &patched_kc,
@@ -143,6 +165,7 @@ pub fn validate(opts: &ValidateOptions, campaign: Option<CampaignRunner>) -> Res
                     signature: &f.verdict.signature,
                 };
                 if let Some(p) = hook(&req) {
+                    f.original_ops = Some(f.program.ops.len());
                     f.program = p;
                     f.minimized = true;
                 }

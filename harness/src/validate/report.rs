@@ -102,8 +102,9 @@ impl Report {
             base_commit: s.base_commit.clone(),
             changed_files: s.files(),
             changed_functions: s.functions(),
-            steering: "changed files and functions are recorded from the series' hunks; the campaign is \
-                       coverage-guided (KCOV where the target has it) but not yet weighted towards them"
+            steering: "the campaigns on both sides are steered towards the changed functions: their KCOV \
+                       sites count extra in the feedback (`fuzz --focus`), where the target has KCOV; \
+                       each target's campaign line says how many of those sites it reached"
                 .into(),
             inputs: vec![],
             duration_seconds: duration.as_secs(),
@@ -235,7 +236,11 @@ impl Report {
                 "`{}` ({}{}): {}",
                 f.verdict.signature,
                 f.label,
-                if f.minimized { ", minimized" } else { "" },
+                match (f.minimized, f.original_ops) {
+                    (true, Some(n)) => format!(", minimized from {n} ops"),
+                    (true, None) => ", minimized".to_string(),
+                    _ => String::new(),
+                },
                 f.verdict.detail.lines().next().unwrap_or_default()
             );
             let _ = writeln!(m, "```");
