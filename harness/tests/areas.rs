@@ -95,8 +95,19 @@ fn a_hugetlb_campaign_from_one_observe_names_both_areas_and_warns_that_hugetlb0_
 fn a_pools_campaign_names_every_area_and_coverage_lists_reached_and_never_reached_functions() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let d = tempfile::tempdir().expect("tempdir");
-    let (o, out) = campaign("arm32-pools-6.1", d.path(), "40s", 14322, &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    // Steered towards cma_alloc (and a name no kernel function has).
+    let (o, out) =
+        campaign("arm32-pools-6.1", d.path(), "40s", 14322, &["--focus", "cma_alloc,mm/cma.c: cma_no_such_fn"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("steered towards mm/cma.c: cma_alloc ("), "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.contains("--focus: no KCOV sites in this kernel for mm/cma.c: cma_no_such_fn")),
+        "{stderr}"
+    );
+    let st = stats(&out);
+    let (focus_reached, focus_sites) = (st["focus_reached"].as_u64(), st["focus_sites"].as_u64());
+    assert!(focus_sites > Some(0) && focus_reached > Some(0) && focus_reached <= focus_sites, "{st}");
     assert_every_area_named("arm32-pools-6.1", &out, &["pool-low@4c400000", "pool-high@74c00000", "reserved"]);
 
     let pcs = std::fs::read_dir(out.join("coverage"))
@@ -127,6 +138,9 @@ fn a_pools_campaign_names_every_area_and_coverage_lists_reached_and_never_reache
         funcs.as_array().and_then(|a| a.iter().find(|f| f["function"] == "cma_alloc")).expect("cma_alloc in the JSON");
     assert_eq!(alloc["file"], "mm/cma.c");
     assert!(alloc["hit"].as_u64() > Some(0) && alloc["hit"].as_u64() <= alloc["sites"].as_u64(), "{alloc}");
+    // The focus is cma_alloc's sites, and what the campaign counted reaching is what its PCs hit.
+    assert_eq!(alloc["sites"].as_u64(), focus_sites, "{alloc} vs {st}");
+    assert_eq!(alloc["hit"].as_u64(), focus_reached, "{alloc} vs {st}");
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! Triage end to end: `cmafuzz minimize` refuses bad input with one line and exit 2 and leaves
 //! the disk as it was; a short real-kernel campaign (arm32-6.1 with the injected
 //! `release-clears-one-bit-short` bug, the kernel `tests/fuzz.rs` builds too) leaves at most
-//! two findings, each minimized to at most 6 ops that replay to the same signature. The VM
-//! cases run one after the other (a lock).
+//! two findings, each minimized to at most 6 ops that replay to the same signature; findings
+//! the running budget left are minimized at exit, and a second Ctrl-C then exits at once. The
+//! VM cases run one after the other (a lock).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -145,5 +146,110 @@ fn a_short_campaign_against_one_injected_bug_leaves_at_most_two_minimized_findin
         // among its verdicts, and the reruns must give its first finding again.
         assert!(replayed.contains(&format!("[{sig}]")), "replays to {sig}:\n{replayed}");
         assert!(replayed.contains("reproduced 2/2 (reliable)"), "{replayed}");
+    }
+}
+
+/// `--minimize-budget 1ns`: a running budget shorter than any run, so every new finding is left
+/// to the exit budget.
+fn deferred_campaign(out: &Path, duration: &str, port: u16) -> Command {
+    let mut c = cmafuzz();
+    c.args(["fuzz", "--target", "arm32-6.1", "--duration", duration, "--cores", "1"])
+        .args(["--minimize-budget", "1ns", "--exit-minimize-budget", "5m"])
+        .arg("--corpus")
+        .arg(root().join("corpora/seed"))
+        .arg("--out")
+        .arg(out)
+        .args(["--kernel-patch", &patch(), "--listen", &format!("127.0.0.1:{port}")]);
+    c
+}
+
+const AT_EXIT: &str = "new findings left before exiting";
+
+#[test]
+fn findings_the_running_budget_left_are_minimized_at_exit() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let out = tempfile::tempdir().expect("tempdir");
+    let o = deferred_campaign(out.path(), "30s", 14322).output().expect("cmafuzz fuzz runs");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "findings: exit 1\n{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    let log = std::fs::read_to_string(out.path().join("clients.log")).expect("clients.log");
+    assert!(log.contains(AT_EXIT), "the client says it minimizes at exit:\n{log}");
+    let dirs = finding_dirs(out.path());
+    assert!(!dirs.is_empty() && dirs.len() <= 2, "one bug, at most two findings: {dirs:?}\n{stdout}");
+    for d in &dirs {
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("meta.json")).expect("meta.json")).expect("parses");
+        let min_ops = m["min_ops"].as_u64().unwrap_or_else(|| panic!("{} not minimized at exit: {m}", d.display()));
+        assert!(min_ops <= 6, "{}: {min_ops} ops", d.display());
+        assert!(d.join("reproducer.min.prog").is_file(), "{}", d.display());
+    }
+    // The summary is printed after the clients' exit minimization: it shows the minimized sizes.
+    assert!(stdout.contains("minimized "), "{stdout}");
+}
+
+/// Processes of process group `pgid`, from /proc.
+fn group_members(pgid: i32) -> Vec<i32> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.len() > 2 && f[0] != "Z" && f[2].parse::<i32>().ok() == Some(pgid) {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+#[test]
+fn a_second_ctrl_c_during_the_exit_minimization_exits_at_once_and_leaves_findings_readable() {
+    use std::os::unix::process::CommandExt;
+    use std::time::{Duration, Instant};
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let out = tempfile::tempdir().expect("tempdir");
+    let mut child = deferred_campaign(out.path(), "10m", 14323)
+        .process_group(0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("cmafuzz fuzz starts");
+    let pgid = child.id() as i32;
+    let t = Instant::now();
+    while finding_dirs(out.path()).is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(300), "no finding after 300 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Ctrl-C as a terminal sends it: to the whole foreground process group.
+    // SAFETY: signalling the process group we created.
+    assert_eq!(unsafe { libc::kill(-pgid, libc::SIGINT) }, 0);
+    let log = out.path().join("clients.log");
+    let t = Instant::now();
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains(AT_EXIT) {
+        assert!(t.elapsed() < Duration::from_secs(120), "no exit minimization within 120 s of Ctrl-C");
+        assert!(child.try_wait().expect("wait").is_none(), "the campaign exited before minimizing its findings");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(-pgid, libc::SIGINT) }, 0);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "a second Ctrl-C did not exit at once");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130), "a second Ctrl-C exits 130");
+    let t = Instant::now();
+    while !group_members(pgid).is_empty() && t.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(group_members(pgid), Vec::<i32>::new(), "processes of the campaign survive");
+    // Nothing half-written: every finding still reads.
+    for d in finding_dirs(out.path()) {
+        let text = std::fs::read_to_string(d.join("meta.json")).expect("meta.json");
+        serde_json::from_str::<serde_json::Value>(&text).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+        assert!(d.join("reproducer.prog").is_file(), "{}", d.display());
     }
 }

@@ -47,10 +47,14 @@ pub struct Counters {
     pub findings_new: AtomicU64,
     pub finding_hits: AtomicU64,
     pub harness_errors: AtomicU64,
+    /// Queue entries culled ([`super::corpus::cull`]).
+    pub culled: AtomicU64,
     /// Model-state map entries this client has seen set.
     pub coverage_model: AtomicU64,
     /// Kernel-coverage map entries this client has seen set.
     pub coverage_kcov: AtomicU64,
+    /// Focus sites (`fuzz --focus`) this client's runs reached.
+    pub focus_reached: AtomicU64,
     /// Per area (by name): ops that named it, programs naming it that gave a finding.
     pub areas: Mutex<BTreeMap<String, (u64, u64)>>,
 }
@@ -112,6 +116,7 @@ pub struct VmExecutor {
     observers: Observers,
     target: Target,
     kernel: KernelChoice,
+    backend: BackendChoice,
     sup: Suppressions,
     pub counters: Arc<Counters>,
     seen_reboots: u32,
@@ -120,6 +125,8 @@ pub struct VmExecutor {
     seen: Vec<bool>,
     /// Every KCOV PC this client's runs reached, for `OUT/coverage/client-N.pcs`.
     pcs: BTreeSet<u64>,
+    /// The sites the campaign is steered towards (`fuzz --focus`).
+    focus: Option<Arc<crate::coverage::Focus>>,
     /// Where they go (`OUT`, client id); `None`: nowhere.
     pcs_out: Option<(PathBuf, usize, Duration)>,
     pcs_written: usize,
@@ -127,22 +134,37 @@ pub struct VmExecutor {
 }
 
 impl VmExecutor {
-    pub fn new(target: Target, kernel: KernelChoice, sup: Suppressions, counters: Arc<Counters>) -> Self {
+    /// `backend`: `Both` (model and kernel compared) or `Model` (the model alone, no VM).
+    pub fn new(
+        target: Target,
+        kernel: KernelChoice,
+        backend: BackendChoice,
+        sup: Suppressions,
+        counters: Arc<Counters>,
+    ) -> Self {
         VmExecutor {
             inner: None,
             observers: observers(),
             target,
             kernel,
+            backend,
             sup,
             counters,
             seen_reboots: 0,
             last_stats: Instant::now(),
             seen: vec![false; MAP_SIZE],
             pcs: BTreeSet::new(),
+            focus: None,
             pcs_out: None,
             pcs_written: 0,
             last_pcs: Instant::now(),
         }
+    }
+
+    /// Steer towards `focus`: its sites get extra coverage entries ([`features::focus_features`])
+    /// and the status counts how many of them the client reached.
+    pub fn set_focus(&mut self, focus: Arc<crate::coverage::Focus>) {
+        self.focus = Some(focus);
     }
 
     /// Write the KCOV PCs this client reaches to `OUT/coverage/client-N.pcs` every `interval`
@@ -175,13 +197,9 @@ impl VmExecutor {
             let mut wait = START_BACKOFF;
             let mut last = String::new();
             for attempt in 1..=START_ATTEMPTS {
-                match exec::Executor::start(
-                    &self.target,
-                    BackendChoice::Both,
-                    &self.kernel,
-                    self.sup.clone(),
-                    &mut |l| eprintln!("{l}"),
-                ) {
+                match exec::Executor::start(&self.target, self.backend, &self.kernel, self.sup.clone(), &mut |l| {
+                    eprintln!("{l}")
+                }) {
                     Ok(mut ex) => {
                         // Kernel coverage feeds the kcov map (when the guest has KCOV).
                         ex.set_kcov(true);
@@ -233,9 +251,11 @@ impl VmExecutor {
             ("kernel_ops", c.kernel_ops.load(Ordering::Relaxed), AggregatorOps::Sum),
             ("restarts", c.restarts.load(Ordering::Relaxed), AggregatorOps::Sum),
             ("harness_errors", c.harness_errors.load(Ordering::Relaxed), AggregatorOps::Sum),
+            ("culled", c.culled.load(Ordering::Relaxed), AggregatorOps::Sum),
             ("finding_hits", c.finding_hits.load(Ordering::Relaxed), AggregatorOps::Sum),
             ("model-state", c.coverage_model.load(Ordering::Relaxed), AggregatorOps::Max),
             ("kcov", c.coverage_kcov.load(Ordering::Relaxed), AggregatorOps::Max),
+            ("focus", c.focus_reached.load(Ordering::Relaxed), AggregatorOps::Max),
         ] {
             stats.push((Cow::Borrowed(name), v, op));
         }
@@ -332,7 +352,16 @@ where
                 let map = &mut self.observers.0.as_mut()[..];
                 let (model, kcov) = map.split_at_mut(features::MODEL_MAP_SIZE);
                 let set_model = features::fill_model(model, &features::model_features(&e));
-                let set_kcov = features::fill(kcov, &features::kcov_features(&e));
+                let mut kf = features::kcov_features(&e);
+                if let Some(focus) = &self.focus {
+                    kf.extend(features::focus_features(&e, focus));
+                    for &pc in &e.coverage {
+                        if focus.contains(pc) && !self.pcs.contains(&pc) {
+                            self.counters.focus_reached.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                let set_kcov = features::fill(kcov, &kf);
                 self.pcs.extend(e.coverage.iter().copied());
                 for (set, base, c) in [
                     (set_model, 0, &self.counters.coverage_model),

@@ -7,12 +7,17 @@
 //! - mutators: [`mutate`] (structure-aware, handles kept valid);
 //! - executor: [`executor::VmExecutor`] over `exec::Executor::execute`;
 //! - feedback: one `MaxMapFeedback` map, model-state features then kernel coverage ([`features`]);
+//!   every queue entry keeps the map entries it reached ([`corpus::QueueEntries`]);
 //! - scheduler: LibAFL's `IndexesLenTimeMinimizerScheduler` over that map (the shortest program
 //!   per map entry is favoured) around a `QueueScheduler`;
 //! - objective: [`objective::FindingFeedback`], any unsuppressed verdict, written to
 //!   `OUT/findings/` ([`findings`]) before the campaign moves on;
 //! - corpus: `OUT/corpus/` (LibAFL's `InMemoryOnDiskCorpus`, one `<hash>.prog` per entry); a
 //!   campaign started on an existing `OUT` loads it back (every entry, forced) with the seeds.
+//!   The queue is culled to the programs that cover every map entry it reached (the rule of
+//!   `cmafuzz corpus minimize`, [`corpus::cull`]) whenever it has grown by half, and at exit.
+//! - backend: both sides compared (the default), or the model alone (`--backend model`: no VM,
+//!   no kernel build; the model's own checks are the only verdicts).
 //!
 //! Process tree: `cmafuzz fuzz` (broker + monitor) → per core a LibAFL restarter → the client,
 //! which owns qemu. qemu dies with the client (`PR_SET_PDEATHSIG`); the client stops when the
@@ -27,6 +32,7 @@ pub mod mutate;
 pub mod objective;
 
 use crate::backend::kernel::boot::{self as session, KernelChoice};
+use crate::diff::BackendChoice;
 use crate::findings;
 use crate::oracle::Suppressions;
 use crate::targets::Target;
@@ -34,8 +40,8 @@ use executor::{Counters, VmExecutor};
 use input::ProgramInput;
 use libafl::corpus::{Corpus, InMemoryCorpus, InMemoryOnDiskCorpus};
 use libafl::events::{EventConfig, Launcher, ProgressReporter, SendExiting};
-use libafl::feedbacks::MaxMapFeedback;
-use libafl::fuzzer::{Fuzzer, StdFuzzer};
+use libafl::feedbacks::{EagerOrFeedback, MaxMapFeedback};
+use libafl::fuzzer::{Fuzzer, HasScheduler, StdFuzzer};
 use libafl::generators::Generator;
 use libafl::mutators::HavocScheduledMutator;
 use libafl::schedulers::{IndexesLenTimeMinimizerScheduler, QueueScheduler};
@@ -49,7 +55,7 @@ use libafl_bolts::tuples::{tuple_list, Handled};
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
@@ -81,6 +87,8 @@ pub enum FuzzError {
     Session(#[from] crate::backend::kernel::boot::SessionError),
     #[error("{what}: {msg}")]
     Io { what: PathBuf, msg: String },
+    #[error("--backend kernel: a campaign compares the kernel with the model; give --backend both (the default) or --backend model (the model alone, no VM)")]
+    Backend,
     #[error("LibAFL: {0}")]
     Libafl(String),
     #[error("no client ran a single program (the VM never started?); the end of {log}:\n{tail}")]
@@ -107,12 +115,52 @@ pub struct FuzzOptions {
     /// Stop once `OUT/findings` holds a finding (this campaign's or one found before).
     pub stop_on_finding: bool,
     pub sup: Suppressions,
-    /// Time each client may spend minimizing its new findings (`Duration::ZERO`: none).
+    /// Time each client may spend minimizing its new findings (`Duration::ZERO`: none, not
+    /// even at exit).
     pub minimize_budget: Duration,
+    /// Time each client may spend, as it exits, on the new findings `minimize_budget` left
+    /// unminimized (`Duration::ZERO`: none).
+    pub exit_minimize_budget: Duration,
+    /// `Both` (compared) or `Model` (the model alone, no VM); `Kernel` is refused.
+    pub backend: BackendChoice,
+    /// Functions to steer towards (`function` or `file: function`), resolved to their KCOV
+    /// sites in the campaign's kernel ([`crate::coverage::focus`]).
+    pub focus: Vec<String>,
+}
+
+/// The focus of `--focus NAMES` in the kernel at `vmlinux`, with one line each for what it
+/// holds and what it cannot steer to: none without names, without KCOV in the kernel, or when
+/// no name is an instrumented function (the campaign then runs unsteered).
+fn resolve_focus(names: &[String], vmlinux: &Path) -> Option<Arc<crate::coverage::Focus>> {
+    if names.is_empty() {
+        return None;
+    }
+    let funcs = match crate::coverage::function_sites(vmlinux) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("cmafuzz fuzz: --focus: not steered: {e}");
+            return None;
+        }
+    };
+    let f = crate::coverage::focus(&funcs, names);
+    if !f.missing.is_empty() {
+        eprintln!(
+            "cmafuzz fuzz: --focus: no KCOV sites in this kernel for {} (not in an instrumented file, or inlined)",
+            f.missing.join(", ")
+        );
+    }
+    if f.sites.is_empty() {
+        eprintln!("cmafuzz fuzz: --focus: not steered: none of the functions has KCOV sites");
+        return None;
+    }
+    eprintln!("cmafuzz fuzz: steered towards {} ({} KCOV sites)", f.functions.join(", "), f.sites.len());
+    Some(Arc::new(f))
 }
 
 /// Default of `fuzz --minimize-budget`.
 pub const DEFAULT_MINIMIZE_BUDGET: &str = "3m";
+/// Default of `fuzz --exit-minimize-budget`.
+pub const DEFAULT_EXIT_MINIMIZE_BUDGET: &str = "2m";
 
 /// `30s`, `10m`, `8h`, `1d` (a bare number is seconds), or any longer form `humantime` reads
 /// (`1h30m`, `2days`); never zero.
@@ -283,20 +331,67 @@ impl<S: HasRand> Generator<ProgramInput, S> for ProgramGenerator {
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
+/// SIGINT/SIGTERM received so far.
+static SIGNALS: AtomicU32 = AtomicU32::new(0);
+/// What a second signal exits with: LibAFL's `CTRL_C_EXIT` in a client (its restarter then
+/// stops instead of respawning it), 130 (128 + SIGINT) in the launching process.
+static SECOND_EXIT: AtomicU32 = AtomicU32::new(130);
 
 extern "C" fn on_signal(_sig: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
+    if SIGNALS.fetch_add(1, Ordering::SeqCst) >= 1 {
+        // A second Ctrl-C: out at once, whatever is running (the exit minimization).
+        // SAFETY: `_exit` is async-signal-safe.
+        unsafe { libc::_exit(SECOND_EXIT.load(Ordering::SeqCst) as libc::c_int) }
+    }
 }
 
 /// Replaces (does not chain to) the client's SIGINT/SIGTERM handlers. Hand-written rather
 /// than `signal-hook`, whose registry calls the handler it found before its own: in a LibAFL
 /// client that is LibAFL's shutdown handler, `_exit(100)`, which would end the client mid-input
-/// instead of between inputs with an orderly `send_exiting`.
+/// instead of between inputs with an orderly `send_exiting`. The first signal stops the
+/// campaign between inputs (then findings left unminimized are minimized within
+/// `--exit-minimize-budget`); a second one exits at once.
 fn install_stop_handlers() {
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
+/// How the launching process tells its clients to stop when they may not have been signalled
+/// themselves (a SIGTERM to it alone), or that it is gone: a pipe whose write end only it holds
+/// (each client's restarter closes its copy before it forks the client). Closing it, or the
+/// launching process exiting, makes the clients' read end read end-of-file.
+#[derive(Debug, Clone, Copy)]
+struct StopPipe {
+    read: libc::c_int,
+    write: libc::c_int,
+}
+
+impl StopPipe {
+    fn new() -> Result<Self, FuzzError> {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+            return Err(FuzzError::Libafl(format!("pipe: {}", std::io::Error::last_os_error())));
+        }
+        Ok(StopPipe { read: fds[0], write: fds[1] })
+    }
+
+    /// The write end goes: in a client's restarter (before it forks the client), or in the
+    /// launching process to stop its clients. Called once per process.
+    fn close_write(&self) {
+        // SAFETY: closing a descriptor this process got from `pipe` and has not closed.
+        unsafe { libc::close(self.write) };
+    }
+
+    /// The launching process closed its end or is gone.
+    fn asked(&self) -> bool {
+        let mut p = libc::pollfd { fd: self.read, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd, no wait.
+        unsafe { libc::poll(&mut p, 1, 0) > 0 }
     }
 }
 
@@ -346,30 +441,39 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
     if files.is_empty() {
         return Err(FuzzError::NoSeeds(opts.corpus.clone(), opts.out.join("corpus")));
     }
+    if opts.backend == BackendChoice::Kernel {
+        return Err(FuzzError::Backend);
+    }
     // Build (or find) the kernel here, once, so clients only boot it and a bad patch is one
-    // error before anything forks.
-    let art = session::build_kernel(&opts.target, &opts.kernel, &mut |l| eprintln!("{l}"))?;
+    // error before anything forks. The model alone needs none.
+    let art = match opts.backend {
+        BackendChoice::Model => None,
+        _ => Some(session::build_kernel(&opts.target, &opts.kernel, &mut |l| eprintln!("{l}"))?),
+    };
     let store = findings::FindingStore::open(
         &opts.out,
         &opts.target.name,
-        Some(art.key.clone()),
+        art.as_ref().map(|a| a.key.clone()),
         opts.kernel.patches.iter().map(|p| p.display().to_string()).collect(),
     )?;
-    crate::coverage::record_kernel(
-        &opts.out,
-        &crate::coverage::KernelRecord {
-            target: opts.target.name.clone(),
-            key: art.key.clone(),
-            vmlinux: art.vmlinux.clone(),
-        },
-    )
-    .map_err(|e| FuzzError::Io { what: crate::coverage::dir(&opts.out), msg: e.to_string() })?;
+    if let Some(art) = &art {
+        crate::coverage::record_kernel(
+            &opts.out,
+            &crate::coverage::KernelRecord {
+                target: opts.target.name.clone(),
+                key: art.key.clone(),
+                vmlinux: art.vmlinux.clone(),
+            },
+        )
+        .map_err(|e| FuzzError::Io { what: crate::coverage::dir(&opts.out), msg: e.to_string() })?;
+    }
+    let focus = art.as_ref().and_then(|a| resolve_focus(&opts.focus, &a.vmlinux));
     let resumed = program_files(&opts.out.join("corpus")).len();
     let before = store.existing()?.len();
     eprintln!(
         "cmafuzz fuzz: {} kernel {} on cores {} for {} s; out {} ({} corpus entries, {} findings already there)",
         opts.target.name,
-        art.key,
+        art.as_ref().map_or_else(|| "none (the model alone)".to_string(), |a| a.key.clone()),
         opts.cores,
         opts.duration.as_secs(),
         opts.out.display(),
@@ -381,20 +485,29 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
     let main_pid = unsafe { libc::getpid() };
     let cores = Cores::from_cmdline(&opts.cores).map_err(|_| FuzzError::Cores(opts.cores.clone(), 0))?;
     let shmem = StdShMemProvider::new().map_err(|e| FuzzError::Libafl(e.to_string()))?;
-    let mon = monitor::StatusMonitor::new(&opts.out, opts.json_stats.clone(), STATUS_INTERVAL);
+    let mon = monitor::StatusMonitor::new(&opts.out, opts.json_stats.clone(), STATUS_INTERVAL)
+        .with_focus_sites(focus.as_ref().map_or(0, |f| f.sites.len() as u64));
     let log = opts.out.join("clients.log");
     let log_s = log.display().to_string();
+    let stop = StopPipe::new()?;
 
     let run_client = |state: Option<St>, mut mgr: Mgr, desc: libafl::events::ClientDescription| -> Result<(), Error> {
+        SECOND_EXIT.store(libafl_bolts::os::CTRL_C_EXIT as u32, Ordering::SeqCst);
         install_stop_handlers();
         let counters = Arc::new(Counters::default());
         let mut executor =
-            VmExecutor::new(opts.target.clone(), opts.kernel.clone(), opts.sup.clone(), counters.clone());
+            VmExecutor::new(opts.target.clone(), opts.kernel.clone(), opts.backend, opts.sup.clone(), counters.clone());
         executor.write_coverage_to(opts.out.clone(), desc.id(), STATUS_INTERVAL);
+        if let Some(f) = &focus {
+            executor.set_focus(f.clone());
+        }
         // The areas the generator and the mutators choose among: the kernel's own list.
         let areas: Arc<[crate::generate::GenArea]> =
             crate::generate::GenArea::of(&executor.ensure_started()?.boot.areas).into();
-        let mut feedback = MaxMapFeedback::new(&executor.observers_ref().0);
+        let mut feedback = EagerOrFeedback::new(
+            MaxMapFeedback::new(&executor.observers_ref().0),
+            corpus::QueueEntriesFeedback::new(executor.observers_ref().0.handle()),
+        );
         let pending: objective::Pending = Arc::default();
         let mut objective = objective::FindingFeedback::new(
             store.clone(),
@@ -431,35 +544,44 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
             NonZeroUsize::new(16).unwrap_or(NonZeroUsize::MIN)
         ));
         let found = || opts.stop_on_finding && !monitor::finding_dirs(&opts.out).is_empty();
-        while !STOP.load(Ordering::SeqCst) && unix_now() < deadline && alive(main_pid) && !found() {
+        let culled_log = opts.out.join("corpus.culled");
+        let mut kept = state.corpus().count();
+        // New findings the running budget did not reach: minimized at exit.
+        let mut left: Vec<PathBuf> = Vec::new();
+        let stopped = || STOP.load(Ordering::SeqCst) || stop.asked() || !alive(main_pid);
+        while !stopped() && unix_now() < deadline && !found() {
             fuzzer.fuzz_one(&mut stages, &mut executor, &mut state, &mut mgr)?;
             mgr.maybe_report_progress(&mut state, Duration::from_secs(2))?;
-            let todo: Vec<PathBuf> = pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
-            for dir in todo {
-                let left = opts.minimize_budget.saturating_sub(minimizing);
-                if left.is_zero() || STOP.load(Ordering::SeqCst) {
-                    break;
-                }
-                let t = std::time::Instant::now();
-                let ex = executor.ensure_started()?;
-                let mut runner = findings::minimize::ExecRunner::new(ex);
-                match findings::minimize::triage_finding(&dir, &mut runner, Some(t + left)) {
-                    Ok((saved, m)) => eprintln!(
-                        "cmafuzz fuzz: {}: first verdict after every op {}; {} ops after {} runs{}",
-                        dir.display(),
-                        m.signature,
-                        m.program.ops.len(),
-                        m.runs,
-                        match saved {
-                            findings::Saved::Kept(_) => String::new(),
-                            findings::Saved::MergedInto(d) =>
-                                format!("; the same bug as {}: merged into it", d.display()),
-                        }
-                    ),
-                    Err(e) => eprintln!("cmafuzz fuzz: {}: not minimized: {e}", dir.display()),
-                }
-                minimizing += t.elapsed();
+            if corpus::should_cull(state.corpus().count(), kept) {
+                kept = cull_queue(
+                    &mut state,
+                    HasScheduler::<ProgramInput, St>::scheduler_mut(&mut fuzzer),
+                    &counters,
+                    &culled_log,
+                )?;
             }
+            let todo: Vec<PathBuf> = pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
+            let budget = opts.minimize_budget.saturating_sub(minimizing);
+            let (spent, rest) = triage_dirs(todo, &mut executor, budget, true)?;
+            minimizing += spent;
+            left.extend(rest);
+        }
+        if state.corpus().count() > kept {
+            cull_queue(
+                &mut state,
+                HasScheduler::<ProgramInput, St>::scheduler_mut(&mut fuzzer),
+                &counters,
+                &culled_log,
+            )?;
+        }
+        left.extend(pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default());
+        if !opts.minimize_budget.is_zero() && !opts.exit_minimize_budget.is_zero() && !left.is_empty() {
+            eprintln!(
+                "cmafuzz fuzz: minimizing the {} new findings left before exiting, for at most {} (Ctrl-C again exits at once)",
+                left.len(),
+                humantime::format_duration(opts.exit_minimize_budget)
+            );
+            triage_dirs(left, &mut executor, opts.exit_minimize_budget, false)?;
         }
         executor.flush_coverage();
         executor.report(&mut state, &mut mgr, true)?;
@@ -486,19 +608,23 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
     // clients go through `setup_restarting_mgr_llmp`, the broker is [`run_broker`].
     let spawn_mgr =
         |_l: &_, desc: Option<libafl::events::ClientDescription>, mon: Option<monitor::StatusMonitor>| match desc {
-            Some(client_description) => libafl::events::setup_restarting_mgr_llmp(
-                client_shmem.clone(),
-                EventConfig::AlwaysUnique,
-                None::<monitor::StatusMonitor>,
-                port,
-                libafl::events::ManagerKind::Client { client_description },
-                None,
-                libafl::events::ShouldSaveState::OnRestart,
-                tuple_list!(),
-            ),
+            Some(client_description) => {
+                // The client's restarter: only the launching process keeps the write end.
+                stop.close_write();
+                libafl::events::setup_restarting_mgr_llmp(
+                    client_shmem.clone(),
+                    EventConfig::AlwaysUnique,
+                    None::<monitor::StatusMonitor>,
+                    port,
+                    libafl::events::ManagerKind::Client { client_description },
+                    None,
+                    libafl::events::ShouldSaveState::OnRestart,
+                    tuple_list!(),
+                )
+            }
             None => {
                 let mon = mon.ok_or_else(|| Error::illegal_state("the broker has no monitor"))?;
-                if let Err(e) = run_broker(client_shmem.clone(), mon, listen, remote) {
+                if let Err(e) = run_broker(client_shmem.clone(), mon, listen, remote, stop) {
                     // The launcher only logs a broker's error: keep it for the exit code.
                     *broker_err.borrow_mut() = Some(e.to_string());
                 }
@@ -543,16 +669,71 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
     })
 }
 
+/// Culls the client's queue ([`corpus::cull`]), counting what went; returns the entries kept.
+fn cull_queue<CS>(state: &mut St, scheduler: &mut CS, counters: &Counters, log: &Path) -> Result<usize, Error>
+where
+    CS: libafl::schedulers::RemovableScheduler<ProgramInput, St>,
+{
+    let c = corpus::cull(state, scheduler, log)?;
+    counters.culled.fetch_add((c.before - c.after) as u64, Ordering::Relaxed);
+    eprintln!("cmafuzz fuzz: queue culled from {} to {} programs covering every entry it reached", c.before, c.after);
+    Ok(c.after)
+}
+
+/// Triages the findings of `dirs` on the client's VM within `budget`
+/// ([`findings::minimize::triage_within`]), one line each in the client's log; returns the time
+/// spent and the directories not reached. `stop_on_signal`: a first SIGINT/SIGTERM ends it too
+/// (at exit only a second one does, by exiting). A failed triage leaves its finding as it was.
+fn triage_dirs(
+    dirs: Vec<PathBuf>,
+    executor: &mut VmExecutor,
+    budget: Duration,
+    stop_on_signal: bool,
+) -> Result<(Duration, Vec<PathBuf>), Error> {
+    use findings::minimize::{ExecRunner, Runner, Triaged};
+    let start = std::time::Instant::now();
+    let stop = || stop_on_signal && STOP.load(Ordering::SeqCst);
+    let (done, rest) = findings::minimize::triage_within(
+        dirs,
+        move || -> Result<Box<dyn Runner + '_>, String> {
+            Ok(Box::new(ExecRunner::new(executor.ensure_started().map_err(|e| e.to_string())?)))
+        },
+        budget,
+        &stop,
+    )
+    .map_err(Error::illegal_state)?;
+    for (dir, t) in done {
+        match t {
+            Triaged::Done(saved, m) => eprintln!(
+                "cmafuzz fuzz: {}: first verdict after every op {}; {} ops after {} runs{}",
+                dir.display(),
+                m.signature,
+                m.program.ops.len(),
+                m.runs,
+                match saved {
+                    findings::Saved::Kept(_) => String::new(),
+                    findings::Saved::MergedInto(d) => format!("; the same bug as {}: merged into it", d.display()),
+                }
+            ),
+            Triaged::Failed(e) => eprintln!("cmafuzz fuzz: {}: not minimized: {e}", dir.display()),
+        }
+    }
+    Ok((start.elapsed(), rest))
+}
+
 /// The broker, in the launching process: B2B link first (when `--broker` is given), so it gets
 /// client id 0 and the listener's numbering of local clients starts after it; then the listener
-/// on `listen`; then forwarding until every client process (the launcher's children) has gone,
-/// or SIGINT/SIGTERM. A B2B link never "exits", so LLMP's own exit-after-N-clients rule would
+/// on `listen`; then forwarding until every client process (the launcher's children) has gone.
+/// On SIGINT/SIGTERM it tells the clients to stop ([`StopPipe`]) and goes on forwarding until
+/// they have (each minimizes what it has left first, within `--exit-minimize-budget`); a second
+/// signal exits at once. A B2B link never "exits", so LLMP's own exit-after-N-clients rule would
 /// keep a linked campaign running past its deadline.
 fn run_broker(
     shmem: StdShMemProvider,
     mon: monitor::StatusMonitor,
     listen: SocketAddr,
     remote: Option<SocketAddr>,
+    stop: StopPipe,
 ) -> Result<(), Error> {
     use libafl_bolts::llmp::{Broker, Listener, LlmpBroker, Tag};
     // ll_mp's `LLMP_TAG_EXITING` (private there): tells the clients the broker is gone.
@@ -573,10 +754,12 @@ fn run_broker(
     // SAFETY: getpid cannot fail.
     let me = unsafe { libc::getpid() };
     let mut checked = std::time::Instant::now();
+    let mut stopping = false;
     loop {
         let busy = broker.broker_once()?;
-        if STOP.load(Ordering::SeqCst) {
-            break;
+        if !stopping && STOP.load(Ordering::SeqCst) {
+            stopping = true;
+            stop.close_write();
         }
         if checked.elapsed() >= Duration::from_millis(200) {
             checked = std::time::Instant::now();

@@ -41,10 +41,18 @@ pub struct Status {
     pub kernel_ops: u64,
     pub kernel_ops_per_sec: f64,
     pub corpus: u64,
+    /// Queue entries the clients culled so far ([`super::corpus::cull`]).
+    #[serde(default)]
+    pub culled: u64,
     /// Model-state map entries reached (max over clients).
     pub coverage_model: u64,
     /// Kernel-coverage map entries reached (max over clients; 0 until the agent collects KCOV).
     pub coverage_kcov: u64,
+    /// With `--focus`: focus sites reached (max over clients) of `focus_sites`.
+    #[serde(default)]
+    pub focus_reached: u64,
+    #[serde(default)]
+    pub focus_sites: u64,
     pub findings_new: u64,
     pub findings_total: u64,
     /// Times a unsuppressed-verdict-producing program was seen (repeats included).
@@ -60,7 +68,7 @@ impl Status {
     pub fn line(&self) -> String {
         let t = self.run_time_s;
         format!(
-            "[cmafuzz] {}h{:02}m{:02}s clients {} execs {} ({:.1}/s) kernel ops {} ({:.0}/s) corpus {} coverage model {} kcov {} findings {} new / {} total restarts {} harness-errors {}",
+            "[cmafuzz] {}h{:02}m{:02}s clients {} execs {} ({:.1}/s) kernel ops {} ({:.0}/s) corpus {} (culled {}) coverage model {} kcov {} findings {} new / {} total restarts {} harness-errors {}",
             t / 3600,
             t / 60 % 60,
             t % 60,
@@ -70,13 +78,23 @@ impl Status {
             self.kernel_ops,
             self.kernel_ops_per_sec,
             self.corpus,
+            self.culled,
             self.coverage_model,
             self.coverage_kcov,
             self.findings_new,
             self.findings_total,
             self.restarts,
             self.harness_errors,
-        ) + &self.areas_text()
+        ) + &self.focus_text()
+            + &self.areas_text()
+    }
+
+    /// ` focus REACHED/SITES` (empty without a focus).
+    fn focus_text(&self) -> String {
+        if self.focus_sites == 0 {
+            return String::new();
+        }
+        format!(" focus {}/{}", self.focus_reached, self.focus_sites)
     }
 
     /// ` areas NAME ops/findings …` (empty without areas).
@@ -123,6 +141,8 @@ pub struct StatusMonitor {
     at_start: usize,
     /// Clients seen exiting, so each exit writes the status once.
     exited: u64,
+    /// Sites of the campaign's focus (0: none).
+    focus_sites: u64,
 }
 
 impl StatusMonitor {
@@ -137,7 +157,14 @@ impl StatusMonitor {
             at_start: known.len(),
             known,
             exited: 0,
+            focus_sites: 0,
         }
+    }
+
+    /// A campaign steered towards `sites` focus sites shows how many it reached.
+    pub fn with_focus_sites(mut self, sites: u64) -> Self {
+        self.focus_sites = sites;
+        self
     }
 
     fn status(&self, csm: &mut ClientStatsManager) -> Status {
@@ -154,9 +181,11 @@ impl StatusMonitor {
                     ("kernel_ops", UserStatsValue::Number(n)) => s.kernel_ops += n,
                     ("restarts", UserStatsValue::Number(n)) => s.restarts += n,
                     ("harness_errors", UserStatsValue::Number(n)) => s.harness_errors += n,
+                    ("culled", UserStatsValue::Number(n)) => s.culled += n,
                     ("finding_hits", UserStatsValue::Number(n)) => s.finding_hits += n,
                     ("model-state", UserStatsValue::Number(a)) => s.coverage_model = s.coverage_model.max(*a),
                     ("kcov", UserStatsValue::Number(a)) => s.coverage_kcov = s.coverage_kcov.max(*a),
+                    ("focus", UserStatsValue::Number(a)) => s.focus_reached = s.focus_reached.max(*a),
                     (n, UserStatsValue::Number(v)) if n.starts_with(AREA_OPS) => {
                         s.areas.entry(n[AREA_OPS.len()..].to_string()).or_default().ops += v;
                     }
@@ -167,6 +196,7 @@ impl StatusMonitor {
                 }
             }
         }
+        s.focus_sites = self.focus_sites;
         s.execs = s.execs.max(own_execs);
         s.execs_per_sec = s.execs as f64 / run;
         s.kernel_ops_per_sec = s.kernel_ops as f64 / run;

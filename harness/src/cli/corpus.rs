@@ -20,15 +20,19 @@ pub struct MinimizeArgs {
     pub out: PathBuf,
     #[arg(long)]
     pub target: Option<String>,
+    /// Which sides run the programs: both (as `fuzz` does by default) or model (for a
+    /// campaign run with `fuzz --backend model`).
+    #[arg(long, value_enum, default_value = "both")]
+    pub backend: super::BackendArg,
     #[command(flatten)]
     pub kernel: KernelArgs,
 }
 
 pub fn run(c: CorpusCmd) -> anyhow::Result<u8> {
-    let CorpusCmd::Minimize(MinimizeArgs { out, target, kernel }) = c;
+    let CorpusCmd::Minimize(MinimizeArgs { out, target, backend, kernel }) = c;
     let t = targets::find(target.as_deref())?;
     let sup = crate::oracle::Suppressions::builtin()?;
-    let s = crate::campaign::corpus::minimize_corpus(&out, &t, &kernel.choice(), sup)
+    let s = crate::campaign::corpus::minimize_corpus(&out, &t, &kernel.choice(), backend.into(), sup)
         .with_context(|| format!("corpus minimize {} on {}", out.display(), t.name))?;
     outln!(
         "{}: {} programs -> {} reaching the same {} coverage entries ({} did not run and stay); the others are in {}",

@@ -42,9 +42,23 @@ pub struct FuzzArgs {
     #[arg(long)]
     pub stop_on_finding: bool,
     /// Time each client may spend minimizing its new findings (reproducer.min.prog, merged
-    /// with the findings of the same bug); 0 disables.
+    /// with the findings of the same bug); 0 disables (at exit too).
     #[arg(long, value_name = "DURATION", default_value = crate::campaign::DEFAULT_MINIMIZE_BUDGET)]
     pub minimize_budget: String,
+    /// Time each client may spend as the campaign ends (deadline, SIGINT/SIGTERM) minimizing
+    /// the new findings --minimize-budget left unminimized; 0 disables. A second Ctrl-C exits
+    /// at once.
+    #[arg(long, value_name = "DURATION", default_value = crate::campaign::DEFAULT_EXIT_MINIMIZE_BUDGET)]
+    pub exit_minimize_budget: String,
+    /// Which sides run: both (the model and the kernel, compared) or model (the model alone:
+    /// no kernel is built or booted; only the model's own checks give verdicts).
+    #[arg(long, value_enum, default_value = "both")]
+    pub backend: super::BackendArg,
+    /// Steer towards these kernel functions (`cma_alloc` or `mm/cma.c: cma_alloc`; repeat or
+    /// separate with commas): their KCOV sites count extra in the feedback, and the status
+    /// shows how many of them the campaign reached. Needs a target with KCOV.
+    #[arg(long, value_name = "FUNCTION", value_delimiter = ',')]
+    pub focus: Vec<String>,
     #[command(flatten)]
     pub kernel: KernelArgs,
 }
@@ -63,14 +77,18 @@ pub fn run(a: FuzzArgs) -> anyhow::Result<u8> {
         broker,
         stop_on_finding,
         minimize_budget,
+        exit_minimize_budget,
+        backend,
+        focus,
         kernel,
     } = a;
-    let minimize_budget = match minimize_budget.trim() {
-        "0" => std::time::Duration::ZERO,
-        s => humantime::parse_duration(s).map_err(|_| {
-            anyhow::anyhow!("--minimize-budget {s}: expected a duration like 3m or 90s, or 0 to disable")
-        })?,
+    let budget = |flag: &str, s: &str| match s.trim() {
+        "0" => Ok(std::time::Duration::ZERO),
+        t => humantime::parse_duration(t)
+            .map_err(|_| anyhow::anyhow!("{flag} {t}: expected a duration like 3m or 90s, or 0 to disable")),
     };
+    let minimize_budget = budget("--minimize-budget", &minimize_budget)?;
+    let exit_minimize_budget = budget("--exit-minimize-budget", &exit_minimize_budget)?;
     use crate::campaign as fuzz;
     let opts = fuzz::FuzzOptions {
         target: targets::find(target.as_deref())?,
@@ -87,6 +105,9 @@ pub fn run(a: FuzzArgs) -> anyhow::Result<u8> {
         stop_on_finding,
         sup: crate::oracle::Suppressions::builtin()?,
         minimize_budget,
+        exit_minimize_budget,
+        backend: backend.into(),
+        focus,
     };
     let sum = fuzz::run(&opts).with_context(|| format!("fuzz on {}", opts.target.name))?;
     if let Some(s) = &sum.last_status {

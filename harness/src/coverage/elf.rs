@@ -10,7 +10,7 @@
 //! whose first functions are global has them counted in the object before it; `?` when no
 //! instrumented local function shares its section, as for globals of `.init.text`).
 
-use super::{CoverageError, FunctionCoverage};
+use super::{CoverageError, FunctionCoverage, FunctionSites};
 use object::{Architecture, Object, ObjectSection, ObjectSymbol, SectionKind, SymbolKind};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -118,6 +118,20 @@ fn clean_file(name: &str, arch_dir: &str) -> String {
 /// Every function of `vmlinux` with KCOV call sites, with how many of them `pcs` hit, sorted by
 /// file and function.
 pub fn functions(vmlinux: &Path, pcs: &BTreeSet<u64>) -> Result<Vec<FunctionCoverage>, CoverageError> {
+    Ok(function_sites(vmlinux)?
+        .into_iter()
+        .map(|f| FunctionCoverage {
+            hit: f.sites.iter().filter(|&&s| pcs.contains(&s) || pcs.contains(&(s | 1))).count() as u64,
+            sites: f.sites.len() as u64,
+            file: f.file,
+            function: f.function,
+        })
+        .collect())
+}
+
+/// Every function of `vmlinux` with KCOV call sites and the sites themselves (the PCs KCOV
+/// reports for them), sorted by file and function.
+pub fn function_sites(vmlinux: &Path) -> Result<Vec<FunctionSites>, CoverageError> {
     let data = std::fs::read(vmlinux).map_err(super::io(vmlinux))?;
     let elf = |msg: String| CoverageError::Elf { path: vmlinux.to_path_buf(), msg };
     let file = object::File::parse(&*data).map_err(|e| elf(e.to_string()))?;
@@ -168,7 +182,7 @@ pub fn functions(vmlinux: &Path, pcs: &BTreeSet<u64>) -> Result<Vec<FunctionCove
             false
         }
     });
-    let mut per: BTreeMap<usize, (u64, u64)> = BTreeMap::new();
+    let mut per: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
     for section in file.sections() {
         if section.kind() != SectionKind::Text {
             continue;
@@ -178,11 +192,7 @@ pub fn functions(vmlinux: &Path, pcs: &BTreeSet<u64>) -> Result<Vec<FunctionCove
             let call = site - 4;
             let at = funcs.partition_point(|f| f.start <= call);
             let Some(fi) = at.checked_sub(1).filter(|&j| call < funcs[j].end) else { continue };
-            let e = per.entry(fi).or_default();
-            e.0 += 1;
-            if pcs.contains(&site) || pcs.contains(&(site | 1)) {
-                e.1 += 1;
-            }
+            per.entry(fi).or_default().push(site);
         }
     }
     // Globals: the file of the local function just before them in their section when that
@@ -203,14 +213,13 @@ pub fn functions(vmlinux: &Path, pcs: &BTreeSet<u64>) -> Result<Vec<FunctionCove
         let at = locals.partition_point(|&k| k < fi);
         ok(at.checked_sub(1).and_then(|j| locals.get(j))).or_else(|| ok(locals.get(at)))
     };
-    let mut out: Vec<FunctionCoverage> = per
+    let mut out: Vec<FunctionSites> = per
         .into_iter()
         .filter(|(fi, _)| funcs[*fi].name != TRACE_PC)
-        .map(|(fi, (sites, hit))| FunctionCoverage {
+        .map(|(fi, sites)| FunctionSites {
             file: file_of(fi).map_or_else(|| "?".to_string(), |n| clean_file(&n, arch_dir)),
             function: funcs[fi].name.clone(),
             sites,
-            hit,
         })
         .collect();
     out.sort();

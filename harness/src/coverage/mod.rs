@@ -13,7 +13,7 @@
 
 mod elf;
 
-pub use elf::functions;
+pub use elf::{function_sites, functions};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -37,6 +37,67 @@ impl FunctionCoverage {
     pub fn reached(&self) -> bool {
         self.hit > 0
     }
+}
+
+/// One instrumented kernel function and its KCOV call sites (the PCs KCOV reports for them:
+/// the return addresses of its `__sanitizer_cov_trace_pc` calls).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FunctionSites {
+    pub file: String,
+    pub function: String,
+    pub sites: Vec<u64>,
+}
+
+/// The focus of a campaign steered towards some functions (`cmafuzz fuzz --focus`, what
+/// `cmafuzz validate` passes for the functions a series changes): their KCOV sites, and the
+/// names that match no instrumented function of the build.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Focus {
+    /// `file: function` of each matched function.
+    pub functions: Vec<String>,
+    pub sites: BTreeSet<u64>,
+    /// Names given that match no instrumented function (not in an instrumented file, or
+    /// inlined away).
+    pub missing: Vec<String>,
+}
+
+impl Focus {
+    /// Sites of the focus among `pcs` (a PC may carry the Thumb bit).
+    pub fn reached(&self, pcs: &BTreeSet<u64>) -> usize {
+        self.sites.iter().filter(|&&s| pcs.contains(&s) || pcs.contains(&(s | 1))).count()
+    }
+
+    /// Whether `pc` is a site of the focus.
+    pub fn contains(&self, pc: u64) -> bool {
+        self.sites.contains(&pc) || self.sites.contains(&(pc & !1))
+    }
+}
+
+/// Resolves focus names against a build's functions: `function` or `file: function` (as
+/// `cmafuzz validate` lists a series' changed functions; also `file:function`).
+pub fn focus(funcs: &[FunctionSites], names: &[String]) -> Focus {
+    let mut f = Focus::default();
+    for name in names {
+        let (file, function) = match name.rsplit_once(':') {
+            Some((file, function)) => (Some(file.trim()), function.trim()),
+            None => (None, name.trim()),
+        };
+        let hits: Vec<&FunctionSites> = funcs
+            .iter()
+            .filter(|s| s.function == function && file.map_or(true, |file| s.file == file || s.file == "?"))
+            .collect();
+        if hits.is_empty() {
+            f.missing.push(name.clone());
+        }
+        for h in hits {
+            let label = format!("{}: {}", h.file, h.function);
+            if !f.functions.contains(&label) {
+                f.functions.push(label);
+                f.sites.extend(h.sites.iter().copied());
+            }
+        }
+    }
+    f
 }
 
 #[derive(Debug, Error)]
@@ -231,6 +292,38 @@ mod tests {
         std::fs::write(client_pcs_path(d.path(), 3), "0x10\nbanana\n").expect("write");
         let e = campaign_pcs(d.path()).expect_err("garbled").to_string();
         assert!(e.contains("client-3.pcs") && e.contains("line 2") && e.contains("banana"), "{e}");
+    }
+
+    #[test]
+    fn a_focus_takes_the_sites_of_the_named_functions_and_names_the_missing_ones() {
+        let f = |file: &str, function: &str, sites: &[u64]| FunctionSites {
+            file: file.into(),
+            function: function.into(),
+            sites: sites.to_vec(),
+        };
+        let funcs = vec![
+            f("mm/cma.c", "cma_alloc", &[0x10, 0x14]),
+            f("mm/cma.c", "cma_release", &[0x20]),
+            f("mm/page_alloc.c", "cma_release", &[0x30]),
+            f("kernel/dma/pool.c", "atomic_pool_expand", &[0x40]),
+        ];
+        let names: Vec<String> =
+            ["mm/cma.c: cma_release", "cma_alloc", "mm/cma.c: cma_gone", "kernel/dma/pool.c:atomic_pool_expand"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        let fo = focus(&funcs, &names);
+        assert_eq!(
+            fo.functions,
+            vec!["mm/cma.c: cma_release", "mm/cma.c: cma_alloc", "kernel/dma/pool.c: atomic_pool_expand"]
+        );
+        assert_eq!(fo.sites.iter().copied().collect::<Vec<_>>(), vec![0x10, 0x14, 0x20, 0x40]);
+        assert_eq!(fo.missing, vec!["mm/cma.c: cma_gone"]);
+        // A bare name takes every file's function of that name; a Thumb PC is its site.
+        let both = focus(&funcs, &["cma_release".to_string()]);
+        assert_eq!(both.sites.len(), 2);
+        assert!(fo.contains(0x15) && fo.contains(0x14) && !fo.contains(0x30));
+        assert_eq!(fo.reached(&[0x11, 0x40, 0x30].into_iter().collect()), 2);
     }
 
     #[test]

@@ -13,8 +13,8 @@ use crate::backend::{Backend, ModelBackend};
 use crate::diff::{BackendChoice, ExecError, Executor};
 use reference_impl::program::{Op, Program};
 use reference_impl::units::{Bytes, Handle, Order, Pages};
-use std::path::Path;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// Runs candidates for the minimizer.
@@ -203,6 +203,11 @@ fn simpler(op: &Op) -> Vec<Op> {
                 v.push(Op::Kmap { area: area.clone(), off: o });
             }
         }
+        Op::DmaMap { h, dir } => {
+            if *dir != Default::default() {
+                v.push(Op::DmaMap { h: *h, dir: Default::default() });
+            }
+        }
         Op::CmaRelease { .. } | Op::DmaFree { .. } | Op::Observe => {}
     }
     v
@@ -388,6 +393,52 @@ pub fn triage_finding(
     Ok((saved, min))
 }
 
+/// What [`triage_within`] did with the findings it reached, and the directories it did not.
+pub type TriagedAll = (Vec<(PathBuf, Triaged)>, Vec<PathBuf>);
+
+/// What [`triage_within`] did with one finding.
+#[derive(Debug)]
+pub enum Triaged {
+    Done(Saved, MinimizedFinding),
+    /// The triage failed; the finding is as it was.
+    Failed(MinimizeError),
+}
+
+/// Triages each finding of `dirs` in turn ([`triage_finding`]) while `budget` lasts (the
+/// budget left is each one's deadline) and `stop()` says nothing; returns what became of each
+/// one reached, and the directories not reached (budget spent or stopped), as they were.
+/// `runner()` gives the runner, called once and only when there is a finding to triage (a VM
+/// starts only then).
+pub fn triage_within<'r>(
+    dirs: Vec<PathBuf>,
+    runner: impl FnOnce() -> Result<Box<dyn Runner + 'r>, String>,
+    budget: Duration,
+    stop: &dyn Fn() -> bool,
+) -> Result<TriagedAll, String> {
+    let start = Instant::now();
+    let mut done = Vec::new();
+    let mut rest = Vec::new();
+    let mut runner = Some(runner);
+    let mut r: Option<Box<dyn Runner + 'r>> = None;
+    for dir in dirs {
+        let left = budget.saturating_sub(start.elapsed());
+        if left.is_zero() || stop() {
+            rest.push(dir);
+            continue;
+        }
+        if r.is_none() {
+            r = Some((runner.take().ok_or("no runner")?)()?);
+        }
+        let Some(run) = r.as_mut() else { continue };
+        let t = match triage_finding(&dir, run.as_mut(), Some(Instant::now() + left)) {
+            Ok((saved, m)) => Triaged::Done(saved, m),
+            Err(e) => Triaged::Failed(e),
+        };
+        done.push((dir, t));
+    }
+    Ok((done, rest))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,6 +503,97 @@ mod tests {
         let mut r = bug;
         let e = minimize(&p("observe\n"), "bitmap:reserved", &mut r, None).expect_err("not reproduced");
         assert!(e.to_string().contains("no longer reproduces bitmap:reserved"), "{e}");
+    }
+
+    /// A store in a tempdir with one finding per program (its first verdict as `bug` gives it).
+    fn store_with(progs: &[&str]) -> (tempfile::TempDir, Vec<PathBuf>) {
+        let out = tempfile::tempdir().expect("tempdir");
+        let store = FindingStore::open(out.path(), "arm32-6.1", None, vec![]).expect("open");
+        let mut dirs = Vec::new();
+        for (i, text) in progs.iter().enumerate() {
+            let mut e = crate::findings::tests::exec();
+            e.verdicts = vec![crate::findings::tests::verdict(&format!("layout:x{i}"))];
+            dirs.push(store.record_program(&p(text), &e, "").expect("record").expect("a finding").1);
+        }
+        (out, dirs)
+    }
+
+    fn snapshot(d: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut v = Vec::new();
+        for e in walk(d) {
+            v.push((e.clone(), std::fs::read(&e).expect("read")));
+        }
+        v.sort();
+        v
+    }
+
+    fn walk(d: &Path) -> Vec<PathBuf> {
+        let mut v = Vec::new();
+        for e in std::fs::read_dir(d).expect("list").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                v.extend(walk(&p));
+            } else {
+                v.push(p);
+            }
+        }
+        v
+    }
+
+    const BUGGY: &str = "observe\ncma_alloc area=reserved count=9 align=2\nobserve\ncma_release h=0\n";
+
+    #[test]
+    fn findings_left_are_triaged_within_the_budget_and_the_rest_left_as_they_were() {
+        let (out, dirs) = store_with(&[BUGGY, BUGGY]);
+        let before = snapshot(out.path());
+        // No budget: nothing is run (no runner asked for), nothing changes.
+        let (done, rest) =
+            triage_within(dirs.clone(), || Err("no VM".into()), Duration::ZERO, &|| false).expect("runs");
+        assert!(done.is_empty());
+        assert_eq!(rest, dirs);
+        assert_eq!(snapshot(out.path()), before);
+        // Stopped: the same.
+        let (done, rest) =
+            triage_within(dirs.clone(), || Err("no VM".into()), Duration::from_secs(60), &|| true).expect("runs");
+        assert!(done.is_empty() && rest == dirs);
+        // A budget: both minimized; the second is the same bug, merged into the first.
+        let (done, rest) =
+            triage_within(dirs.clone(), || Ok(Box::new(bug) as Box<dyn Runner>), Duration::from_secs(60), &|| false)
+                .expect("runs");
+        assert!(rest.is_empty());
+        assert_eq!(done.len(), 2);
+        match &done[0].1 {
+            Triaged::Done(Saved::Kept(d), m) => {
+                assert_eq!(d, &dirs[0]);
+                assert_eq!(m.program, p("cma_alloc area=reserved count=2 align=0\ncma_release h=0\n"));
+                assert!(d.join("reproducer.min.prog").is_file());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&done[1].1, Triaged::Done(Saved::MergedInto(d), _) if d == &dirs[0]), "{:?}", done[1]);
+    }
+
+    #[test]
+    fn a_failed_triage_changes_nothing_on_disk() {
+        let (out, dirs) = store_with(&["observe\n", BUGGY]);
+        let before = snapshot(out.path());
+        // `observe` alone does not reproduce; the runner then dies on the second.
+        let mut n = 0;
+        let dying = move |prog: &Program| {
+            n += 1;
+            if n > 1 {
+                Err("the VM died".to_string())
+            } else {
+                bug(prog)
+            }
+        };
+        let (done, rest) =
+            triage_within(dirs.clone(), || Ok(Box::new(dying) as Box<dyn Runner>), Duration::from_secs(60), &|| false)
+                .expect("runs");
+        assert!(rest.is_empty());
+        assert!(matches!(&done[0].1, Triaged::Failed(MinimizeError::NotReproduced { .. })), "{:?}", done[0]);
+        assert!(matches!(&done[1].1, Triaged::Failed(MinimizeError::Runner(_))), "{:?}", done[1]);
+        assert_eq!(snapshot(out.path()), before, "a failed minimization leaves the findings as they were");
     }
 
     #[test]

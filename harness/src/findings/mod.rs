@@ -556,7 +556,7 @@ mod tests {
     use crate::oracle::VerdictKind;
     use reference_impl::program::ResolvedProgram;
 
-    fn exec() -> Execution {
+    pub(crate) fn exec() -> Execution {
         Execution {
             resolved: ResolvedProgram::default(),
             reference: None,
@@ -570,7 +570,7 @@ mod tests {
         }
     }
 
-    fn verdict(sig: &str) -> Verdict {
+    pub(crate) fn verdict(sig: &str) -> Verdict {
         Verdict {
             kind: VerdictKind::Bitmap,
             signature: sig.into(),
