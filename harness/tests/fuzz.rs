@@ -3,6 +3,10 @@
 //! killed with SIGKILL leaves no qemu behind and a restart on the same `--out` loses nothing.
 //! The two run one after the other (a lock), each with its own broker port.
 
+#[path = "common/campaign.rs"]
+mod campaign;
+
+use campaign::{corpus_files, exit_within};
 use std::collections::BTreeSet;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -35,17 +39,6 @@ fn finding_dirs(out: &Path) -> BTreeSet<String> {
     std::fs::read_dir(out.join("findings"))
         .map(|rd| {
             rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !n.starts_with('.')).collect()
-        })
-        .unwrap_or_default()
-}
-
-fn corpus_files(out: &Path) -> BTreeSet<String> {
-    std::fs::read_dir(out.join("corpus"))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.ends_with(".prog") && !n.starts_with('.'))
-                .collect()
         })
         .unwrap_or_default()
 }
@@ -195,14 +188,7 @@ fn sigint_stops_a_pristine_campaign_cleanly_with_everything_flushed() {
     }
     // SAFETY: signalling the process group we created.
     assert_eq!(unsafe { libc::kill(-pgid, libc::SIGINT) }, 0);
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(t.elapsed() < Duration::from_secs(60), "the campaign did not stop within 60 s of SIGINT");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = exit_within(&mut child, Duration::from_secs(60), "the campaign after SIGINT");
     let mut stdout = String::new();
     if let Some(mut s) = child.stdout.take() {
         use std::io::Read;
@@ -283,14 +269,7 @@ fn two_linked_campaigns_share_inputs_both_ways_and_both_stop_at_their_deadline()
         .spawn()
         .expect("campaign b starts");
     let wait = |mut c: std::process::Child, name: &str| {
-        let t = Instant::now();
-        loop {
-            if c.try_wait().expect("wait").is_some() {
-                break;
-            }
-            assert!(t.elapsed() < Duration::from_secs(400), "campaign {name} did not stop at its deadline");
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        exit_within(&mut c, Duration::from_secs(400), &format!("campaign {name} at its deadline"));
         let o = c.wait_with_output().expect("output");
         assert_eq!(o.status.code(), Some(0), "campaign {name}: {}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8_lossy(&o.stderr).into_owned()

@@ -5,6 +5,10 @@
 //! the running budget left are minimized at exit, and a second Ctrl-C then exits at once. The
 //! VM cases run one after the other (a lock).
 
+#[path = "common/campaign.rs"]
+mod campaign;
+
+use campaign::exit_within;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -232,14 +236,7 @@ fn a_second_ctrl_c_during_the_exit_minimization_exits_at_once_and_leaves_finding
     }
     // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(-pgid, libc::SIGINT) }, 0);
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(t.elapsed() < Duration::from_secs(10), "a second Ctrl-C did not exit at once");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = exit_within(&mut child, Duration::from_secs(10), "a second Ctrl-C (exits at once)");
     assert_eq!(status.code(), Some(130), "a second Ctrl-C exits 130");
     let t = Instant::now();
     while !group_members(pgid).is_empty() && t.elapsed() < Duration::from_secs(15) {

@@ -3,23 +3,15 @@
 //! On the model alone (`--backend model`: no kernel, no VM), where a campaign runs hundreds of
 //! programs a second and its queue would grow fastest.
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+#[path = "common/campaign.rs"]
+mod campaign;
+
+use campaign::corpus_files;
+use std::path::PathBuf;
 use std::process::Command;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn corpus_files(out: &Path) -> BTreeSet<String> {
-    std::fs::read_dir(out.join("corpus"))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.ends_with(".prog") && !n.starts_with('.'))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[test]

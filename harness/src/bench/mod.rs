@@ -50,17 +50,11 @@ pub struct ClientFigures {
     pub kernel_secs: f64,
     /// VmHWM of this client's qemu, KiB.
     pub qemu_hwm_kib: u64,
-    /// Of `kernel_secs`, per stage of the RUNs ([`crate::guest::ChannelTimes`]): sending,
-    /// waiting for the guest's answer, receiving the RESULT, decoding it, and turning it into
-    /// outcomes and observations.
-    pub send_secs: f64,
-    pub answer_secs: f64,
-    pub receive_secs: f64,
-    pub decode_secs: f64,
-    pub convert_secs: f64,
-    /// RUNs sent and RESULT payload bytes received.
-    pub runs: u64,
-    pub result_bytes: u64,
+    /// Of `kernel_secs`, per stage of the RUNs: sending, waiting for the guest's answer,
+    /// receiving the RESULT, decoding it; RUNs sent and RESULT payload bytes received.
+    pub stages: crate::guest::ChannelTimes,
+    /// Of `kernel_secs`, turning the RESULTs into outcomes and observations.
+    pub convert: Duration,
 }
 
 impl ClientFigures {
@@ -198,19 +192,27 @@ impl Figures {
 /// own work (`local_s` over the same programs), and the RESULT size per RUN.
 fn stage_line(t: &str, f: &ClientFigures, local_s: f64, programs: f64) -> String {
     let us = |s: f64| s * 1e6 / programs.max(1.0);
+    let st = &f.stages;
+    let (send, answer, receive, decode, convert) = (
+        st.send.as_secs_f64(),
+        st.answer.as_secs_f64(),
+        st.receive.as_secs_f64(),
+        st.decode.as_secs_f64(),
+        f.convert.as_secs_f64(),
+    );
     format!(
         "\n{t}: per program: guest work {:.0} us; kernel backend {:.0} us = send {:.0} + guest answer {:.0} + receive {:.0} + \
          decode {:.0} + convert {:.0} (+ reset check {:.0}); {:.1} RUNs of {:.1} KiB RESULT each",
         us(local_s),
         us(f.kernel_secs),
-        us(f.send_secs),
-        us(f.answer_secs),
-        us(f.receive_secs),
-        us(f.decode_secs),
-        us(f.convert_secs),
-        us(f.kernel_secs - f.send_secs - f.answer_secs - f.receive_secs - f.decode_secs - f.convert_secs),
-        f.runs as f64 / programs.max(1.0),
-        f.result_bytes as f64 / 1024.0 / (f.runs.max(1) as f64),
+        us(send),
+        us(answer),
+        us(receive),
+        us(decode),
+        us(convert),
+        us(f.kernel_secs - send - answer - receive - decode - convert),
+        st.runs as f64 / programs.max(1.0),
+        st.result_bytes as f64 / 1024.0 / (st.runs.max(1) as f64),
     )
 }
 
@@ -378,13 +380,8 @@ fn in_turns(
         full.secs += f.secs;
         full.kernel_secs += f.kernel_secs;
         full.qemu_hwm_kib = full.qemu_hwm_kib.max(f.qemu_hwm_kib);
-        full.send_secs += f.send_secs;
-        full.answer_secs += f.answer_secs;
-        full.receive_secs += f.receive_secs;
-        full.decode_secs += f.decode_secs;
-        full.convert_secs += f.convert_secs;
-        full.runs += f.runs;
-        full.result_bytes += f.result_bytes;
+        full.stages.add(&f.stages);
+        full.convert += f.convert;
     }
     Ok((local_s, full, judge_s, turns))
 }
@@ -424,13 +421,8 @@ fn client_rounds(
         ..Default::default()
     };
     if let (Some((t0, c0)), Some((t1, c1))) = (before, stages(ex)) {
-        f.send_secs = (t1.send.saturating_sub(t0.send)).as_secs_f64();
-        f.answer_secs = (t1.answer.saturating_sub(t0.answer)).as_secs_f64();
-        f.receive_secs = (t1.receive.saturating_sub(t0.receive)).as_secs_f64();
-        f.decode_secs = (t1.decode.saturating_sub(t0.decode)).as_secs_f64();
-        f.convert_secs = (c1.saturating_sub(c0)).as_secs_f64();
-        f.runs = t1.runs.saturating_sub(t0.runs);
-        f.result_bytes = t1.result_bytes.saturating_sub(t0.result_bytes);
+        f.stages = t1.since(&t0);
+        f.convert = c1.saturating_sub(c0);
     }
     Ok((f, judged.as_secs_f64()))
 }
@@ -567,13 +559,15 @@ mod tests {
             local_s: 0.8,
             full: ClientFigures {
                 kernel_secs: 1.0,
-                send_secs: 0.01,
-                answer_secs: 0.7,
-                receive_secs: 0.02,
-                decode_secs: 0.03,
-                convert_secs: 0.04,
-                runs: 20,
-                result_bytes: 20 * 2048,
+                stages: crate::guest::ChannelTimes {
+                    runs: 20,
+                    send: Duration::from_millis(10),
+                    answer: Duration::from_millis(700),
+                    receive: Duration::from_millis(20),
+                    decode: Duration::from_millis(30),
+                    result_bytes: 20 * 2048,
+                },
+                convert: Duration::from_millis(40),
                 ..client(1000, 1.25, 200 * 1024)
             },
             full_kcov: Some(client(1000, 2.5, 210 * 1024)),

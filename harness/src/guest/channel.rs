@@ -31,7 +31,7 @@ pub enum GuestError {
 }
 
 /// Where a channel's RUNs spent their time (for `cmafuzz bench`): counted, never acted on.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct ChannelTimes {
     pub runs: u64,
     /// Encoding and writing the RUN frames.
@@ -56,6 +56,18 @@ impl ChannelTimes {
         self.receive += o.receive;
         self.decode += o.decode;
         self.result_bytes += o.result_bytes;
+    }
+
+    /// What came after `earlier` (an earlier reading of the same counters).
+    pub fn since(&self, earlier: &ChannelTimes) -> ChannelTimes {
+        ChannelTimes {
+            runs: self.runs.saturating_sub(earlier.runs),
+            send: self.send.saturating_sub(earlier.send),
+            answer: self.answer.saturating_sub(earlier.answer),
+            receive: self.receive.saturating_sub(earlier.receive),
+            decode: self.decode.saturating_sub(earlier.decode),
+            result_bytes: self.result_bytes.saturating_sub(earlier.result_bytes),
+        }
     }
 }
 
