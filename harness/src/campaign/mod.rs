@@ -65,6 +65,23 @@ pub const STATUS_INTERVAL: Duration = Duration::from_secs(5);
 /// Default LLMP broker address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:1337";
 
+/// The broker address of a campaign given no `--listen`: [`DEFAULT_LISTEN`], or, when another
+/// campaign on this machine holds that port, a free loopback port (`Some(why)` says so), so
+/// campaigns on several targets can run side by side without flags.
+pub fn default_listen() -> Result<(SocketAddr, Option<String>), FuzzError> {
+    let want = parse_listen(DEFAULT_LISTEN)?;
+    match std::net::TcpListener::bind(want) {
+        Ok(_) => Ok((want, None)),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            let free = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(|e| FuzzError::Listen("127.0.0.1:0".into(), format!("no free loopback port: {e}")))?;
+            Ok((free, Some(format!("{want} is in use (another campaign?): this one's broker listens on {free}"))))
+        }
+        Err(e) => Err(FuzzError::Listen(want.to_string(), e.to_string())),
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum FuzzError {
     #[error("--duration {0}: expected a number with a unit, like 30s, 10m, 8h or 1d")]
@@ -802,6 +819,17 @@ pub type St = StdState<InMemoryOnDiskCorpus<ProgramInput>, ProgramInput, StdRand
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_listen_a_campaign_moves_off_a_default_port_another_one_holds() {
+        // Held by this test, or by something else on the machine: taken either way.
+        let _held = std::net::TcpListener::bind(DEFAULT_LISTEN);
+        let (a, why) = default_listen().expect("a free loopback port");
+        assert!(a.ip().is_loopback() && a.port() != 1337, "{a}");
+        let why = why.expect("the move is said");
+        assert!(why.contains("127.0.0.1:1337 is in use") && why.contains(&a.to_string()), "{why}");
+        assert!(std::net::TcpListener::bind(a).is_ok(), "the port given is free");
+    }
 
     #[test]
     fn durations_take_a_unit_or_bare_seconds_and_never_zero() {

@@ -32,9 +32,10 @@ pub struct FuzzArgs {
     /// Append every status line as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json_stats: Option<PathBuf>,
-    /// Address of this campaign's LLMP broker (loopback unless built with `public-broker`).
-    #[arg(long, value_name = "IP:PORT", default_value = crate::campaign::DEFAULT_LISTEN)]
-    pub listen: String,
+    /// Address of this campaign's LLMP broker (loopback unless built with `public-broker`);
+    /// default 127.0.0.1:1337, or a free loopback port when another campaign holds that one.
+    #[arg(long, value_name = "IP:PORT")]
+    pub listen: Option<String>,
     /// Join another machine's campaign: connect this broker to its broker.
     #[arg(long, value_name = "HOST:PORT")]
     pub broker: Option<String>,
@@ -90,6 +91,16 @@ pub fn run(a: FuzzArgs) -> anyhow::Result<u8> {
     let minimize_budget = budget("--minimize-budget", &minimize_budget)?;
     let exit_minimize_budget = budget("--exit-minimize-budget", &exit_minimize_budget)?;
     use crate::campaign as fuzz;
+    let listen = match listen {
+        Some(s) => fuzz::parse_listen(&s)?,
+        None => {
+            let (a, moved) = fuzz::default_listen()?;
+            if let Some(why) = moved {
+                errln!("cmafuzz fuzz: {why}");
+            }
+            a
+        }
+    };
     let opts = fuzz::FuzzOptions {
         target: targets::find(target.as_deref())?,
         kernel: kernel.choice(),
@@ -100,7 +111,7 @@ pub fn run(a: FuzzArgs) -> anyhow::Result<u8> {
         out,
         seed,
         json_stats,
-        listen: fuzz::parse_listen(&listen)?,
+        listen,
         broker: broker.as_deref().map(fuzz::parse_broker).transpose()?,
         stop_on_finding,
         sup: crate::oracle::Suppressions::builtin()?,
