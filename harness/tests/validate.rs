@@ -7,7 +7,11 @@
 //! slots before an uncached highmem remap: KI-1's fix). The bug series' first prefix is the
 //! cleanup series' kernel, so the bisection reuses its build; its introduced findings come with
 //! reproducers minimized on the patched kernel. The kernel-booting cases run one after the other
-//! (a lock); only the cleanup series runs a campaign (10 s a side).
+//! (a lock); only the cleanup series runs a campaign (10 s a side). The git-range form runs on
+//! the 6.1 history `tests/bisect.rs` bisects (`common/bisect_history.rs`), on two targets.
+
+#[path = "common/bisect_history.rs"]
+mod history;
 
 use serde_json::Value;
 use std::path::PathBuf;
@@ -151,4 +155,41 @@ fn series_on_base_and_patched_kernels() {
     assert_eq!(ki1["verdict"]["signature"], "alias-violation:vmap:nc+pkmap:wb");
     assert!(r["introduced"].as_array().is_some_and(Vec::is_empty), "{}", show(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("fixes KI-1"), "{}", show(&o));
+}
+
+/// The third form, `BASE..TIP` in `--kernel-src`, on a real tree and two targets: c19..c21 of the
+/// bisect fixture's 6.1 history (c20 injects `release-clears-one-bit-short`, c21 is a comment).
+/// The base is c19 in a private worktree; the tree's own checkout is left as it was; the bug is
+/// introduced on both targets, first by patch 1/2, named by its commit subject.
+#[test]
+fn a_git_range_in_a_kernel_tree_on_two_targets_names_the_commit_that_brings_the_bug() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (repo, shas) = history::history();
+    let state = |args: &[&str]| history::git(&repo, args);
+    let (head, status) = (state(&["rev-parse", "HEAD"]), state(&["status", "--porcelain"]));
+    let range = format!("{}..{}", shas[history::BUG_AT - 1], shas[history::BUG_AT + 1]);
+    let repo_arg = repo.to_string_lossy().into_owned();
+    let (o, r) = validate(
+        std::path::Path::new(&range),
+        &["--kernel-src", &repo_arg, "--target", "arm32-lowmem-6.1", "--duration", "0", "--minimize-budget", "0"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let r = r.expect("report");
+    assert_eq!(r["patches"].as_array().map(Vec::len), Some(2), "{}", show(&o));
+    let intro = r["introduced"].as_array().cloned().unwrap_or_default();
+    for t in ["arm32-6.1", "arm32-lowmem-6.1"] {
+        assert!(intro.iter().any(|f| f["target"] == t), "introduced on {t}: {}", show(&o));
+    }
+    assert!(intro.iter().all(|f| f["first_patch"] == 1), "every change is the first patch's: {}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("first in patch 1/2 \"mm/cma: clear the bitmap in cma_clear_bitmap() by the bits of count - 1\""),
+        "{}",
+        show(&o)
+    );
+    assert_eq!(
+        (state(&["rev-parse", "HEAD"]), state(&["status", "--porcelain"])),
+        (head, status),
+        "the tree is untouched"
+    );
 }
