@@ -68,6 +68,23 @@ fn generated_programs_agree_with_the_model_on_arm64_6_12() {
     assert!(u64::from(sum.reboots) < sum.programs / 10, "{} reboots for {} programs", sum.reboots, sum.programs);
 }
 
+/// Issue 11's acceptance: 2000 generated programs on every 7.x target, no unsuppressed verdict.
+#[test]
+fn generated_programs_agree_with_the_model_on_every_7x_target() {
+    for t in [
+        "arm32-7.2",
+        "arm32-lowmem-7.2",
+        "arm32-debug-7.2",
+        "arm64-7.2",
+        "arm64-hugetlb-7.2",
+        "arm64-hugetlb-ranges-7.2",
+        "arm32-7.3",
+        "arm64-7.3",
+    ] {
+        run(t, 2000, 20261124);
+    }
+}
+
 #[test]
 fn difftest_finds_the_injected_alignment_bug_and_keeps_reproducers_that_parse() {
     let t = targets::find(Some("arm64-6.1")).expect("target");

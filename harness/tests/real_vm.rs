@@ -99,6 +99,15 @@ fn seed_corpus_agrees_with_the_model_on_arm64_6_12() {
     replay_seeds("arm64-6.12");
 }
 
+/// Issue 11's acceptance: the seed corpus on every 7.x target (the debug and the two-range
+/// targets have their own tests below).
+#[test]
+fn seed_corpus_agrees_with_the_model_on_every_7x_target() {
+    for t in ["arm32-7.2", "arm32-lowmem-7.2", "arm64-7.2", "arm64-hugetlb-7.2", "arm32-7.3", "arm64-7.3"] {
+        replay_seeds(t);
+    }
+}
+
 /// The kernel as many users build it (CONFIG_DEBUG_VM and CONFIG_DMA_API_DEBUG on): every
 /// VM_BUG_ON/VM_WARN_ON evaluated, every freed page checked, every DMA alloc/free tracked, and
 /// still no unsuppressed verdict on the seed corpus.

@@ -111,4 +111,9 @@ pub trait Backend {
     fn restarts(&self) -> u32 {
         0
     }
+    /// The op kinds (`Op::kind` names) this backend refuses to run because they would not mean
+    /// what they mean (a kernel's boot self-check); generators leave them out.
+    fn refused_kinds(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
 }

@@ -296,6 +296,26 @@ fn parseable_files(dir: &Path, origin: Origin, quarantine: &Path) -> Result<Vec<
     Ok(ok)
 }
 
+/// The seed files whose programs use no op kind of `refused` (the kernel would refuse them);
+/// `say`: one line naming what was left out and why.
+fn offered_seeds(files: &[PathBuf], refused: &[&str], say: bool) -> Vec<PathBuf> {
+    if refused.is_empty() {
+        return files.to_vec();
+    }
+    let (keep, out): (Vec<_>, Vec<_>) = files
+        .iter()
+        .cloned()
+        .partition(|f| input::read_program(f).map_or(true, |p| !p.ops.iter().any(|op| refused.contains(&op.kind()))));
+    if say && !out.is_empty() {
+        eprintln!(
+            "cmafuzz fuzz: this kernel refuses {} (its boot self-check): {} seed(s) using them left out, and no program will have them",
+            refused.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "),
+            out.len()
+        );
+    }
+    keep
+}
+
 /// The areas (by name) `p` names.
 fn named_areas(p: &reference_impl::program::Program) -> std::collections::BTreeSet<String> {
     p.ops
@@ -334,16 +354,19 @@ fn warn_unseeded_areas(target: &Target, files: &[PathBuf], area_seeds: Option<&P
     }
 }
 
-/// Generated programs over the target's areas (as its kernel reports them), handles made valid.
+/// Generated programs over the target's areas (as its kernel reports them), without the op
+/// kinds its kernel refuses, handles made valid.
 pub struct ProgramGenerator {
-    pub areas: Arc<[crate::generate::GenArea]>,
+    pub space: Arc<mutate::Space>,
 }
 
 impl<S: HasRand> Generator<ProgramInput, S> for ProgramGenerator {
     fn generate(&mut self, state: &mut S) -> Result<ProgramInput, Error> {
         let seed = state.rand_mut().next();
         let mut d = mutate::SplitMix(seed);
-        Ok(ProgramInput(mutate::valid(crate::generate::program_for(seed, &self.areas), &mut d)))
+        let p =
+            crate::generate::without_kinds(crate::generate::program_for(seed, &self.space.areas), &self.space.refused);
+        Ok(ProgramInput(mutate::valid(p, &mut d)))
     }
 }
 
@@ -518,9 +541,14 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
         if let Some(f) = &focus {
             executor.set_focus(f.clone());
         }
-        // The areas the generator and the mutators choose among: the kernel's own list.
-        let areas: Arc<[crate::generate::GenArea]> =
-            crate::generate::GenArea::of(&executor.ensure_started()?.boot.areas).into();
+        // The areas the generator and the mutators choose among (the kernel's own list), and
+        // the op kinds they leave out (the kernel refuses them: its boot self-check).
+        let started = executor.ensure_started()?;
+        let space = Arc::new(mutate::Space {
+            areas: crate::generate::GenArea::of(&started.boot.areas),
+            refused: started.refused_kinds(),
+        });
+        let files = offered_seeds(&files, &space.refused, desc.id() == 0);
         let mut feedback = EagerOrFeedback::new(
             MaxMapFeedback::new(&executor.observers_ref().0),
             corpus::QueueEntriesFeedback::new(executor.observers_ref().0.handle()),
@@ -551,11 +579,11 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
         if state.must_load_initial_inputs() {
             state.load_initial_inputs_by_filenames_forced(&mut fuzzer, &mut executor, &mut mgr, &files)?;
             if state.corpus().count() == 0 {
-                let mut generator = ProgramGenerator { areas: areas.clone() };
+                let mut generator = ProgramGenerator { space: space.clone() };
                 state.generate_initial_inputs_forced(&mut fuzzer, &mut executor, &mut generator, &mut mgr, 8)?;
             }
         }
-        let mutator = HavocScheduledMutator::with_max_stack_pow(mutate::mutators(areas.clone()), 3);
+        let mutator = HavocScheduledMutator::with_max_stack_pow(mutate::mutators(space.clone()), 3);
         let mut stages = tuple_list!(StdMutationalStage::with_max_iterations(
             mutator,
             NonZeroUsize::new(16).unwrap_or(NonZeroUsize::MIN)

@@ -157,15 +157,35 @@ fn retarget(allocs: &[(u32, bool)], cma: Option<bool>, d: &mut dyn Dice) -> Opti
     }
 }
 
-/// A fresh op drawn from the seeded generator's distribution over `areas` (every kind, every
-/// area, their corner values).
-fn fresh_op(d: &mut dyn Dice, areas: &[GenArea]) -> Op {
-    let p = if areas.is_empty() {
-        crate::generate::program(d.next_u64())
-    } else {
-        crate::generate::program_for(d.next_u64(), areas)
-    };
-    p.ops[d.below(p.ops.len())].clone()
+/// A fresh op drawn from the seeded generator's distribution over `space`'s areas (every kind
+/// the kernel offers, every area, their corner values).
+fn fresh_op(d: &mut dyn Dice, space: &Space) -> Op {
+    loop {
+        let p = if space.areas.is_empty() {
+            crate::generate::program(d.next_u64())
+        } else {
+            crate::generate::program_for(d.next_u64(), &space.areas)
+        };
+        let p = crate::generate::without_kinds(p, &space.refused);
+        if !p.ops.is_empty() {
+            return p.ops[d.below(p.ops.len())].clone();
+        }
+    }
+}
+
+/// What the mutators draw from: the target's areas (as its kernel reports them) and the op
+/// kinds its kernel refuses ([`crate::diff::Executor::refused_kinds`]), which they never insert.
+#[derive(Debug, Clone, Default)]
+pub struct Space {
+    pub areas: Vec<GenArea>,
+    pub refused: Vec<&'static str>,
+}
+
+impl Space {
+    /// Every op kind offered.
+    pub fn of(areas: Vec<GenArea>) -> Space {
+        Space { areas, refused: Vec::new() }
+    }
 }
 
 /// The target area an op names (`None`: it names none, or one the target lacks).
@@ -212,7 +232,8 @@ pub const EDITS: &[Edit] = &[
 
 /// Applies `edit` to `p` over the target's `areas`; `false` when it could not apply (for
 /// example deleting from a one-op program) and `p` is unchanged.
-pub fn apply(p: &mut Program, edit: Edit, d: &mut dyn Dice, areas: &[GenArea]) -> bool {
+pub fn apply(p: &mut Program, edit: Edit, d: &mut dyn Dice, space: &Space) -> bool {
+    let areas = &space.areas[..];
     let mut nodes = to_nodes(p, 0);
     let len = nodes.len();
     let ok = match edit {
@@ -220,7 +241,7 @@ pub fn apply(p: &mut Program, edit: Edit, d: &mut dyn Dice, areas: &[GenArea]) -
             if len >= MAX_FUZZ_OPS {
                 return false;
             }
-            let op = if edit == Edit::Insert { fresh_op(d, areas) } else { Op::Observe };
+            let op = if edit == Edit::Insert { fresh_op(d, space) } else { Op::Observe };
             let at = d.below(len + 1);
             let n = fresh_node(&nodes, op);
             nodes.insert(at, n);
@@ -467,11 +488,11 @@ pub fn tweak(op: &mut Op, d: &mut dyn Dice, areas: &[GenArea]) {
 pub struct EditMutator {
     edit: Edit,
     name: Cow<'static, str>,
-    areas: Arc<[GenArea]>,
+    space: Arc<Space>,
 }
 
 impl EditMutator {
-    pub fn new(edit: Edit, areas: Arc<[GenArea]>) -> Self {
+    pub fn new(edit: Edit, space: Arc<Space>) -> Self {
         let name = match edit {
             Edit::Insert => "prog-insert",
             Edit::Delete => "prog-delete",
@@ -482,7 +503,7 @@ impl EditMutator {
             Edit::InsertObserve => "prog-insert-observe",
             Edit::Area => "prog-area",
         };
-        EditMutator { edit, name: Cow::Borrowed(name), areas }
+        EditMutator { edit, name: Cow::Borrowed(name), space }
     }
 }
 
@@ -495,7 +516,7 @@ impl Named for EditMutator {
 impl<S: HasRand> Mutator<ProgramInput, S> for EditMutator {
     fn mutate(&mut self, state: &mut S, input: &mut ProgramInput) -> Result<MutationResult, Error> {
         let mut d = RandDice(state.rand_mut());
-        Ok(if apply(&mut input.0, self.edit, &mut d, &self.areas) {
+        Ok(if apply(&mut input.0, self.edit, &mut d, &self.space) {
             MutationResult::Mutated
         } else {
             MutationResult::Skipped
@@ -541,10 +562,10 @@ impl<S: HasRand + HasCorpus<ProgramInput>> Mutator<ProgramInput, S> for SpliceMu
     }
 }
 
-/// Every program mutator over the target's `areas`, as a tuple for `HavocScheduledMutator`.
+/// Every program mutator over `space`, as a tuple for `HavocScheduledMutator`.
 /// Tweaks are listed twice: most bugs sit at one corner value of one argument.
 pub fn mutators(
-    areas: Arc<[GenArea]>,
+    space: Arc<Space>,
 ) -> libafl_bolts::tuples::tuple_list_type!(
     EditMutator,
     EditMutator,
@@ -558,15 +579,15 @@ pub fn mutators(
     SpliceMutator
 ) {
     libafl_bolts::tuples::tuple_list!(
-        EditMutator::new(Edit::Insert, areas.clone()),
-        EditMutator::new(Edit::Delete, areas.clone()),
-        EditMutator::new(Edit::Duplicate, areas.clone()),
-        EditMutator::new(Edit::Swap, areas.clone()),
-        EditMutator::new(Edit::Tweak, areas.clone()),
-        EditMutator::new(Edit::Tweak, areas.clone()),
-        EditMutator::new(Edit::Retarget, areas.clone()),
-        EditMutator::new(Edit::InsertObserve, areas.clone()),
-        EditMutator::new(Edit::Area, areas),
+        EditMutator::new(Edit::Insert, space.clone()),
+        EditMutator::new(Edit::Delete, space.clone()),
+        EditMutator::new(Edit::Duplicate, space.clone()),
+        EditMutator::new(Edit::Swap, space.clone()),
+        EditMutator::new(Edit::Tweak, space.clone()),
+        EditMutator::new(Edit::Tweak, space.clone()),
+        EditMutator::new(Edit::Retarget, space.clone()),
+        EditMutator::new(Edit::InsertObserve, space.clone()),
+        EditMutator::new(Edit::Area, space),
         SpliceMutator
     )
 }
@@ -688,6 +709,20 @@ mod tests {
     }
 
     #[test]
+    fn inserted_ops_are_never_of_a_kind_the_kernel_refuses() {
+        let space = Space { areas: vec![GenArea::reserved()], refused: vec!["dma_map", "pin"] };
+        let mut d = SplitMix(5);
+        let mut kinds = std::collections::BTreeSet::new();
+        for _ in 0..500 {
+            let mut p = prog("observe\n");
+            apply(&mut p, Edit::Insert, &mut d, &space);
+            kinds.extend(p.ops.iter().map(Op::kind));
+        }
+        assert!(!kinds.contains("dma_map") && !kinds.contains("pin"), "{kinds:?}");
+        assert!(kinds.contains("cma_alloc") && kinds.contains("kmap"), "the others still come: {kinds:?}");
+    }
+
+    #[test]
     fn mutations_move_ops_to_every_area_and_use_its_bit_size() {
         let areas = vec![
             GenArea::reserved(),
@@ -705,8 +740,8 @@ mod tests {
         for i in 0..3000 {
             let mut p = prog("cma_alloc area=reserved count=16 align=0\npin area=reserved off=3\n");
             let edit = if i % 2 == 0 { Edit::Area } else { Edit::Tweak };
-            apply(&mut p, edit, &mut d, &areas);
-            apply(&mut p, Edit::Tweak, &mut d, &areas);
+            apply(&mut p, edit, &mut d, &Space::of(areas.clone()));
+            apply(&mut p, Edit::Tweak, &mut d, &Space::of(areas.clone()));
             for op in &p.ops {
                 if let Some(AreaRef::Name(n)) = op_area(op) {
                     named.insert(n.clone());
@@ -739,7 +774,7 @@ mod tests {
                 if e == EDITS.len() {
                     p = splice(&p, &q, &mut d);
                 } else {
-                    apply(&mut p, EDITS[e], &mut d, &areas);
+                    apply(&mut p, EDITS[e], &mut d, &Space::of(areas.clone()));
                 }
                 prop_assert!(!p.ops.is_empty());
                 prop_assert!(p.ops.len() <= MAX_FUZZ_OPS);

@@ -146,6 +146,15 @@ impl<R: Backend, S: Backend> Executor<R, S> {
         Executor { target: target.clone(), choice, reference, subject, boot, sup, rules, coverage: false }
     }
 
+    /// The op kinds either backend refuses (see [`Backend::refused_kinds`]).
+    pub fn refused_kinds(&self) -> Vec<&'static str> {
+        let mut k: Vec<_> = self.reference.iter().flat_map(Backend::refused_kinds).collect();
+        k.extend(self.subject.iter().flat_map(Backend::refused_kinds));
+        k.sort_unstable();
+        k.dedup();
+        k
+    }
+
     /// Observe after every op on both sides (`--observe-each`).
     pub fn set_observe_each(&mut self, on: bool) {
         if let Some(s) = self.subject.as_mut() {

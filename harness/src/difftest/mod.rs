@@ -156,11 +156,21 @@ pub fn difftest(
     let mut ex = Executor::start(target, BackendChoice::Both, kc, sup, &mut |l| eprintln!("{l}"))?;
     let boot = ex.boot.clone();
     let areas = generate::GenArea::of(&boot.areas);
+    // Ops the kernel refuses (its boot self-check) are not generated: said once, never run.
+    let refused = ex.refused_kinds();
+    if !refused.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}: this kernel refuses {}: programs are generated without them",
+            target.name,
+            refused.join(", ")
+        );
+    }
     let mut sum = DifftestSummary::default();
     let t = Instant::now();
     let mut last_progress = Instant::now();
     for s in opts.seed..opts.seed.saturating_add(opts.count) {
-        let prog = generate::program_for(s, &areas);
+        let prog = generate::without_kinds(generate::program_for(s, &areas), &refused);
         if let Some(m) = ex.reference.as_mut() {
             // What the reset will expect: boot, or boot plus arm64 pool growth.
             m.reset().map_err(SessionError::Backend)?;

@@ -293,6 +293,17 @@ pub fn program(seed: u64) -> Program {
     program_for(seed, &[GenArea::reserved()])
 }
 
+/// `p` without its ops of the `refused` kinds (a kernel's [`crate::backend::Backend::refused_kinds`]:
+/// ops it would refuse to run), for generators on that kernel. Refused kinds define no handle
+/// (a kernel that cannot `cma_alloc` or `dma_alloc` has no self-check passing at all), so the
+/// handles of the rest still name what they named.
+pub fn without_kinds(mut p: Program, refused: &[&str]) -> Program {
+    if !refused.is_empty() {
+        p.ops.retain(|op| !refused.contains(&op.kind()));
+    }
+    p
+}
+
 /// The program of `seed` over `areas` (default area first). Without any area (`cma=0`) the
 /// ops that name an area become `dma_alloc`s.
 pub fn program_for(seed: u64, areas: &[GenArea]) -> Program {

@@ -97,6 +97,25 @@ fn meaning(kind: u32) -> &'static str {
     }
 }
 
+/// Every op kind the driver runs: its wire kind and its program name.
+const KINDS: [(u32, &str); 10] = [
+    (wire::OP_CMA_ALLOC, "cma_alloc"),
+    (wire::OP_CMA_RELEASE, "cma_release"),
+    (wire::OP_CMA_RELEASE_RAW, "cma_release_raw"),
+    (wire::OP_DMA_ALLOC, "dma_alloc"),
+    (wire::OP_DMA_FREE, "dma_free"),
+    (wire::OP_PIN, "pin"),
+    (wire::OP_UNPIN, "unpin"),
+    (wire::OP_KMAP, "kmap"),
+    (wire::OP_DMA_MAP, "dma_map"),
+    (wire::OP_OBSERVE, "observe"),
+];
+
+/// The op kinds [`check_ops`] refuses on this kernel, by program name.
+pub fn refused_kinds(hello: &wire::Hello) -> Vec<&'static str> {
+    KINDS.iter().filter(|(k, _)| !hello.op_works(*k)).map(|(_, n)| *n).collect()
+}
+
 /// Refuses a program with an op kind the kernel's boot self-check found not doing what it
 /// means (`hello.ops_ok`): such an op is never run as something else.
 pub fn check_ops(prog: &[ResolvedOp], hello: &wire::Hello) -> Result<(), BackendError> {
@@ -236,6 +255,8 @@ mod tests {
         assert!(matches!(e, BackendError::OpUnsupported { index: 1, op: "pin", .. }), "{e:?}");
         let msg = e.to_string();
         assert!(msg.contains("`pin`") && msg.contains("Linux 7.2.13-armmp"), "{msg}");
+        assert_eq!(refused_kinds(&h), vec!["pin", "unpin", "kmap"], "the names programs use");
+        assert!(refused_kinds(&hello_without(&[])).is_empty());
     }
 
     #[test]

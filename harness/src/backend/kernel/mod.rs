@@ -237,6 +237,10 @@ impl Backend for KernelBackend {
         self.kcov
     }
 
+    fn refused_kinds(&self) -> Vec<&'static str> {
+        self.hello().map(codec::refused_kinds).unwrap_or_default()
+    }
+
     fn restarts(&self) -> u32 {
         self.reboots
     }
