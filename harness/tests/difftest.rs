@@ -74,6 +74,7 @@ fn generated_programs_agree_with_the_model_on_every_7x_target() {
     for t in [
         "arm32-7.2",
         "arm32-lowmem-7.2",
+        "arm32-pools-7.2",
         "arm32-debug-7.2",
         "arm64-7.2",
         "arm64-hugetlb-7.2",

@@ -103,7 +103,9 @@ fn seed_corpus_agrees_with_the_model_on_arm64_6_12() {
 /// targets have their own tests below).
 #[test]
 fn seed_corpus_agrees_with_the_model_on_every_7x_target() {
-    for t in ["arm32-7.2", "arm32-lowmem-7.2", "arm64-7.2", "arm64-hugetlb-7.2", "arm32-7.3", "arm64-7.3"] {
+    for t in
+        ["arm32-7.2", "arm32-lowmem-7.2", "arm32-pools-7.2", "arm64-7.2", "arm64-hugetlb-7.2", "arm32-7.3", "arm64-7.3"]
+    {
         replay_seeds(t);
     }
 }
