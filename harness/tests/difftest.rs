@@ -68,21 +68,24 @@ fn generated_programs_agree_with_the_model_on_arm64_6_12() {
     assert!(u64::from(sum.reboots) < sum.programs / 10, "{} reboots for {} programs", sum.reboots, sum.programs);
 }
 
-/// Issue 11's acceptance: 2000 generated programs on every 7.x target, no unsuppressed verdict.
+/// Issue 11's acceptance, as a regression guard: generated programs on every 7.x target, no
+/// unsuppressed verdict. 2000 programs each agreed (2026-12-03, this test with 2000 everywhere:
+/// 24 minutes, the two-range target 9 of them: every observation there walks 2 GiB of
+/// page-granular linear map under TCG); CI runs 500, and 100 on the two-range target.
 #[test]
 fn generated_programs_agree_with_the_model_on_every_7x_target() {
-    for t in [
-        "arm32-7.2",
-        "arm32-lowmem-7.2",
-        "arm32-pools-7.2",
-        "arm32-debug-7.2",
-        "arm64-7.2",
-        "arm64-hugetlb-7.2",
-        "arm64-hugetlb-ranges-7.2",
-        "arm32-7.3",
-        "arm64-7.3",
+    for (t, n) in [
+        ("arm32-7.2", 500),
+        ("arm32-lowmem-7.2", 500),
+        ("arm32-pools-7.2", 500),
+        ("arm32-debug-7.2", 500),
+        ("arm64-7.2", 500),
+        ("arm64-hugetlb-7.2", 500),
+        ("arm64-hugetlb-ranges-7.2", 100),
+        ("arm32-7.3", 500),
+        ("arm64-7.3", 500),
     ] {
-        run(t, 2000, 20261124);
+        run(t, n, 20261124);
     }
 }
 
