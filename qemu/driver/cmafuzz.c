@@ -549,7 +549,16 @@ static void cf_op_dma_alloc(const struct cf_op *op, struct cf_result *r)
 		attrs |= DMA_ATTR_WRITE_COMBINE;
 	if (op->flags & CF_ATTR_NOKMAP)
 		attrs |= DMA_ATTR_NO_KERNEL_MAPPING;
-	gfp = (op->flags & CF_GFP_ATOMIC) ? GFP_ATOMIC : GFP_KERNEL;
+	/*
+	 * __GFP_NOWARN: a failed allocation is an outcome the model predicts,
+	 * not a console report.  It changes no path (dma-direct, arm32
+	 * __dma_alloc and cma_alloc() only pass it on as no_warn), and each
+	 * warning it spares is a backtrace that costs the guest about 3 ms
+	 * under TCG (arm64's "DMA pool exhausted" WARN, the page allocator's
+	 * order WARN_ON_ONCE_GFP, cma_alloc()'s failure report).
+	 */
+	gfp = ((op->flags & CF_GFP_ATOMIC) ? GFP_ATOMIC : GFP_KERNEL) |
+	      __GFP_NOWARN;
 
 	cpu = dma_alloc_attrs(dev, size, &dma, gfp, attrs);
 	cf_flush_pool_work(gfp);

@@ -125,7 +125,7 @@ struct cf_agent_hello {
 /* cf_op.flags for CF_OP_DMA_ALLOC */
 #define CF_ATTR_WC		(1u << 0)	/* DMA_ATTR_WRITE_COMBINE */
 #define CF_ATTR_NOKMAP		(1u << 1)	/* DMA_ATTR_NO_KERNEL_MAPPING */
-#define CF_GFP_ATOMIC		(1u << 8)	/* GFP_ATOMIC instead of GFP_KERNEL */
+#define CF_GFP_ATOMIC		(1u << 8)	/* GFP_ATOMIC instead of GFP_KERNEL (either with __GFP_NOWARN) */
 #define CF_DMA_FLAGS_MASK	(CF_ATTR_WC | CF_ATTR_NOKMAP | CF_GFP_ATOMIC)
 
 /* The largest op arguments the driver takes; an op above them is CF_ST_BADOP. */

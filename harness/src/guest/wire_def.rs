@@ -648,7 +648,7 @@ pub const ITEMS: &[Item] = &[
     Item::Note("cf_op.flags for CF_OP_DMA_ALLOC"),
     bit("CF_ATTR_WC", ATTR_WC as u64, "DMA_ATTR_WRITE_COMBINE"),
     bit("CF_ATTR_NOKMAP", ATTR_NOKMAP as u64, "DMA_ATTR_NO_KERNEL_MAPPING"),
-    bit("CF_GFP_ATOMIC", GFP_ATOMIC as u64, "GFP_ATOMIC instead of GFP_KERNEL"),
+    bit("CF_GFP_ATOMIC", GFP_ATOMIC as u64, "GFP_ATOMIC instead of GFP_KERNEL (either with __GFP_NOWARN)"),
     expr("CF_DMA_FLAGS_MASK", DMA_FLAGS_MASK as u64, "(CF_ATTR_WC | CF_ATTR_NOKMAP | CF_GFP_ATOMIC)", ""),
     Item::Gap,
     Item::Note("The largest op arguments the driver takes; an op above them is CF_ST_BADOP."),
