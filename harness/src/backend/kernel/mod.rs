@@ -111,6 +111,17 @@ impl KernelBackend {
         t
     }
 
+    /// `n` RUNs of no ops on the running VM, timed from the first write to the last RESULT: the
+    /// round trip's own cost, beside which a program's guest work is measured (`cmafuzz bench`).
+    pub fn empty_round_trips(&mut self, n: u32) -> Result<std::time::Duration, BackendError> {
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            let r = self.vm()?.chan().run(&[]);
+            r.map_err(|e| self.guest_err(e))?;
+        }
+        Ok(t.elapsed())
+    }
+
     fn drop_vm(&mut self) {
         self.pending_reset = None;
         if let Some(mut vm) = self.vm.take() {
