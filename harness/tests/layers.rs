@@ -76,10 +76,6 @@ fn code(text: &str) -> String {
         out.push_str(line.split(" //").next().unwrap_or(line));
         out.push('\n');
     }
-    // Test modules sit at the end of their files here.
-    if let Some(at) = out.find("#[cfg(test)]\nmod ") {
-        out.truncate(at);
-    }
     // Drop string literals (a doc string may say `crate::x`).
     let mut clean = String::with_capacity(out.len());
     let mut in_str = false;
@@ -92,7 +88,33 @@ fn code(text: &str) -> String {
         }
         prev = if prev == '\\' && c == '\\' { ' ' } else { c };
     }
-    clean
+    // Drop every `#[cfg(test)] mod … { … }`, wherever it sits (brace literals do not count).
+    let clean = clean.replace("'{'", "' '").replace("'}'", "' '");
+    let mut rest = clean.as_str();
+    let mut kept = String::with_capacity(clean.len());
+    while let Some(at) = rest.find("#[cfg(test)]\nmod ") {
+        kept.push_str(&rest[..at]);
+        let body = &rest[at..];
+        let Some(open) = body.find('{') else { return kept };
+        let mut depth = 0usize;
+        let mut end = body.len();
+        for (k, ch) in body[open..].char_indices() {
+            match ch {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = open + k + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        rest = &body[end..];
+    }
+    kept.push_str(rest);
+    kept
 }
 
 fn ident_at(s: &[u8], mut i: usize) -> (String, usize) {
