@@ -65,18 +65,19 @@ pub const STATUS_INTERVAL: Duration = Duration::from_secs(5);
 /// Default LLMP broker address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:1337";
 
-/// The broker address of a campaign given no `--listen`: [`DEFAULT_LISTEN`], or, when another
-/// campaign on this machine holds that port, a free loopback port (`Some(why)` says so), so
-/// campaigns on several targets can run side by side without flags.
-pub fn default_listen() -> Result<(SocketAddr, Option<String>), FuzzError> {
+/// The broker's listening socket for a campaign given no `--listen`: on [`DEFAULT_LISTEN`], or,
+/// when another campaign on this machine holds that port, on a free loopback port (`Some(why)`
+/// says so), so campaigns on several targets can run side by side without flags. It is bound
+/// here and kept until the broker takes it: campaigns started together cannot both pick one port.
+pub fn default_listen() -> Result<(std::net::TcpListener, Option<String>), FuzzError> {
     let want = parse_listen(DEFAULT_LISTEN)?;
     match std::net::TcpListener::bind(want) {
-        Ok(_) => Ok((want, None)),
+        Ok(l) => Ok((l, None)),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            let free = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
+            let l = std::net::TcpListener::bind("127.0.0.1:0")
                 .map_err(|e| FuzzError::Listen("127.0.0.1:0".into(), format!("no free loopback port: {e}")))?;
-            Ok((free, Some(format!("{want} is in use (another campaign?): this one's broker listens on {free}"))))
+            let free = l.local_addr().map_err(|e| FuzzError::Listen("127.0.0.1:0".into(), e.to_string()))?;
+            Ok((l, Some(format!("{want} is in use (another campaign?): this one's broker listens on {free}"))))
         }
         Err(e) => Err(FuzzError::Listen(want.to_string(), e.to_string())),
     }
@@ -127,7 +128,9 @@ pub struct FuzzOptions {
     pub out: PathBuf,
     pub seed: u64,
     pub json_stats: Option<PathBuf>,
-    pub listen: SocketAddr,
+    /// The broker's address; `None`: [`default_listen`], bound as the campaign starts its clients
+    /// and held until the broker takes it (campaigns started side by side cannot pick one port).
+    pub listen: Option<SocketAddr>,
     pub broker: Option<SocketAddr>,
     /// Stop once `OUT/findings` holds a finding (this campaign's or one found before).
     pub stop_on_finding: bool,
@@ -634,12 +637,26 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
         Ok(())
     };
 
-    let port = opts.listen.port();
-    let listen = opts.listen;
-    // Fail before forking anything when the port is taken or the other broker is not there.
-    std::net::TcpListener::bind(listen).map_err(|e| {
-        FuzzError::Listen(listen.to_string(), format!("{e} (another campaign on this port? pick one with --listen)"))
-    })?;
+    // Fail before forking anything when the port is taken or the other broker is not there. The
+    // socket stays bound from here to the broker.
+    let listener = match opts.listen {
+        Some(listen) => std::net::TcpListener::bind(listen).map_err(|e| {
+            FuzzError::Listen(
+                listen.to_string(),
+                format!("{e} (another campaign on this port? pick one with --listen)"),
+            )
+        })?,
+        None => {
+            let (listener, moved) = default_listen()?;
+            if let Some(why) = moved {
+                eprintln!("cmafuzz fuzz: {why}");
+            }
+            listener
+        }
+    };
+    let listen = listener.local_addr().map_err(|e| FuzzError::Listen("the broker's socket".into(), e.to_string()))?;
+    let listener = std::cell::RefCell::new(Some(listener));
+    let port = listen.port();
     if let Some(addr) = opts.broker {
         std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))
             .map_err(|e| FuzzError::BrokerUnreachable(addr.to_string(), e.to_string()))?;
@@ -656,6 +673,8 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
             Some(client_description) => {
                 // The client's restarter: only the launching process keeps the write end.
                 stop.close_write();
+                // Only the broker listens.
+                drop(listener.borrow_mut().take());
                 libafl::events::setup_restarting_mgr_llmp(
                     client_shmem.clone(),
                     EventConfig::AlwaysUnique,
@@ -669,7 +688,9 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
             }
             None => {
                 let mon = mon.ok_or_else(|| Error::illegal_state("the broker has no monitor"))?;
-                if let Err(e) = run_broker(client_shmem.clone(), mon, listen, remote, stop) {
+                let l =
+                    listener.borrow_mut().take().ok_or_else(|| Error::illegal_state("the broker's socket is gone"))?;
+                if let Err(e) = run_broker(client_shmem.clone(), mon, l, remote, stop) {
                     // The launcher only logs a broker's error: keep it for the exit code.
                     *broker_err.borrow_mut() = Some(e.to_string());
                 }
@@ -776,7 +797,7 @@ fn triage_dirs(
 fn run_broker(
     shmem: StdShMemProvider,
     mon: monitor::StatusMonitor,
-    listen: SocketAddr,
+    listener: std::net::TcpListener,
     remote: Option<SocketAddr>,
     stop: StopPipe,
 ) -> Result<(), Error> {
@@ -793,8 +814,6 @@ fn run_broker(
             .map_err(|e| Error::illegal_state(format!("--broker {addr}: cannot join that campaign's broker: {e}")))?;
         eprintln!("cmafuzz fuzz: linked to the broker at {addr}");
     }
-    let listener = std::net::TcpListener::bind(listen)
-        .map_err(|e| Error::illegal_state(format!("--listen {listen}: {e} (is another campaign using that port?)")))?;
     broker.inner_mut().launch_listener(Listener::Tcp(listener))?;
     // SAFETY: getpid cannot fail.
     let me = unsafe { libc::getpid() };
@@ -852,11 +871,14 @@ mod tests {
     fn without_listen_a_campaign_moves_off_a_default_port_another_one_holds() {
         // Held by this test, or by something else on the machine: taken either way.
         let _held = std::net::TcpListener::bind(DEFAULT_LISTEN);
-        let (a, why) = default_listen().expect("a free loopback port");
+        let (l, why) = default_listen().expect("a free loopback port");
+        let a = l.local_addr().expect("bound");
         assert!(a.ip().is_loopback() && a.port() != 1337, "{a}");
         let why = why.expect("the move is said");
         assert!(why.contains("127.0.0.1:1337 is in use") && why.contains(&a.to_string()), "{why}");
-        assert!(std::net::TcpListener::bind(a).is_ok(), "the port given is free");
+        assert!(std::net::TcpListener::bind(a).is_err(), "the port is held until the broker takes it");
+        drop(l);
+        assert!(std::net::TcpListener::bind(a).is_ok(), "and was free");
     }
 
     #[test]

@@ -91,16 +91,7 @@ pub fn run(a: FuzzArgs) -> anyhow::Result<u8> {
     let minimize_budget = budget("--minimize-budget", &minimize_budget)?;
     let exit_minimize_budget = budget("--exit-minimize-budget", &exit_minimize_budget)?;
     use crate::campaign as fuzz;
-    let listen = match listen {
-        Some(s) => fuzz::parse_listen(&s)?,
-        None => {
-            let (a, moved) = fuzz::default_listen()?;
-            if let Some(why) = moved {
-                errln!("cmafuzz fuzz: {why}");
-            }
-            a
-        }
-    };
+    let listen = listen.as_deref().map(fuzz::parse_listen).transpose()?;
     let opts = fuzz::FuzzOptions {
         target: targets::find(target.as_deref())?,
         kernel: kernel.choice(),
