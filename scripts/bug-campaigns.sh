@@ -39,7 +39,7 @@ field() { sed -n "s/.*\"$1\": *\"\{0,1\}\([^\",]*\).*/\1/p" "$2" | head -n1; }
 # --full: the findings a whole campaign left in $4, judged; prints one line per finding.
 full_report() {
     local name="$1" target="$2" p="$3" out="$4" rc="$5" n=0 ok=0 lines=""
-    local d sig count orig min repro replay_rc
+    local d sig count orig min repro replay_rc want minsig
     for d in "$out"/findings/*/; do
         [ -f "$d/meta.json" ] || continue
         n=$((n + 1))
@@ -47,10 +47,14 @@ full_report() {
         orig="$(field original_ops "$d/meta.json")" min="$(field min_ops "$d/meta.json")"
         repro="$d/reproducer.min.prog"
         case "$min" in '' | *[!0-9]*) min="" ;; esac
-        [ -f "$repro" ] && [ -n "$min" ] || { repro="$d/reproducer.prog"; min="$orig (not minimized)"; }
+        # The minimized reproducer keeps the first verdict observed after every op (where the
+        # state first went wrong), which may be another signature than the one found.
+        want="$sig" minsig="$(field min_signature "$d/meta.json")"
+        [ -f "$repro" ] && [ -n "$min" ] || { repro="$d/reproducer.prog"; min="$orig (not minimized)"; minsig=""; }
+        [ -z "$minsig" ] || [ "$minsig" = "$sig" ] || { want="$minsig"; sig="$sig -> $minsig"; }
         replay_rc=0
         "$CMAFUZZ" replay "$repro" --target "$target" --kernel-patch "$p" >"$d/replay.log" 2>&1 || replay_rc=$?
-        if [ "$replay_rc" -eq 1 ] && grep -qF "[$sig]" "$d/replay.log"; then
+        if [ "$replay_rc" -eq 1 ] && grep -qF "[$want]" "$d/replay.log"; then
             replays="replays"
             case "$min" in *minimized*) ;; *) [ "$min" -le 6 ] && ok=$((ok + 1)) ;; esac
         else

@@ -669,3 +669,34 @@ fn dma_map_on_arm32_6_1_maps_the_held_pages_and_changes_nothing() {
         [mapped(128), mapped(124), mapped(16), mapped(2), mapped(1), Outcome::Noop, Outcome::Noop]
     );
 }
+
+/// Issue 11's acceptance for `--kernel-src`: a 7.3-rc tree as a user has it (Debian's tarball
+/// unpacked, here hard-linked from the cache's unpacked copy to save CI a minute), given to a
+/// target of another version (`arm32-6.12`: the same machine and fragments as `arm32-7.3`). The
+/// version comes from the tree's Makefile, the profile is named with its evidence, and the seed
+/// corpus agrees on the kernel built from that tree.
+#[test]
+fn seed_corpus_agrees_on_a_hand_unpacked_7_3_tree() {
+    let t73 = targets::find(Some("arm32-7.3")).expect("target");
+    let pristine = cmafuzz::build::kernel::pristine_tree(&t73, &mut |l| eprintln!("{l}")).expect("7.3 source");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("linux-7.3");
+    let st = std::process::Command::new("cp").arg("-al").arg(&pristine).arg(&dir).status().expect("cp runs");
+    assert!(st.success(), "{}: cp -al failed", pristine.display());
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cmafuzz"))
+        .arg("replay")
+        .arg(seed_dir())
+        .args(["--target", "arm32-6.12", "--kernel-src"])
+        .arg(&dir)
+        .output()
+        .expect("cmafuzz runs");
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    println!("{out}\n{err}");
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let want = format!("kernel tree {} is 7.3.0-rc7: profile 7.3 (its sources agree)", dir.display());
+    assert!(err.contains(&want), "{err}");
+    assert!(err.contains("yes: CMA areas made of ranges"), "{err}");
+    assert!(out.contains("kernel: arm32-6.12 (7.3.0-rc7"), "the kernel booted is the tree's: {out}");
+    let n = replay::collect_files(&[seed_dir()]).expect("seed corpus").len();
+    assert!(out.contains(&format!("{n} programs: {n} agree, 0 diverge, 0 errors")), "{out}");
+}

@@ -709,7 +709,11 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
         .launch_with_manager(spawn_mgr);
     // SAFETY: getpid cannot fail.
     if unsafe { libc::getpid() } != main_pid {
-        // A client or its restarter coming back out of the launcher: its work is done.
+        // A client or its restarter coming back out of the launcher: its work is done, or it
+        // failed (said in the clients' log: the restarter only sees the exit).
+        if let Err(e) = &launched {
+            eprintln!("cmafuzz fuzz: client {} stopped: {e}", std::process::id());
+        }
         std::process::exit(0);
     }
     match launched {
