@@ -711,7 +711,7 @@ pub fn run(opts: &FuzzOptions) -> Result<Summary, FuzzError> {
     if unsafe { libc::getpid() } != main_pid {
         // A client or its restarter coming back out of the launcher: its work is done, or it
         // failed (said in the clients' log: the restarter only sees the exit).
-        if let Err(e) = &launched {
+        if let Some(e) = launched.as_ref().err().filter(|e| !matches!(e, Error::ShuttingDown)) {
             eprintln!("cmafuzz fuzz: client {} stopped: {e}", std::process::id());
         }
         std::process::exit(0);
