@@ -178,3 +178,56 @@ fn the_testzero_regression_is_harmless_where_debug_vm_is_on() {
     let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or("")).expect("JSON line");
     assert_eq!(v["verdicts"].as_array().map(Vec::len), Some(0), "{text}");
 }
+
+/// Every kernel built from one Debian source, arch and fragment set shares one tree and its
+/// objects (`build::tree::build_variant`): a variant recompiles only what it and the one before
+/// it changed. A kernel built right after a bug's must carry none of the bug: a patch that only
+/// appends a comment, built after the bug, gives the pristine kernel's code and data exactly,
+/// and recompiles a handful of files, not the tree. Both patches are new to the cache on every
+/// run (a comment naming this run), so both really build.
+#[test]
+fn a_variant_built_after_another_carries_none_of_its_patches() {
+    use cmafuzz::build::kernel::{self, BuildRequest};
+    use cmafuzz::build::signature;
+    let t = targets::find(Some("arm32-6.1")).expect("target");
+    let mut log = |l: &str| eprintln!("{l}");
+    let req = |patches: Vec<PathBuf>| BuildRequest { target: t.clone(), src: None, patches };
+    let pristine = kernel::build(&req(vec![]), &mut log).expect("pristine kernel");
+    let sig0 = signature::of_vmlinux(&pristine.vmlinux).expect("signature");
+
+    let tree = kernel::pristine_tree(&t, &mut log).expect("source");
+    let d = tempfile::tempdir().expect("temp dir");
+    let run = format!("{}-{:?}", std::process::id(), std::time::SystemTime::now());
+    let comment = |name: &str| {
+        let rel = "kernel/dma/contiguous.c";
+        let old = std::fs::read_to_string(tree.join(rel)).expect("source file");
+        let (a, b) = (d.path().join(format!("{name}.a")), d.path().join(format!("{name}.b")));
+        std::fs::write(&a, &old).expect("write");
+        std::fs::write(&b, format!("{old}/* cmafuzz variant test {name} {run} */\n")).expect("write");
+        let out = std::process::Command::new("diff")
+            .args(["-u", "--label", &format!("a/{rel}"), "--label", &format!("b/{rel}")])
+            .arg(&a)
+            .arg(&b)
+            .output()
+            .expect("diff");
+        let p = d.path().join(format!("{name}.patch"));
+        std::fs::write(&p, &out.stdout).expect("write");
+        p
+    };
+    let bug = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../benchmarks/bugs/release-clears-one-bit-short.patch");
+    let a = kernel::build(&req(vec![bug, comment("a")]), &mut log).expect("the bug's kernel");
+    let b = kernel::build(&req(vec![comment("b")]), &mut log).expect("the comment's kernel");
+    assert!(!a.cache_hit && !b.cache_hit, "both built");
+    assert_ne!(signature::of_vmlinux(&a.vmlinux).expect("signature"), sig0, "the bug changes the kernel");
+    assert_eq!(signature::of_vmlinux(&b.vmlinux).expect("signature"), sig0, "the bug is gone from the next build");
+    let blog = std::fs::read_to_string(b.dir.join("build.log")).expect("build log");
+    let compiled: Vec<&str> = blog.lines().filter(|l| l.trim_start().starts_with("CC ")).collect();
+    assert!(
+        compiled.iter().any(|l| l.ends_with("mm/cma.o")) && compiled.iter().any(|l| l.ends_with("contiguous.o")),
+        "the files the two patches touched are recompiled: {compiled:?}"
+    );
+    assert!(compiled.len() < 20, "{} files recompiled, not a handful: {compiled:?}", compiled.len());
+    for k in [a, b] {
+        std::fs::remove_dir_all(&k.dir).expect("removing this test's kernels");
+    }
+}

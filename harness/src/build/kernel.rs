@@ -191,6 +191,18 @@ pub fn build(req: &BuildRequest, progress: &mut dyn FnMut(&str)) -> Result<Kerne
     if dir.join("done").is_file() {
         return Ok(arts(true, start.elapsed().as_secs_f64()));
     }
+    let Some(src) = req.src.as_deref() else {
+        // Debian's source: in the tree its arch and fragments share (incremental).
+        for p in &req.patches {
+            if !p.is_file() {
+                return Err(BuildError::PatchUnreadable {
+                    path: p.clone(),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+                });
+            }
+        }
+        return crate::build::tree::build_variant(req, progress);
+    };
     // One builder per key: a second process (or test thread) waits, then hits the cache.
     fs::create_dir_all(root.join("kernels")).map_err(io("creating the kernel cache"))?;
     let _lock = lock(&root.join("kernels").join(format!(".{key}.lock")))?;
@@ -217,7 +229,7 @@ pub fn build(req: &BuildRequest, progress: &mut dyn FnMut(&str)) -> Result<Kerne
     let log_path = logs.join(format!("{}-{}-{key}.log", req.target.arch, req.target.version));
     let _ = fs::remove_file(&log_path);
     let tmp = root.join("kernels").join(format!(".tmp-{key}-{}", std::process::id()));
-    let result = build_in(req, &root, &work, &tree, &out, &log_path, image_name(req), &tmp, progress);
+    let result = build_in(req, src, &root, &work, &tree, &out, &log_path, image_name(req), &tmp, progress);
     // The tree is large (~1.5 GiB) and ccache makes rebuilding it cheap; the log stays.
     let _ = fs::remove_dir_all(&work);
     if let Err(e) = result {
@@ -246,6 +258,7 @@ pub fn build(req: &BuildRequest, progress: &mut dyn FnMut(&str)) -> Result<Kerne
 #[allow(clippy::too_many_arguments)]
 fn build_in(
     req: &BuildRequest,
+    src: &Path,
     root: &Path,
     work: &Path,
     tree: &Path,
@@ -256,7 +269,7 @@ fn build_in(
     progress: &mut dyn FnMut(&str),
 ) -> Result<(), BuildError> {
     progress(&format!("[{}] preparing source in {}", req.target.name, tree.display()));
-    prepare_source(req, tree, log_path, progress)?;
+    prepare_source(src, tree, log_path)?;
     for p in &req.patches {
         apply_patch(p, tree, log_path)?;
     }
@@ -348,43 +361,26 @@ pub(crate) fn lock(path: &Path) -> Result<disk::Lock, BuildError> {
     disk::Lock::exclusive(path).map_err(io(format!("locking {}", path.display())))
 }
 
-/// Gives `tree` a private copy of the kernel source. The Debian tarball is
-/// unpacked once into `cache::root()/src/<sha>` and hard-linked from there:
-/// `patch` and `install_driver` replace files rather than write into them,
-/// and the build runs with `O=`, so the shared copy is never modified.
-fn prepare_source(
-    req: &BuildRequest,
-    tree: &Path,
-    log: &Path,
-    progress: &mut dyn FnMut(&str),
-) -> Result<(), BuildError> {
-    match &req.src {
-        None => {
-            let pristine = pristine_source(req, log, progress)?;
-            let mut c = Command::new("cp");
-            c.arg("-al").arg(&pristine).arg(tree);
-            run_logged(&mut c, "linking the kernel source", log, "", &mut |_| {})
-        }
-        Some(dir) => {
-            fs::create_dir_all(tree).map_err(io(format!("creating {}", tree.display())))?;
-            // Hard links where the cache shares the tree's file system (seconds, not the
-            // minute a copy of ~1.5 GiB takes): like the Debian source's, the copy is only
-            // ever replaced file by file (patch, install_driver) or unlinked (mrproper).
-            let mut c = Command::new("sh");
-            c.arg("-c")
-                .arg(
-                    "link() { for f in \"$1\"/* \"$1\"/.[!.]*; do [ -e \"$f\" ] || continue; \
-                     [ \"${f##*/}\" = .git ] && continue; cp -al \"$f\" \"$2\"/ || return 1; done; }; \
-                     { link \"$1\" \"$2\" 2>/dev/null || { rm -rf \"$2\" && mkdir -p \"$2\" && \
-                     tar -C \"$1\" --exclude=.git -cf - . | tar -C \"$2\" -xf -; }; } \
-                     && make -C \"$2\" -s mrproper",
-                )
-                .arg("sh")
-                .arg(dir)
-                .arg(tree);
-            run_logged(&mut c, "copying the kernel source", log, "", &mut |_| {})
-        }
-    }
+/// Gives `tree` a private copy of the user's kernel tree `dir` (Debian's source is built in its
+/// variant tree instead, [`crate::build::tree::build_variant`]).
+fn prepare_source(dir: &Path, tree: &Path, log: &Path) -> Result<(), BuildError> {
+    fs::create_dir_all(tree).map_err(io(format!("creating {}", tree.display())))?;
+    // Hard links where the cache shares the tree's file system (seconds, not the
+    // minute a copy of ~1.5 GiB takes): like the Debian source's, the copy is only
+    // ever replaced file by file (patch, install_driver) or unlinked (mrproper).
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg(
+            "link() { for f in \"$1\"/* \"$1\"/.[!.]*; do [ -e \"$f\" ] || continue; \
+             [ \"${f##*/}\" = .git ] && continue; cp -al \"$f\" \"$2\"/ || return 1; done; }; \
+             { link \"$1\" \"$2\" 2>/dev/null || { rm -rf \"$2\" && mkdir -p \"$2\" && \
+             tar -C \"$1\" --exclude=.git -cf - . | tar -C \"$2\" -xf -; }; } \
+             && make -C \"$2\" -s mrproper",
+        )
+        .arg("sh")
+        .arg(dir)
+        .arg(tree);
+    run_logged(&mut c, "copying the kernel source", log, "", &mut |_| {})
 }
 
 /// The target's unpacked Debian source (unpacked once, shared read-only by every build; the
@@ -477,10 +473,29 @@ pub const MAKEFILE_LINES: &[(&str, &str)] = &[
     ("arch/arm64/mm/Makefile", "KCOV_INSTRUMENT_dma-mapping.o := y\n"),
 ];
 
+/// The files [`install_driver`] adds to a tree (the driver and its wire header).
+pub(crate) const DRIVER_FILES: [&str; 2] = ["mm/cmafuzz.c", "mm/cmafuzz_wire.h"];
+
+/// The comment line above [`MAKEFILE_LINES`] in each Makefile.
+const MAKEFILE_MARK: &str = "# cmafuzz: test driver and KCOV of the code under test";
+
+/// What [`install_driver`] appends to a Makefile of [`MAKEFILE_LINES`].
+fn makefile_block(lines: &str) -> String {
+    format!("\n{MAKEFILE_MARK}\n{lines}")
+}
+
+/// Whether `ours` is what [`install_driver`] makes of the source file `rel` whose text is
+/// `theirs` (a Makefile with the driver's lines appended).
+pub(crate) fn is_installed_form(rel: &Path, theirs: &[u8], ours: &[u8]) -> bool {
+    MAKEFILE_LINES
+        .iter()
+        .any(|(mf, lines)| Path::new(mf) == rel && ours.strip_prefix(theirs) == Some(makefile_block(lines).as_bytes()))
+}
+
 /// Adds the test driver to the tree as a built-in part of `mm/`, where it can
 /// include the private `mm/cma.h`, and the KCOV lines of [`MAKEFILE_LINES`].
 pub(crate) fn install_driver(tree: &Path) -> Result<(), BuildError> {
-    for (rel, text) in [("mm/cmafuzz.c", DRIVER_C), ("mm/cmafuzz_wire.h", WIRE_H)] {
+    for (rel, text) in DRIVER_FILES.iter().zip([DRIVER_C, WIRE_H]) {
         // Left alone when already there (a tree that stays put, build::tree): a new mtime
         // would make every incremental build recompile the driver.
         let p = tree.join(rel);
@@ -495,10 +510,14 @@ pub(crate) fn install_driver(tree: &Path) -> Result<(), BuildError> {
             // The other architecture's directory (or a tree without it): nothing to add.
             continue;
         }
-        // Replace, never write through: the tree is hard-linked to a shared copy.
+        // Replace, never write through: the tree is hard-linked to a shared copy. Once only: a
+        // tree that stays put (build::tree, the variant tree) already has the lines.
         let mut text = fs::read_to_string(&mf).map_err(io(format!("reading {rel}")))?;
-        text.push_str("\n# cmafuzz: test driver and KCOV of the code under test\n");
-        text.push_str(lines);
+        let block = makefile_block(lines);
+        if text.ends_with(&block) {
+            continue;
+        }
+        text.push_str(&block);
         fs::remove_file(&mf).map_err(io(format!("replacing {rel}")))?;
         fs::write(&mf, text).map_err(io(format!("writing {rel}")))?;
     }
@@ -543,7 +562,7 @@ pub fn verify_config(fragments: &[(&str, &str)], config: &str) -> Result<(), Bui
 
 /// Runs a build step with its output appended to `log`, printing progress
 /// every 15 s; on failure the error carries the log's tail.
-fn run_logged(
+pub(crate) fn run_logged(
     cmd: &mut Command,
     step: &str,
     log: &Path,
@@ -601,7 +620,7 @@ fn run_logged(
     })
 }
 
-fn count_compiled(log: &Path) -> usize {
+pub(crate) fn count_compiled(log: &Path) -> usize {
     fs::File::open(log)
         .map(|f| BufReader::new(f).lines().map_while(Result::ok).filter(|l| l.starts_with("  CC")).count())
         .unwrap_or(0)
