@@ -93,9 +93,16 @@ fn seed_corpus_agrees_with_the_model_on_arm64_6_12() {
 /// targets have their own tests below).
 #[test]
 fn seed_corpus_agrees_with_the_model_on_every_7x_target() {
-    for t in
-        ["arm32-7.2", "arm32-lowmem-7.2", "arm32-pools-7.2", "arm64-7.2", "arm64-hugetlb-7.2", "arm32-7.3", "arm64-7.3"]
-    {
+    for t in [
+        "arm32-7.2",
+        "arm32-lowmem-7.2",
+        "arm32-pools-7.2",
+        "arm32-lpae-7.2",
+        "arm64-7.2",
+        "arm64-hugetlb-7.2",
+        "arm32-7.3",
+        "arm64-7.3",
+    ] {
         replay_seeds(t);
     }
 }
@@ -360,7 +367,7 @@ fn a_stale_pkmap_slot_is_an_alias_violation_suppressed_as_a_known_kernel_issue()
 #[test]
 fn the_stale_pkmap_slot_alias_reproduces_on_7_2_and_7_3() {
     let prog = "corpora/regressions/stale-pkmap-slot.prog";
-    for target in ["arm32-7.2", "arm32-7.3"] {
+    for target in ["arm32-7.2", "arm32-lpae-7.2", "arm32-7.3"] {
         let (code, v, all) = replay_json(target, prog, &[]);
         assert_eq!(code, Some(0), "{target}: {all}");
         assert_eq!(v["divergences"].as_array().map(Vec::len), Some(0), "{target}: {all}");
