@@ -484,14 +484,6 @@ fn makefile_block(lines: &str) -> String {
     format!("\n{MAKEFILE_MARK}\n{lines}")
 }
 
-/// Whether `ours` is what [`install_driver`] makes of the source file `rel` whose text is
-/// `theirs` (a Makefile with the driver's lines appended).
-pub(crate) fn is_installed_form(rel: &Path, theirs: &[u8], ours: &[u8]) -> bool {
-    MAKEFILE_LINES
-        .iter()
-        .any(|(mf, lines)| Path::new(mf) == rel && ours.strip_prefix(theirs) == Some(makefile_block(lines).as_bytes()))
-}
-
 /// Adds the test driver to the tree as a built-in part of `mm/`, where it can
 /// include the private `mm/cma.h`, and the KCOV lines of [`MAKEFILE_LINES`].
 pub(crate) fn install_driver(tree: &Path) -> Result<(), BuildError> {
@@ -769,8 +761,8 @@ pub(crate) fn build_variant(req: &BuildRequest, progress: &mut dyn FnMut(&str)) 
 /// Makes `src` (a hard-linked copy of `pristine` that patches and the driver have replaced
 /// files of) hold what `pristine` holds: a file whose content differs, or which is missing,
 /// becomes a fresh copy (new inode, mtime now, the shared copy untouched); a file `pristine`
-/// has not is removed, but for the driver's own files, and a Makefile that holds the source's
-/// text plus the driver's lines is left as it is: `install_driver` keeps those up to date. A file still hard-linked to `pristine`'s is unchanged by definition and not read.
+/// has not is removed, but for the driver's own files, which `install_driver` keeps up to date
+/// (a Makefile with the driver's lines is put back too: a patch must see the source's text). A file still hard-linked to `pristine`'s is unchanged by definition and not read.
 /// Returns how many files were put back or removed.
 pub(crate) fn resync(pristine: &Path, src: &Path) -> Result<usize, BuildError> {
     use std::os::unix::fs::MetadataExt;
@@ -802,7 +794,7 @@ pub(crate) fn resync(pristine: &Path, src: &Path) -> Result<usize, BuildError> {
             Ok(b) if a.is_file() && b.is_file() && a.len() <= b.len() => {
                 let theirs = fs::read(&from).map_err(io(format!("reading {}", from.display())))?;
                 let ours = fs::read(&to).map_err(io(format!("reading {}", to.display())))?;
-                theirs == ours || is_installed_form(rel, &theirs, &ours)
+                theirs == ours
             }
             Ok(_) => false,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
@@ -934,10 +926,9 @@ mod variant_tests {
         fs::create_dir_all(src.join("kernel/dma")).expect("mkdir");
         fs::write(src.join("kernel/dma/Makefile"), "obj-y += x.o\n").expect("write");
         install_driver(&src).expect("install");
-        let mf_ino = ino(&src.join("kernel/dma/Makefile"));
         let (same_ino, mk_ino) = (ino(&src.join("same.c")), ino(&pristine.join("Makefile")));
 
-        assert_eq!(resync(&pristine, &src).expect("resync"), 4, "cma.c, page_alloc.c, link, new.c");
+        assert_eq!(resync(&pristine, &src).expect("resync"), 5, "cma.c, page_alloc.c, link, new.c, the Makefile");
         assert_eq!(fs::read_to_string(src.join("mm/cma.c")).expect("read"), "cma\n");
         assert_ne!(ino(&src.join("mm/cma.c")), ino(&pristine.join("mm/cma.c")), "a copy, not a link");
         assert_eq!(fs::read_to_string(src.join("mm/page_alloc.c")).expect("read"), "pa\n");
@@ -945,7 +936,7 @@ mod variant_tests {
         assert_eq!(fs::read_link(src.join("link")).expect("link"), Path::new("mm/cma.c"));
         assert_eq!(ino(&src.join("same.c")), same_ino, "an equal file keeps its mtime");
         assert_eq!(ino(&src.join("Makefile")), mk_ino, "a linked file is left linked");
-        assert_eq!(ino(&src.join("kernel/dma/Makefile")), mf_ino, "the driver's Makefile lines are left in");
+        assert_eq!(fs::read_to_string(src.join("kernel/dma/Makefile")).expect("read"), "obj-y += x.o\n");
         assert!(src.join("mm/cmafuzz.c").is_file(), "the driver stays");
         assert_eq!(fs::read_to_string(pristine.join("mm/cma.c")).expect("read"), "cma\n", "the shared copy");
         assert_eq!(resync(&pristine, &src).expect("resync"), 0, "a second resync finds nothing");
