@@ -236,22 +236,36 @@ pub fn build(req: &BuildRequest, progress: &mut dyn FnMut(&str)) -> Result<Kerne
         let _ = fs::remove_dir_all(&tmp);
         return Err(e);
     }
+    let src = req.src.as_ref().map(|p| p.display().to_string());
+    let secs = publish(req, &key, serde_json::json!(src), &tmp, &dir, start)?;
+    progress(&format!("[{}] built in {secs:.0} s: {}", req.target.name, dir.display()));
+    Ok(arts(false, secs))
+}
+
+/// Writes `meta.json` and the done marker into `tmp` and publishes it as the cache slot `dir`;
+/// returns the seconds since `start`.
+fn publish(
+    req: &BuildRequest,
+    key: &str,
+    src: serde_json::Value,
+    tmp: &Path,
+    dir: &Path,
+    start: Instant,
+) -> Result<f64, BuildError> {
     let meta = serde_json::json!({
         "target": req.target.name,
         "key": key,
-        "src": req.src.as_ref().map(|p| p.display().to_string()),
+        "src": src,
         "patches": req.patches.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "seconds": start.elapsed().as_secs_f64(),
     });
     fs::write(tmp.join("meta.json"), meta.to_string()).map_err(io("writing meta.json"))?;
     fs::write(tmp.join("done"), b"").map_err(io("writing done marker"))?;
     if dir.exists() {
-        fs::remove_dir_all(&dir).map_err(io(format!("removing incomplete {}", dir.display())))?;
+        fs::remove_dir_all(dir).map_err(io(format!("removing incomplete {}", dir.display())))?;
     }
-    disk::publish_dir(&tmp, &dir).map_err(io(format!("publishing {}", dir.display())))?;
-    let secs = start.elapsed().as_secs_f64();
-    progress(&format!("[{}] built in {secs:.0} s: {}", req.target.name, dir.display()));
-    Ok(arts(false, secs))
+    disk::publish_dir(tmp, dir).map_err(io(format!("publishing {}", dir.display())))?;
+    Ok(start.elapsed().as_secs_f64())
 }
 
 /// The build proper, in `work`; artifacts are copied into `tmp`.
@@ -685,20 +699,7 @@ pub(crate) fn build_in_place_after(
         let _ = fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    let meta = serde_json::json!({
-        "target": req.target.name,
-        "key": key,
-        "src": identity,
-        "patches": req.patches.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-        "seconds": start.elapsed().as_secs_f64(),
-    });
-    fs::write(tmp.join("meta.json"), meta.to_string()).map_err(io("writing meta.json"))?;
-    fs::write(tmp.join("done"), b"").map_err(io("writing done marker"))?;
-    if dir.exists() {
-        fs::remove_dir_all(&dir).map_err(io(format!("removing incomplete {}", dir.display())))?;
-    }
-    disk::publish_dir(&tmp, &dir).map_err(io(format!("publishing {}", dir.display())))?;
-    let secs = start.elapsed().as_secs_f64();
+    let secs = publish(req, &key, serde_json::json!(identity), &tmp, &dir, start)?;
     let n = count_compiled(&dir.join("build.log"));
     progress(&format!("[{}] built in {secs:.0} s ({n} files compiled): {}", req.target.name, dir.display()));
     Ok(arts(false, secs))
